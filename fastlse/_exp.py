@@ -1,0 +1,241 @@
+"""Branch-free, vectorizable exp and log1p for float32 / float64.
+
+Numba's ``np.exp`` / ``math.exp`` lower to scalar libm calls (SVML is not
+available with PyPI's llvmlite), which keeps every loop that calls them scalar.
+The functions here are straight-line code: Cody-Waite range reduction, a
+near-minimax polynomial, and scaling by ``2**k`` built from the float's bits,
+so LLVM inlines them and emits AVX2/AVX-512 code for the loops that call them.
+
+Special values follow IEEE: ``exp(-inf) == 0``, ``exp(+inf) == inf``,
+``exp(nan) is nan``, overflow gives ``inf`` and gradual underflow gives
+subnormals (scaling is done in two steps so ``2**k`` never leaves the normal
+range).
+
+The range reduction relies on exact rounding tricks, so these functions are
+compiled *without* the ``reassoc`` fast-math flag (only ``contract``, which
+allows FMA); kernels that inline them may use ``reassoc`` for their own sums.
+Nothing here knows about arrays, axes or Python objects.
+"""
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+__all__ = ["exp32", "exp64", "log1p64", "maxnum", "minnum"]
+
+# fast-math flags used by every kernel of the package: never nnan / ninf.
+FASTMATH = set({"nsz", "arcp", "contract", "afn", "reassoc"})
+_EXACT = set({"contract"})
+
+
+# ----------------------------------------------------------------------------
+# LLVM intrinsics numba does not expose
+# ----------------------------------------------------------------------------
+@intrinsic
+def _f64_as_i64(typingctx, x):
+    sig = types.int64(types.float64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return sig, codegen
+
+
+@intrinsic
+def _i64_as_f64(typingctx, x):
+    sig = types.float64(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return sig, codegen
+
+
+@intrinsic
+def _pow2_f32(typingctx, k):
+    """2**k for an integer-valued float32 k in the normal exponent range."""
+    sig = types.float32(types.float32)
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        ki = builder.fptosi(args[0], i32)
+        bits = builder.shl(builder.add(ki, ir.Constant(i32, 127)), ir.Constant(i32, 23))
+        return builder.bitcast(bits, ir.FloatType())
+
+    return sig, codegen
+
+
+@intrinsic
+def _pow2_f64(typingctx, k):
+    """2**k for an integer-valued float64 k in the normal exponent range."""
+    sig = types.float64(types.float64)
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        ki = builder.fptosi(args[0], i64)
+        bits = builder.shl(builder.add(ki, ir.Constant(i64, 1023)), ir.Constant(i64, 52))
+        return builder.bitcast(bits, ir.DoubleType())
+
+    return sig, codegen
+
+
+def _minmax_intrinsic(name):
+    @intrinsic
+    def _impl(typingctx, a, b):
+        if not (isinstance(a, types.Float) and a == b):
+            return None
+        sig = a(a, b)
+
+        def codegen(context, builder, signature, args):
+            lty = args[0].type
+            fnty = ir.FunctionType(lty, [lty, lty])
+            fn = builder.module.declare_intrinsic(f"llvm.{name}", [lty], fnty)
+            return builder.call(fn, args)
+
+        return sig, codegen
+
+    return _impl
+
+
+#: ``maxnum(a, b)``: IEEE maxNum (a nan operand is ignored). LLVM vectorizes
+#: reductions over it, unlike a compare-and-select written in Python.
+maxnum = _minmax_intrinsic("maxnum")
+#: ``minnum(a, b)``: IEEE minNum.
+minnum = _minmax_intrinsic("minnum")
+
+# ----------------------------------------------------------------------------
+# exp, float64: |error| < 1 ulp in the normal range
+# ----------------------------------------------------------------------------
+_LOG2E64 = np.float64(1.4426950408889634)
+_LN2HI64 = np.float64(6.93147180369123816490e-01)  # high bits of ln 2 (exact * k)
+_LN2LO64 = np.float64(1.90821492927058770002e-10)
+_SHIFT64 = np.float64(6755399441055744.0)  # 1.5 * 2**52: float -> nearest int
+_HI64 = np.float64(710.0)  # exp(710) overflows
+_LO64 = np.float64(-1080.0)  # exp(-1080) underflows to 0
+_HALF64 = np.float64(0.5)
+# near-minimax polynomial for exp on [-ln2/2, ln2/2] (mpmath.chebyfit, degree 11)
+_P64 = (
+    1.0,
+    1.0,
+    0.50000000000000203099,
+    0.16666666666666682285,
+    0.041666666666473292202,
+    0.0083333333333184622646,
+    0.0013888888956219214689,
+    0.00019841269893049545164,
+    0.000024801481344570322675,
+    2.7557237736740599929e-6,
+    2.7634155490989483407e-7,
+    2.5111203257471138686e-8,
+)
+_C64 = tuple(np.float64(c) for c in _P64)
+(_A0, _A1, _A2, _A3, _A4, _A5, _A6, _A7, _A8, _A9, _A10, _A11) = _C64
+
+
+@njit(fastmath=_EXACT, cache=True)
+def exp64(x):
+    """exp(x) for float64, branch-free (inlined and vectorized by LLVM)."""
+    xc = _HI64 if x > _HI64 else x
+    xc = _LO64 if xc < _LO64 else xc
+    k = (xc * _LOG2E64 + _SHIFT64) - _SHIFT64
+    r = (xc - k * _LN2HI64) - k * _LN2LO64
+    r2 = r * r
+    r4 = r2 * r2
+    # Estrin's scheme: short dependency chains keep the FMA units busy
+    p01 = _A0 + _A1 * r
+    p23 = _A2 + _A3 * r
+    p45 = _A4 + _A5 * r
+    p67 = _A6 + _A7 * r
+    p89 = _A8 + _A9 * r
+    pab = _A10 + _A11 * r
+    q0 = p01 + p23 * r2
+    q1 = p45 + p67 * r2
+    q2 = p89 + pab * r2
+    p = q0 + (q1 + q2 * r4) * r4
+    k1 = (k * _HALF64 + _SHIFT64) - _SHIFT64
+    y = p * _pow2_f64(k1) * _pow2_f64(k - k1)
+    return y if x == x else x
+
+
+# ----------------------------------------------------------------------------
+# exp, float32: computed in float32, |error| <= 1 ulp in the normal range
+# ----------------------------------------------------------------------------
+_LOG2E32 = np.float32(1.4426950408889634)
+_LN2HI32 = np.float32(0.693145751953125)  # 12 significant bits: k * hi is exact
+_LN2LO32 = np.float32(1.428606765330187045e-06)
+_SHIFT32 = np.float32(12582912.0)  # 1.5 * 2**23
+_HI32 = np.float32(89.0)
+_LO32 = np.float32(-104.0)
+_HALF32 = np.float32(0.5)
+_P32 = (
+    1.0,
+    1.0000000400388699736,
+    0.5000000050018797119,
+    0.16666405302634304496,
+    0.041666340142225575983,
+    0.0083759682263114252878,
+    0.0013942159833661435644,
+)
+(_B0, _B1, _B2, _B3, _B4, _B5, _B6) = tuple(np.float32(c) for c in _P32)
+
+
+@njit(fastmath=_EXACT, cache=True)
+def exp32(x):
+    """exp(x) for float32, computed in float32, branch-free."""
+    xc = _HI32 if x > _HI32 else x
+    xc = _LO32 if xc < _LO32 else xc
+    k = (xc * _LOG2E32 + _SHIFT32) - _SHIFT32
+    r = (xc - k * _LN2HI32) - k * _LN2LO32
+    r2 = r * r
+    p = (_B0 + _B1 * r) + (_B2 + _B3 * r) * r2 + ((_B4 + _B5 * r) + _B6 * r2) * (r2 * r2)
+    k1 = (k * _HALF32 + _SHIFT32) - _SHIFT32
+    y = p * _pow2_f32(k1) * _pow2_f32(k - k1)
+    return y if x == x else x
+
+
+# ----------------------------------------------------------------------------
+# log1p, float64, for t >= 0 (the finishing step m + log1p(t) of every lse)
+# ----------------------------------------------------------------------------
+_SQRT2_64 = np.float64(1.4142135623730951)
+_LN2_64 = np.float64(0.6931471805599453)
+_ONE64 = np.float64(1.0)
+_TWO64 = np.float64(2.0)
+# log(f) = 2 atanh(s), s = (f-1)/(f+1), |s| <= 0.1716: series in s**2
+_L = tuple(np.float64(1.0 / (2 * i + 1)) for i in range(12))
+(_L0, _L1, _L2, _L3, _L4, _L5, _L6, _L7, _L8, _L9, _L10, _L11) = _L
+_MANT = np.int64(0x000FFFFFFFFFFFFF)
+_EXP1 = np.int64(0x3FF0000000000000)
+
+
+@njit(fastmath=_EXACT, cache=True)
+def log1p64(t):
+    """log1p(t) for float64 t >= 0 (or inf / nan), branch-free.
+
+    Uses u = 1 + t rounded, log(u) from the exponent bits and an atanh series,
+    plus the correction (t - (u - 1)) / u that restores the bits lost in u.
+    """
+    u = _ONE64 + t
+    bits = _f64_as_i64(u)
+    e = (bits >> 52) - 1023
+    f = _i64_as_f64((bits & _MANT) | _EXP1)  # f in [1, 2)
+    big = f > _SQRT2_64
+    f = f * _HALF64 if big else f
+    ef = np.float64(e) + (_ONE64 if big else 0.0)
+    s = (f - _ONE64) / (f + _ONE64)
+    z = s * s
+    z2 = z * z
+    z4 = z2 * z2
+    z8 = z4 * z4
+    q = (
+        (_L0 + _L1 * z)
+        + (_L2 + _L3 * z) * z2
+        + ((_L4 + _L5 * z) + (_L6 + _L7 * z) * z2) * z4
+        + ((_L8 + _L9 * z) + (_L10 + _L11 * z) * z2) * z8
+    )
+    c = (t - (u - _ONE64)) / u
+    y = ef * _LN2_64 + (_TWO64 * s * q + c)
+    # t small: u == 1 exactly and the formula gives c == t; exact enough.
+    y = t if u == _ONE64 else y
+    y = u if u > 1.7e308 else y  # inf stays inf
+    return y if t == t else t
