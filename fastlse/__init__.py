@@ -1,0 +1,13 @@
+"""fastlse: fast, accurate log-sum-exp, softmax and log-softmax on CPU.
+
+Drop-in replacements for ``scipy.special.logsumexp``, ``softmax`` and
+``log_softmax`` running on parallel Numba kernels with a vectorized exp.
+Nothing is compiled at import: each kernel compiles on first use per dtype.
+"""
+
+from ._api import log_softmax, logsumexp, softmax
+from ._parallel import num_threads
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "log_softmax", "logsumexp", "num_threads", "softmax"]

@@ -1,0 +1,465 @@
+"""Public functions: validation, dtype rules, dispatch to the drivers.
+
+Signatures and semantics are those of ``scipy.special`` (1.17), plus ``out=``
+for softmax / log_softmax.  Each function validates first (numpy's own errors),
+then makes one call into the axis layer and one into a driver.
+"""
+
+import numba
+import numpy as np
+
+from . import _parallel as P
+from ._axis import Plan, normalize_axes
+
+__all__ = ["log_softmax", "logsumexp", "softmax"]
+
+#: a row at least this long, in a batch of fewer rows than threads, is split
+#: into pieces that threads share (merged with the pair algebra)
+PIECE = 1 << 16
+
+
+# ----------------------------------------------------------------------------
+# dtype rules
+# ----------------------------------------------------------------------------
+def _compute_dtype(dt):
+    """Kernel dtype for a real floating result dtype (float16 computes in f32)."""
+    if dt == np.float64 or dt == np.float32:
+        return dt
+    if dt == np.float16:
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)  # longdouble and friends: computed in float64
+
+
+def _lse_dtype(a, b):
+    """scipy's promotion for logsumexp: a with b, ints and bools -> float64."""
+    if b is None:
+        dt = a.dtype
+    elif isinstance(b, (int, float, complex)) and not isinstance(b, bool):
+        dt = np.result_type(a.dtype, b)  # python scalars are weak (NEP 50)
+    else:
+        dt = np.result_type(a.dtype, np.asarray(b).dtype)
+    if dt.kind in "biu":
+        dt = np.dtype(np.float64)
+    if dt.kind not in "fc":
+        raise TypeError(f"logsumexp: unsupported dtype {dt} for a (or b)")
+    return dt
+
+
+def _softmax_dtype(x):
+    """scipy computes exp(x - max(x)): ints follow np.exp (int8 -> float16, ...)."""
+    dt = x.dtype
+    if dt.kind == "b":
+        return np.dtype(np.float64)  # scipy raises for bools; the answer is clear
+    if dt.kind in "iu":
+        return np.exp(np.zeros(0, dtype=dt)).dtype
+    if dt.kind not in "fc":
+        raise TypeError(f"unsupported dtype {dt} for x")
+    return dt
+
+
+def _is_dask(x):
+    """True for a dask array, without importing dask (it is optional)."""
+    return type(x).__module__.startswith("dask.") and hasattr(x, "dask")
+
+
+def _nthreads():
+    return numba.config.NUMBA_NUM_THREADS
+
+
+# ----------------------------------------------------------------------------
+# pairs: (m, t) along axes, in kernel layout; shared by logsumexp and dask
+# ----------------------------------------------------------------------------
+def _pairs(plan):
+    """(m, t) float64 arrays of the plan's reductions, kernel-result shape."""
+    v = plan.view
+    if plan.kind == "rows":
+        m_, n_ = v.shape
+        mo = np.empty(m_)
+        to = np.empty(m_)
+        if n_ == 0:
+            mo.fill(-np.inf)
+            to.fill(0.0)
+        elif m_ < 2 * _nthreads() and n_ >= 2 * PIECE and m_ * n_ >= P.PARALLEL_MIN_WORK:
+            npc = min((n_ + PIECE - 1) // PIECE, 8 * _nthreads())
+            piece = (n_ + npc - 1) // npc
+            mp = np.empty((m_, npc))
+            tp = np.empty((m_, npc))
+            P.pair_pieces(v.size, v, piece, mp, tp)
+            P.merge_pieces(mp, tp, mo, to)
+        else:
+            P.pair_rows(v.size, v, mo, to)
+        return mo, to
+    p_, n_, q_ = v.shape
+    mo = np.empty((p_, q_))
+    to = np.empty((p_, q_))
+    if n_ == 0:
+        mo.fill(-np.inf)
+        to.fill(0.0)
+    else:
+        P.pair_cols(v.size, v, mo, to)
+    return mo, to
+
+
+def lse_pairs(a, axes):
+    """Partial ``(m, t)`` pairs of a real array over ``axes`` (keepdims shape).
+
+    ``sum exp(a) == exp(m) * (1 + t)`` along the axes; float64 results. Used by
+    the dask path and :class:`OnlineLogSumExp` to merge partial reductions.
+    """
+    a = np.asarray(a)
+    if a.dtype.kind in "biu":
+        a = a.astype(np.float64)
+    cdt = _compute_dtype(a.dtype)
+    plan = Plan(a, axes, dtype=cdt)
+    mo, to = _pairs(plan)
+    return plan.reduced(mo, True), plan.reduced(to, True)
+
+
+def _lse_plain(a, axes, keepdims, cdt, rdt):
+    plan = Plan(a, axes, dtype=cdt)
+    v = plan.view
+    if (
+        plan.kind == "rows"
+        and v.shape[1] > 0
+        and not (v.shape[0] < 2 * _nthreads() and v.shape[1] >= 2 * PIECE)
+    ):
+        res = np.empty(v.shape[0], dtype=cdt)
+        P.lse_rows(v.size, v, res)
+    else:
+        mo, to = _pairs(plan)
+        res = np.empty(mo.size, dtype=cdt)
+        P.finish_rows(mo.ravel(), to.ravel(), res)
+    res = plan.reduced(res, keepdims)
+    return res.astype(rdt, copy=False)
+
+
+def _lse_weighted(a, b, axes, keepdims, cdt, rdt):
+    nd = a.ndim
+    kept = [i for i in range(nd) if i not in axes]
+    perm = kept + list(axes)
+    n = int(np.prod([a.shape[i] for i in axes], dtype=np.int64))
+    x = np.ascontiguousarray(np.transpose(a, perm), dtype=cdt).reshape(-1, n)
+    w = np.ascontiguousarray(np.transpose(b, perm), dtype=np.float64).reshape(-1, n)
+    out = np.empty(x.shape[0])
+    sgn = np.empty(x.shape[0])
+    if n == 0:
+        out.fill(-np.inf)
+        sgn.fill(0.0)
+    else:
+        P.lse_weighted_rows(x.size, x, w, out, sgn)
+    shape = tuple(a.shape[i] for i in kept)
+    out = out.reshape(shape)
+    sgn = sgn.reshape(shape)
+    if keepdims:
+        kd = tuple(1 if i in axes else s for i, s in enumerate(a.shape))
+        out, sgn = out.reshape(kd), sgn.reshape(kd)
+    return out.astype(rdt, copy=False), sgn.astype(rdt, copy=False)
+
+
+def _lse_complex(a, b, axes, keepdims, return_sign):
+    """NumPy path for complex input (scipy's algorithm; correct, not fast)."""
+    with np.errstate(all="ignore"):
+        if b is not None:
+            a = np.where(b == 0, -np.inf, a)
+        if a.size == 0:
+            out = np.full(np.sum(a.real, axis=axes, keepdims=True).shape, -np.inf, a.dtype)
+            sgn = np.sign(out)
+        else:
+            real = a.real
+            amax = np.max(real, axis=axes, keepdims=True)
+            isinf = ~np.isfinite(amax)
+            amax = np.where(isinf, 0, amax)
+            e = np.exp(a - amax)
+            if b is not None:
+                e = e * b
+            s = np.sum(e, axis=axes, keepdims=True)
+            sgn = s / np.abs(s)
+            sgn = np.where(s == 0, 0, sgn)
+            out = np.log(np.abs(s)) + amax if return_sign else np.log(s) + amax
+            if not return_sign:
+                out = out.real + 1j * (-((-out.imag + np.pi) % (2 * np.pi) - np.pi))
+    if not keepdims:
+        out = np.squeeze(out, axis=axes)
+        sgn = np.squeeze(sgn, axis=axes)
+    if return_sign:
+        out = out.real
+    out = out[()] if out.ndim == 0 else out
+    sgn = sgn[()] if sgn.ndim == 0 else sgn
+    return (out, sgn) if return_sign else out
+
+
+# ----------------------------------------------------------------------------
+# public functions
+# ----------------------------------------------------------------------------
+def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
+    """Compute the log of the sum of exponentials of input elements.
+
+    A drop-in for :func:`scipy.special.logsumexp`: same signature, results,
+    dtype rules and special values, computed by parallel Numba kernels that
+    read the data once and finish with the accurate ``m + log1p(t)`` form.
+
+    Parameters
+    ----------
+    a : array_like
+        Input array.
+    axis : None or int or tuple of ints, optional
+        Axis or axes over which the sum is taken. By default (None) all
+        elements are summed.
+    b : array_like, optional
+        Weights for ``exp(a)``, broadcast against `a`; may be negative.
+        Elements whose weight is zero are ignored, even if they are inf or nan.
+    keepdims : bool, optional
+        If True, the reduced axes are left in the result with size one.
+    return_sign : bool, optional
+        If True, return ``(res, sgn)`` where ``res`` is the log of the absolute
+        value of the sum and ``sgn`` its sign (+1, 0 or -1). If False,
+        negative sums give nan.
+
+    Returns
+    -------
+    res : ndarray or scalar
+        ``log(sum(b * exp(a)))`` over the reduced axes. A numpy scalar when the
+        result is 0-d, like scipy.
+    sgn : ndarray or scalar
+        Only if `return_sign` is True.
+
+    See Also
+    --------
+    softmax, log_softmax, scipy.special.logsumexp
+
+    Notes
+    -----
+    Integer and boolean inputs are computed in float64; float16, float32 and
+    float64 keep their dtype (float16 is computed in float32). Complex input
+    takes a plain NumPy path with scipy's results.
+
+    For an empty sum the sign is 0 (scipy returns -1 there).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlse import logsumexp
+    >>> logsumexp([1000.0, 1000.0])  # 1000 + log(2), no overflow
+    np.float64(1000.6931471805599)
+    >>> logsumexp([0.0, -40.0])  # the log1p form keeps tiny contributions
+    np.float64(4.248354255291589e-18)
+    >>> logsumexp(np.arange(6.0).reshape(2, 3), axis=1)
+    array([2.40760596, 5.40760596])
+    >>> logsumexp([1.0, 2.0], b=[1.0, -1.0], return_sign=True)
+    (np.float64(1.5413248546129181), np.float64(-1.0))
+    """
+    if _is_dask(a) or _is_dask(b):
+        from . import _dask
+
+        return _dask.logsumexp(a, axis=axis, b=b, keepdims=keepdims, return_sign=return_sign)
+    a = np.asarray(a)
+    dt = _lse_dtype(a, b)
+    if b is not None:
+        b = np.asarray(b)
+        if b.dtype.kind not in "biufc":
+            raise TypeError(f"logsumexp: b must be numeric, got dtype {b.dtype}")
+        try:
+            shape = np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise ValueError(
+                f"logsumexp: b with shape {b.shape} does not broadcast to a's shape {a.shape}"
+            ) from None
+        a = np.broadcast_to(a, shape)
+        b = np.broadcast_to(b, shape)
+    if a.ndim == 0:
+        a = a.reshape(1)
+        b = b.reshape(1) if b is not None else None
+    axes = normalize_axes(axis, a.ndim)
+    if dt.kind == "c":
+        return _lse_complex(a.astype(dt), b, axes, keepdims, return_sign)
+    cdt = _compute_dtype(dt)
+    if b is None:
+        out = _lse_plain(a, axes, keepdims, cdt, dt)
+        if return_sign:
+            sgn = np.sign(np.exp(out))  # +1, 0 for -inf, nan for nan
+    else:
+        out, sgn = _lse_weighted(a, b, axes, keepdims, cdt, dt)
+        if not return_sign:
+            out[sgn < 0] = np.nan
+    out = out[()] if out.ndim == 0 else out
+    if return_sign:
+        sgn = sgn[()] if sgn.ndim == 0 else sgn
+        return out, sgn
+    return out
+
+
+def _prepare_softmax(x, axis, out, name):
+    x = np.asarray(x)
+    rdt = _softmax_dtype(x)
+    axes = normalize_axes(axis, x.ndim)
+    n = int(np.prod([x.shape[i] for i in axes], dtype=np.int64))
+    if n == 0:
+        raise ValueError(f"{name}: zero-size reduction: the axes {axis!r} of x have no elements")
+    if out is not None:
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"{name}: out must be a numpy array, got {type(out).__name__}")
+        if out.shape != x.shape:
+            raise ValueError(f"{name}: out has shape {out.shape}, expected x's shape {x.shape}")
+        if out.dtype.kind != rdt.kind or not np.can_cast(rdt, out.dtype, "same_kind"):
+            raise ValueError(f"{name}: out has dtype {out.dtype}; the result's dtype is {rdt}")
+        if not out.flags.writeable:
+            raise ValueError(f"{name}: out is read-only")
+    return x, rdt, axes
+
+
+def _finish_out(res, rdt, out):
+    if out is not None:
+        if res is not out:
+            np.copyto(out, res, casting="unsafe")
+        return out
+    res = res.astype(rdt, copy=False)
+    return res[()] if res.ndim == 0 else res
+
+
+def _softmax_kernel(x, axes, rdt, out, log):
+    cdt = _compute_dtype(rdt)
+    plan = Plan(x, axes, dtype=cdt)
+    v = plan.view
+    dest = plan.out_view(out) if out is not None else None
+    if dest is None:
+        dest, full = plan.empty_like_view(cdt)
+    else:
+        full = out
+    if x.size == 0:
+        return full
+    if plan.kind == "rows":
+        m_, n_ = v.shape
+        if m_ < 2 * _nthreads() and n_ >= 2 * PIECE and v.size >= P.PARALLEL_MIN_WORK:
+            npc = min((n_ + PIECE - 1) // PIECE, 8 * _nthreads())
+            piece = (n_ + npc - 1) // npc
+            npc = (n_ + piece - 1) // piece
+            if log:
+                mo, to = _pairs(plan)
+                P.log_softmax_pieces(v.size, v, dest, piece, mo, to)
+            else:
+                mp = np.empty((m_, npc))
+                sp = np.empty((m_, npc))
+                P.softmax_pieces_exp(v.size, v, dest, piece, mp, sp)
+                P.softmax_piece_divisors(mp, sp)
+                P.softmax_pieces_scale(v.size, dest, piece, sp)
+        elif log:
+            P.log_softmax_rows(v.size, v, dest)
+        else:
+            P.softmax_rows(v.size, v, dest)
+    else:
+        mo, to = _pairs(plan)
+        P.softmax_cols(v.size, v, dest, mo, to, log)
+    return full
+
+
+def _softmax_complex(x, axes, log):
+    with np.errstate(all="ignore"):
+        xmax = np.max(x, axis=axes, keepdims=True)
+        if log:
+            xmax = np.where(np.isfinite(xmax), xmax, 0)
+            tmp = x - xmax
+            return tmp - np.log(np.sum(np.exp(tmp), axis=axes, keepdims=True))
+        e = np.exp(x - xmax)
+        return e / np.sum(e, axis=axes, keepdims=True)
+
+
+def softmax(x, axis=None, *, out=None):
+    r"""Compute the softmax function.
+
+    A drop-in for :func:`scipy.special.softmax`: ``exp(x) / sum(exp(x))``
+    along `axis`, computed with the max shift so it never overflows.
+
+    Parameters
+    ----------
+    x : array_like
+        Input array.
+    axis : int or tuple of ints, optional
+        Axis or axes to compute values along. Default is None: the softmax
+        is computed over the entire array.
+    out : ndarray, optional
+        Array of x's shape and a floating dtype to write the result into
+        (``out=x`` works and overwrites `x`).
+
+    Returns
+    -------
+    s : ndarray or scalar
+        An array of x's shape that sums to 1 along `axis` (`out` if given).
+
+    See Also
+    --------
+    log_softmax, logsumexp, scipy.special.softmax
+
+    Notes
+    -----
+    Rows with ``+inf``, with nan, or with only ``-inf`` give nan, as in scipy.
+    Integer input follows ``np.exp``'s result dtype, as in scipy; boolean
+    input gives float64 (scipy raises).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlse import softmax
+    >>> softmax(np.array([1000.0, 1001.0, 1002.0]))  # naive exp overflows
+    array([0.09003057, 0.24472847, 0.66524096])
+    >>> softmax(np.array([[1.0, 1.0], [0.0, np.log(3.0)]]), axis=1)
+    array([[0.5 , 0.5 ],
+           [0.25, 0.75]])
+    """
+    if _is_dask(x):
+        from . import _dask
+
+        return _dask.softmax(x, axis=axis, out=out)
+    x, rdt, axes = _prepare_softmax(x, axis, out, "softmax")
+    if rdt.kind == "c":
+        return _finish_out(_softmax_complex(x.astype(rdt), axes, False), rdt, out)
+    return _finish_out(_softmax_kernel(x, axes, rdt, out, False), rdt, out)
+
+
+def log_softmax(x, axis=None, *, out=None):
+    r"""Compute the logarithm of the softmax function.
+
+    A drop-in for :func:`scipy.special.log_softmax`, computed as
+    ``(x - max) - log1p(t)`` where ``t`` is the sum of the other shifted
+    exponentials: more accurate than scipy where one element dominates.
+
+    Parameters
+    ----------
+    x : array_like
+        Input array.
+    axis : int or tuple of ints, optional
+        Axis or axes to compute values along. Default is None: computed over
+        the entire array.
+    out : ndarray, optional
+        Array of x's shape and a floating dtype to write the result into.
+
+    Returns
+    -------
+    s : ndarray or scalar
+        An array of x's shape whose exponential sums to 1 along `axis`.
+
+    See Also
+    --------
+    softmax, logsumexp, scipy.special.log_softmax
+
+    Notes
+    -----
+    Special values follow scipy: a row with ``+inf`` gives ``x - inf``
+    (nan at the inf itself), a row with nan or with only ``-inf`` gives nan.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlse import log_softmax
+    >>> log_softmax(np.array([1000.0, 1.0]))
+    array([   0., -999.])
+    >>> log_softmax(np.array([0.0, -40.0]))[0]  # scipy returns exactly 0.0
+    np.float64(-4.248354255291589e-18)
+    """
+    if _is_dask(x):
+        from . import _dask
+
+        return _dask.log_softmax(x, axis=axis, out=out)
+    x, rdt, axes = _prepare_softmax(x, axis, out, "log_softmax")
+    if rdt.kind == "c":
+        return _finish_out(_softmax_complex(x.astype(rdt), axes, True), rdt, out)
+    return _finish_out(_softmax_kernel(x, axes, rdt, out, True), rdt, out)

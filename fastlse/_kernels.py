@@ -1,0 +1,352 @@
+"""Serial kernels: one row (or one block of columns) in, a pair or values out.
+
+The algebra (see STYLE.md): a row's sum of exponentials is carried as a pair
+``(m, t)`` with ``sum_i exp(x_i) = exp(m) * (1 + t)``: ``m`` the max and ``t``
+the sum of ``exp(x_i - m)`` over every element except one that attains the
+max.  ``lse = m + log1p(t)`` is the accurate finish.  ``merge`` combines two
+pairs; it is used between blocks, threads, chunks, accumulators and dask.
+
+Special values: a pair with ``m == -inf`` is the empty sum (``t == 0``); a
+pair with ``m == +inf`` has ``t == 0``; nan anywhere gives ``m = t = nan``.
+
+These functions know nothing about axes, threads or Python objects.
+"""
+
+import numpy as np
+from numba import njit, types
+from numba.extending import overload
+
+from ._exp import FASTMATH, exp32, exp64, log1p64, maxnum
+
+_NINF = -np.inf
+_INF = np.inf
+_NAN = np.nan
+#: elements summed in the array's own dtype before adding into float64
+CHUNK = 2048
+
+
+def expx(x):  # pragma: no cover - replaced by the overload in compiled code
+    return np.exp(x)
+
+
+@overload(expx)
+def _expx_ol(x):
+    if x == types.float32:
+        return lambda x: exp32(x)
+    if x == types.float64:
+        return lambda x: exp64(x)
+    return None
+
+
+def zero_of(a):  # pragma: no cover
+    return a.dtype.type(0)
+
+
+@overload(zero_of)
+def _zero_of_ol(a):
+    dt = a.dtype
+    if dt == types.float32:
+        return lambda a: np.float32(0.0)
+    return lambda a: np.float64(0.0)
+
+
+def cast_to(a, v):  # pragma: no cover
+    return a.dtype.type(v)
+
+
+@overload(cast_to)
+def _cast_to_ol(a, v):
+    if a.dtype == types.float32:
+        return lambda a, v: np.float32(v)
+    return lambda a, v: np.float64(v)
+
+
+def one_of(a):  # pragma: no cover
+    return a.dtype.type(1)
+
+
+@overload(one_of)
+def _one_of_ol(a):
+    dt = a.dtype
+    if dt == types.float32:
+        return lambda a: np.float32(1.0)
+    return lambda a: np.float64(1.0)
+
+
+jit = njit(fastmath=FASTMATH, cache=True, nogil=True)
+
+
+# ----------------------------------------------------------------------------
+# pairs
+# ----------------------------------------------------------------------------
+@jit
+def merge(m1, t1, m2, t2):
+    """Merge two ``(m, t)`` pairs (float64) into one."""
+    if m1 != m1 or m2 != m2:
+        return _NAN, _NAN
+    if m1 < m2:
+        m1, t1, m2, t2 = m2, t2, m1, t1
+    if m2 == _NINF:
+        return m1, t1
+    if m1 == _INF:
+        return m1, 0.0
+    return m1, t1 + (1.0 + t2) * exp64(m2 - m1)
+
+
+@jit
+def finish(m, t):
+    """``m + log1p(t)`` (float64), with the special pairs handled."""
+    if m == _NINF or m == _INF:
+        return m
+    return m + log1p64(t)
+
+
+@jit
+def has_nan(x, lo, hi):
+    for j in range(lo, hi):
+        if x[j] != x[j]:
+            return True
+    return False
+
+
+@jit
+def row_max(x, lo, hi):
+    """max of x[lo:hi] ignoring nan (-inf for an empty or all-nan range)."""
+    m = -_INF * one_of(x)
+    for j in range(lo, hi):
+        m = maxnum(m, x[j])
+    return m
+
+
+@jit
+def row_sum_excl(x, lo, hi, m):
+    """sum of exp(x - m) over x < m, and the count of elements >= m.
+
+    nan elements make the sum nan.  Summed per CHUNK in the array's dtype,
+    then in float64, so float32 rows of millions keep their accuracy.
+    """
+    z = zero_of(x)
+    o = one_of(x)
+    total = 0.0
+    cnt = 0.0
+    for c in range(lo, hi, CHUNK):
+        acc = z
+        k = z
+        for j in range(c, min(c + CHUNK, hi)):
+            d = x[j] - m
+            e = expx(d)
+            acc += z if d >= z else e
+            k += o if d >= z else z
+        total += acc
+        cnt += k
+    return total, cnt
+
+
+@jit
+def row_pair(x, lo, hi):
+    """The ``(m, t)`` pair of x[lo:hi] (m, t as float64)."""
+    m = row_max(x, lo, hi)
+    if m == _NINF or m == _INF:
+        if has_nan(x, lo, hi):
+            return _NAN, _NAN
+        return np.float64(m), 0.0
+    s, cnt = row_sum_excl(x, lo, hi, m)
+    return np.float64(m), s + (cnt - 1.0)
+
+
+@jit
+def row_lse(x, lo, hi):
+    m, t = row_pair(x, lo, hi)
+    return finish(m, t)
+
+
+@jit
+def row_exp_store(x, out, lo, hi, m):
+    """out = exp(x - m) over [lo, hi); returns the sum (float64)."""
+    z = zero_of(x)
+    total = 0.0
+    for c in range(lo, hi, CHUNK):
+        acc = z
+        for j in range(c, min(c + CHUNK, hi)):
+            e = expx(x[j] - m)
+            out[j] = e
+            acc += e
+        total += acc
+    return total
+
+
+@jit
+def row_scale(out, lo, hi, s):
+    """out /= s over [lo, hi) (softmax divides by the sum, like scipy)."""
+    for j in range(lo, hi):
+        out[j] = out[j] / s
+
+
+@jit
+def row_softmax(x, out, lo, hi):
+    m = row_max(x, lo, hi)
+    if m == _NINF or m == _INF:
+        # scipy: x - max is nan for every element (or exp(nan)) -> all nan
+        for j in range(lo, hi):
+            out[j] = _NAN
+        return
+    s = row_exp_store(x, out, lo, hi, m)
+    row_scale(out, lo, hi, cast_to(out, s))
+
+
+@jit
+def row_shift_store(x, out, lo, hi, c):
+    """out = (x - m) - c, with c = m + log1p(t) split as (m, l)."""
+    for j in range(lo, hi):
+        out[j] = x[j] - c
+
+
+@jit
+def row_log_softmax(x, out, lo, hi):
+    m = row_max(x, lo, hi)
+    if m == _INF:
+        # scipy: x - inf (nan for inf elements); nan anywhere -> all nan
+        v = _NAN if has_nan(x, lo, hi) else _INF
+        for j in range(lo, hi):
+            out[j] = x[j] - v
+        return
+    if m == _NINF:
+        for j in range(lo, hi):
+            out[j] = _NAN
+        return
+    s, cnt = row_sum_excl(x, lo, hi, m)
+    lg = log1p64(s + (cnt - 1.0))
+    log_softmax_store(x, out, lo, hi, m, lg)
+
+
+@jit
+def log_softmax_store(x, out, lo, hi, m, lg):
+    """out = (x - m) - lg: the shift is exact-ish, lg = log1p(t) is small."""
+    for j in range(lo, hi):
+        out[j] = (x[j] - m) - lg
+
+
+# ----------------------------------------------------------------------------
+# weighted log-sum-exp (scipy's b=): value and sign
+# ----------------------------------------------------------------------------
+@jit
+def row_lse_weighted(a, b, lo, hi):
+    """log|sum b exp(a)| and its sign over [lo, hi); b == 0 hides a.
+
+    Returns (value, sign) in float64, following scipy (and the mathematically
+    right answer where scipy's direct fallback overflows to nan).
+    """
+    m = _NINF
+    anynan = False
+    for j in range(lo, hi):
+        bj = b[j]
+        if bj != 0.0:
+            aj = a[j]
+            if aj != aj or bj != bj:
+                anynan = True
+            elif aj > m:
+                m = aj
+    if anynan:
+        return _NAN, _NAN
+    if m == _NINF:
+        return _NINF, 0.0
+    if m == _INF:
+        pos = False
+        neg = False
+        for j in range(lo, hi):
+            if a[j] == _INF:
+                if b[j] > 0:
+                    pos = True
+                elif b[j] < 0:
+                    neg = True
+        if pos and neg:
+            return _NAN, _NAN
+        return _INF, (1.0 if pos else -1.0)
+    bm = 0.0
+    s = 0.0
+    for j in range(lo, hi):
+        bj = np.float64(b[j])
+        d = np.float64(a[j]) - m
+        e = exp64(d)
+        if d >= 0.0:
+            bm += bj
+        elif bj != 0.0:
+            s += bj * e
+    if bm == 0.0:
+        if s == 0.0:
+            return _NINF, 0.0
+        return m + np.log(abs(s)), (1.0 if s > 0 else -1.0)
+    r = s / bm
+    sgn = (1.0 if bm > 0 else -1.0) * (1.0 if r > -1.0 else (-1.0 if r < -1.0 else 0.0))
+    if r == -1.0:
+        return _NINF, 0.0
+    if r < -1.0:
+        r = -r - 2.0
+    return m + np.log(abs(bm)) + np.log1p(r), sgn
+
+
+# ----------------------------------------------------------------------------
+# columns: x3[p, :, q0:q1], reduce over the middle axis
+# ----------------------------------------------------------------------------
+#: rows of a column block processed with two sweeps while in cache
+COLBLOCK = 64
+
+
+@jit
+def cols_pair(x, p, q0, q1, mv, tv, mb, sc):
+    """(m, t) per column q in [q0, q1) of x[p]; results in mv, tv (float64).
+
+    Rows are taken in blocks of COLBLOCK: within a block a max sweep and an
+    exp-sum sweep (the block is in cache), between blocks pairs are merged, so
+    memory is read once.  ``mb`` (x's dtype) and ``sc`` (2 rows, float64)
+    are scratch of length >= q1 - q0.
+    """
+    n = x.shape[1]
+    w = q1 - q0
+    tb = sc[0]
+    cb = sc[1]
+    for q in range(w):
+        mv[q] = _NINF
+        tv[q] = 0.0
+    for r0 in range(0, n, COLBLOCK):
+        r1 = min(r0 + COLBLOCK, n)
+        for q in range(w):
+            mb[q] = _NINF
+            tb[q] = 0.0
+            cb[q] = 0.0
+        for r in range(r0, r1):
+            for q in range(w):
+                mb[q] = maxnum(mb[q], x[p, r, q0 + q])
+        for r in range(r0, r1):
+            for q in range(w):
+                d = x[p, r, q0 + q] - mb[q]
+                e = expx(d)
+                tb[q] += 0.0 if d >= 0 else e
+                cb[q] += 1.0 if d >= 0 else 0.0
+        for q in range(w):
+            mq = np.float64(mb[q])
+            tq = tb[q] + (cb[q] - 1.0)
+            if mq == _NINF or mq == _INF:
+                nan = False
+                for r in range(r0, r1):
+                    v = x[p, r, q0 + q]
+                    if v != v:
+                        nan = True
+                mq, tq = (_NAN, _NAN) if nan else (mq, 0.0)
+            mv[q], tv[q] = merge(mv[q], tv[q], mq, tq)
+
+
+@jit
+def cols_softmax_store(x, out, p, q0, q1, mv, sv, log):
+    """out[p, :, q] = exp(x - m_q) / s_q  (or (x - m_q) - log1p(t_q) if log).
+
+    mv, sv have x's dtype (float64 for log).  For log, sv holds log1p(t).
+    Columns with special m follow scipy: the caller encodes them in mv / sv.
+    """
+    n = x.shape[1]
+    for r in range(n):
+        for q in range(q0, q1):
+            if log:
+                out[p, r, q] = (x[p, r, q] - mv[q - q0]) - sv[q - q0]
+            else:
+                out[p, r, q] = expx(x[p, r, q] - mv[q - q0]) / sv[q - q0]
