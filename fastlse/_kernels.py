@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from ._exp import FASTMATH, exp32, exp64, log1p64, maxnum
+from ._exp import EXACT, FASTMATH, exp32, exp64, log1p64, maxnum
 
 _NINF = -np.inf
 _INF = np.inf
@@ -73,7 +73,13 @@ def _one_of_ol(a):
     return lambda a: np.float64(1.0)
 
 
-jit = njit(fastmath=FASTMATH, cache=True, nogil=True)
+#: scalar logic and stores: IEEE arithmetic with FMA contraction only. The
+#: reassoc flag would turn (x - m) - lg into x - (m + lg) and s + (k - 1) into
+#: (s + k) - 1, losing exactly the bits the log1p form keeps.
+jit = njit(fastmath=EXACT, cache=True, nogil=True)
+#: loops that reduce (sums, max): reassoc lets LLVM keep several vector
+#: accumulators; nothing else changes.
+jit_fast = njit(fastmath=FASTMATH, cache=True, nogil=True)
 
 
 # ----------------------------------------------------------------------------
@@ -82,7 +88,7 @@ jit = njit(fastmath=FASTMATH, cache=True, nogil=True)
 @jit
 def merge(m1, t1, m2, t2):
     """Merge two ``(m, t)`` pairs (float64) into one."""
-    if m1 != m1 or m2 != m2:
+    if m1 != m1 or m2 != m2 or t1 != t1 or t2 != t2:
         return _NAN, _NAN
     if m1 < m2:
         m1, t1, m2, t2 = m2, t2, m1, t1
@@ -101,7 +107,7 @@ def finish(m, t):
     return m + log1p64(t)
 
 
-@jit
+@jit_fast
 def has_nan(x, lo, hi):
     for j in range(lo, hi):
         if x[j] != x[j]:
@@ -109,16 +115,16 @@ def has_nan(x, lo, hi):
     return False
 
 
-@jit
+@jit_fast
 def row_max(x, lo, hi):
     """max of x[lo:hi] ignoring nan (-inf for an empty or all-nan range)."""
-    m = -_INF * one_of(x)
+    m = cast_to(x, _NINF)
     for j in range(lo, hi):
         m = maxnum(m, x[j])
     return m
 
 
-@jit
+@jit_fast
 def row_sum_excl(x, lo, hi, m):
     """sum of exp(x - m) over x < m, and the count of elements >= m.
 
@@ -160,7 +166,7 @@ def row_lse(x, lo, hi):
     return finish(m, t)
 
 
-@jit
+@jit_fast
 def row_exp_store(x, out, lo, hi, m):
     """out = exp(x - m) over [lo, hi); returns the sum (float64)."""
     z = zero_of(x)

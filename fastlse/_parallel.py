@@ -22,7 +22,7 @@ import threading
 import numba
 from numba import njit
 
-from ._exp import FASTMATH
+from ._exp import EXACT
 
 __all__ = ["PARALLEL_MIN_WORK", "Kernel", "kernel", "num_threads"]
 
@@ -31,6 +31,43 @@ CACHE = os.environ.get("FASTLSE_CACHE", "1").lower() not in ("0", "false", "no",
 
 #: inputs with fewer elements than this run serially (threads cost ~2-50 us).
 PARALLEL_MIN_WORK = int(os.environ.get("FASTLSE_PARALLEL_MIN_WORK", 32768))
+
+
+def _drop_stale_cache():
+    """Numba keys a cached kernel on its own file only: a kernel in one module
+    that inlined a helper from another goes stale when that helper changes.
+    Keep one stamp of every module of the package; when it changes, drop the
+    package's cache files (a few stat calls at import; nothing is compiled).
+    """
+    pkg = os.path.dirname(os.path.abspath(__file__))
+    cache = os.path.join(pkg, "__pycache__")
+    try:
+        names = sorted(f for f in os.listdir(pkg) if f.endswith(".py"))
+        stamp = ";".join(
+            f"{n}:{os.stat(os.path.join(pkg, n)).st_mtime_ns}:{os.stat(os.path.join(pkg, n)).st_size}"
+            for n in names
+        )
+        path = os.path.join(cache, "fastlse-cache-stamp.txt")
+        if os.path.exists(path):
+            with open(path) as f:
+                if f.read() == stamp:
+                    return
+        if os.path.isdir(cache):
+            for f in os.listdir(cache):
+                if f.endswith((".nbi", ".nbc")):
+                    with contextlib.suppress(OSError):
+                        os.remove(os.path.join(cache, f))
+        os.makedirs(cache, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(stamp)
+        os.replace(tmp, path)
+    except OSError:  # read-only install: numba uses its user-wide cache dir
+        pass
+
+
+if CACHE:
+    _drop_stale_cache()
 
 _lock = threading.Lock()
 _state = {"forked_unsafe": False, "layer": None}
@@ -57,7 +94,7 @@ class Kernel:
     """A kernel body compiled serial and parallel, dispatched by work size."""
 
     def __init__(self, fn, **options):
-        opts = {"fastmath": FASTMATH, "cache": CACHE, "nogil": True, **options}
+        opts = {"fastmath": EXACT, "cache": CACHE, "nogil": True, **options}
         self.py_func = fn
         self.serial = njit(**opts)(fn)
         self.parallel = njit(parallel=True, **opts)(fn)

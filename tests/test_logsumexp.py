@@ -1,0 +1,306 @@
+"""logsumexp against scipy.special.logsumexp, closed forms and edge cases."""
+
+import numpy as np
+import pytest
+from conftest import AXIS_CASES, FLOAT_DTYPES, LAYOUTS, make_layout
+
+import fastlse
+
+sp = pytest.importorskip("scipy.special")
+
+
+def tol(dtype):
+    return {np.float16: 2e-3, np.float32: 2e-6, np.float64: 1e-13}[np.dtype(dtype).type]
+
+
+def assert_same(res, ref, dtype, rtol=None):
+    assert type(res) is type(ref), (type(res), type(ref))
+    assert np.shape(res) == np.shape(ref)
+    assert np.asarray(res).dtype == np.asarray(ref).dtype
+    r = tol(dtype) if rtol is None else rtol
+    np.testing.assert_allclose(res, ref, rtol=r, atol=r)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize(("shape", "axis"), AXIS_CASES)
+@pytest.mark.parametrize("keepdims", [False, True])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_matches_scipy(rng, dtype, shape, axis, keepdims, layout):
+    x = make_layout((rng.standard_normal(shape) * 5).astype(dtype), layout)
+    ref = sp.logsumexp(x, axis=axis, keepdims=keepdims)
+    res = fastlse.logsumexp(x, axis=axis, keepdims=keepdims)
+    assert_same(res, ref, dtype)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize(("shape", "axis"), AXIS_CASES[::2])
+@pytest.mark.parametrize("return_sign", [False, True])
+def test_weights_match_scipy(rng, dtype, shape, axis, return_sign):
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    b = rng.uniform(-0.5, 2, shape).astype(dtype)
+    b[rng.random(shape) < 0.2] = 0
+    ref = sp.logsumexp(x, axis=axis, b=b, return_sign=return_sign)
+    res = fastlse.logsumexp(x, axis=axis, b=b, return_sign=return_sign)
+    if return_sign:
+        np.testing.assert_array_equal(res[1], ref[1])
+        np.testing.assert_allclose(res[0], ref[0], rtol=tol(dtype) * 100, atol=tol(dtype) * 100)
+    else:
+        np.testing.assert_allclose(res, ref, rtol=tol(dtype) * 100, atol=tol(dtype) * 100)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ([1.0, 2.0], [[1.0, 1.0], [1.0, 1.0]]),  # b broadcasts a up
+        (np.ones((3, 4)), np.arange(4.0)),
+        (np.ones((3, 4)), 2.0),
+        (np.ones((3, 4)), np.ones((3, 1))),
+    ],
+)
+def test_weights_broadcast(a, b):
+    for axis in (None, 0, -1):
+        np.testing.assert_allclose(
+            fastlse.logsumexp(a, b=b, axis=axis), sp.logsumexp(a, b=b, axis=axis), rtol=1e-14
+        )
+
+
+# ------------------------------------------------------------ dtype rules --
+@pytest.mark.parametrize(
+    "a",
+    [
+        3.0,
+        np.float32(3),
+        np.float16(2),
+        [1, 2, 3],
+        [True, False],
+        np.int8([1, 2]),
+        np.uint16([1, 2]),
+        np.float16([1, 2]),
+        np.float32([[1, 2], [3, 4]]),
+        [[1.0, 2.0]],
+    ],
+)
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_dtype_and_return_type(a, keepdims):
+    ref = sp.logsumexp(a, keepdims=keepdims)
+    res = fastlse.logsumexp(a, keepdims=keepdims)
+    assert_same(res, ref, np.asarray(ref).dtype)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (np.float32([1, 2]), np.float32([1, 1])),
+        (np.float32([1, 2]), [1, 1]),  # int64 b promotes to float64
+        (np.float32([1, 2]), 2),  # python scalar is weak
+        (np.float32([1, 2]), np.float64([1, 1])),
+        ([1, 2], np.float32([1, 1])),
+    ],
+)
+def test_weight_promotion(a, b):
+    ref = sp.logsumexp(a, b=b)
+    res = fastlse.logsumexp(a, b=b)
+    assert_same(res, ref, np.asarray(ref).dtype)
+
+
+@pytest.mark.parametrize("a", [[1 + 1j, 2], np.array([[1j, 2, -3 + 0.5j]]), [3j, -1000 + 4j]])
+@pytest.mark.parametrize("return_sign", [False, True])
+def test_complex_like_scipy(a, return_sign):
+    ref = sp.logsumexp(a, return_sign=return_sign)
+    res = fastlse.logsumexp(a, return_sign=return_sign)
+    np.testing.assert_allclose(res, ref, rtol=1e-13, atol=1e-15)
+
+
+def test_complex_weights():
+    np.testing.assert_allclose(
+        fastlse.logsumexp([1, 2], b=[1j, 1]), sp.logsumexp([1, 2], b=[1j, 1]), rtol=1e-13
+    )
+
+
+# ------------------------------------------------------- special values ----
+def test_closed_form_overflow():
+    assert fastlse.logsumexp([1000.0, 1000.0]) == 1000 + np.log(2)
+    assert fastlse.logsumexp(np.float32([1000, 1000])) == np.float32(1000 + np.log(2))
+    assert fastlse.logsumexp([-1000.0, -1000.0]) == -1000 + np.log(2)
+
+
+def test_tiny_contribution_log1p():
+    # the log1p form: scipy 1.15+ gives the same, a naive log(sum) gives 0.0
+    assert fastlse.logsumexp([0.0, -40.0]) == 4.248354255291589e-18
+    res = fastlse.logsumexp(np.float32([0, -20]))
+    assert res.dtype == np.float32
+    np.testing.assert_allclose(res, np.log1p(np.exp(-20.0)), rtol=2.5e-7)  # 2 ulp
+
+
+def test_all_neg_inf_row():
+    res, sgn = fastlse.logsumexp([[-np.inf, -np.inf], [0, 0]], axis=1, return_sign=True)
+    assert res[0] == -np.inf and sgn[0] == 0
+    assert res[1] == np.log(2) and sgn[1] == 1
+
+
+def test_inf_present():
+    assert fastlse.logsumexp([np.inf, 1.0]) == np.inf
+    assert fastlse.logsumexp([np.inf, -np.inf]) == np.inf
+    assert fastlse.logsumexp([np.inf, np.inf]) == np.inf
+
+
+def test_nan_propagates():
+    assert np.isnan(fastlse.logsumexp([np.nan, 1.0]))
+    assert np.isnan(fastlse.logsumexp([np.inf, np.nan]))
+    assert np.isnan(fastlse.logsumexp([-np.inf, np.nan]))
+    assert np.isnan(fastlse.logsumexp([np.nan, np.nan]))
+    res, sgn = fastlse.logsumexp([np.nan], return_sign=True)
+    assert np.isnan(res) and np.isnan(sgn)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_special_rows_match_scipy(dtype):
+    x = np.array(
+        [
+            [-np.inf, -np.inf, -np.inf, -np.inf],
+            [np.inf, 1, 2, -np.inf],
+            [np.nan, 1, 2, 3],
+            [np.inf, np.nan, 0, 0],
+            [-np.inf, np.nan, -np.inf, -np.inf],
+            [1e30, 1e30, -1e30, 0],
+            [-1e30, -1e30, -1e30, -1e30],
+            [5, 5, 5, 5],
+        ],
+        dtype=dtype,
+    )
+    for axis in (1, 0):
+        xx = x if axis == 1 else np.ascontiguousarray(x.T)
+        with np.errstate(all="ignore"):
+            ref = sp.logsumexp(xx, axis=axis)
+        np.testing.assert_allclose(fastlse.logsumexp(xx, axis=axis), ref, rtol=tol(dtype))
+
+
+def test_inf_with_opposite_weights_is_nan():
+    assert np.isnan(fastlse.logsumexp([np.inf, np.inf], b=[1, -1]))
+    assert np.isnan(sp.logsumexp([np.inf, np.inf], b=[1, -1]))
+
+
+def test_zero_weights_hide_inf_and_nan():
+    assert fastlse.logsumexp([np.nan, 1.0], b=[0, 1]) == 1.0
+    assert fastlse.logsumexp([np.inf, 1.0], b=[0, 1]) == 1.0
+    res, sgn = fastlse.logsumexp([np.inf, np.nan], b=[0, 0], return_sign=True)
+    assert res == -np.inf and sgn == 0
+
+
+def test_negative_weights_and_sign():
+    res = fastlse.logsumexp([1, 2], b=[1, -1], return_sign=True)
+    assert res == sp.logsumexp([1, 2], b=[1, -1], return_sign=True)
+    assert np.isnan(fastlse.logsumexp([1, 2], b=[1, -1]))
+    res, sgn = fastlse.logsumexp([1, 2], b=[-1, -1], return_sign=True)
+    assert sgn == -1 and np.isclose(res, np.log(np.e + np.e**2), rtol=1e-15)
+
+
+def test_exact_cancellation_is_minus_inf_with_sign_zero():
+    res, sgn = fastlse.logsumexp([0.0, 0.0], b=[1, -1], return_sign=True)
+    assert res == -np.inf and sgn == 0
+    # scipy's direct fallback overflows to nan here; the sum is exactly zero
+    res, sgn = fastlse.logsumexp([1000.0, 1000.0], b=[1, -1], return_sign=True)
+    assert res == -np.inf and sgn == 0
+
+
+def test_weighted_inf_one_sign():
+    res, sgn = fastlse.logsumexp([np.inf, 1.0], b=[-2, 1], return_sign=True)
+    assert res == np.inf and sgn == -1
+    assert np.isnan(fastlse.logsumexp([np.inf, 1.0], b=[-2, 1]))
+
+
+def test_max_weight_zero_sum_from_others():
+    # the weight at the max cancels: the result comes from the other terms
+    res, sgn = fastlse.logsumexp([0.0, 0.0, -1.0], b=[1, -1, 2], return_sign=True)
+    assert sgn == 1 and np.isclose(res, np.log(2) - 1, rtol=1e-15)
+
+
+# ------------------------------------------------------------------ empty --
+def test_empty():
+    assert fastlse.logsumexp([]) == -np.inf
+    res = fastlse.logsumexp(np.zeros((3, 0)), axis=1)
+    np.testing.assert_array_equal(res, [-np.inf] * 3)
+    res = fastlse.logsumexp(np.zeros((0, 3)), axis=1)
+    assert res.shape == (0,)
+    res = fastlse.logsumexp(np.zeros((0, 3)), axis=0, keepdims=True)
+    assert res.shape == (1, 3) and np.all(res == -np.inf)
+
+
+def test_empty_sign_is_zero():
+    # an empty sum is 0: sign 0 (scipy reports -1, the sign of its -inf)
+    res, sgn = fastlse.logsumexp(np.zeros((2, 0)), axis=1, return_sign=True)
+    np.testing.assert_array_equal(res, [-np.inf, -np.inf])
+    np.testing.assert_array_equal(sgn, [0.0, 0.0])
+
+
+def test_axis_empty_tuple_is_identity():
+    x = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_array_equal(fastlse.logsumexp(x, axis=()), sp.logsumexp(x, axis=()))
+
+
+# ---------------------------------------------------------- large shapes ---
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize(
+    ("shape", "axis"),
+    [((2, 300_000), 1), ((300_000,), None), ((3, 70_000, 2), 1), ((70_000, 40), 0)],
+)
+def test_parallel_paths_match_scipy(rng, dtype, shape, axis):
+    # long rows split across threads, columns, many rows: all on the same algebra
+    x = (rng.standard_normal(shape) * 4).astype(dtype)
+    x.flat[7] = 30  # a clear max in one piece
+    ref = sp.logsumexp(x.astype(np.float64), axis=axis)
+    np.testing.assert_allclose(fastlse.logsumexp(x, axis=axis), ref, rtol=tol(dtype) * 4)
+
+
+def test_long_row_specials_across_pieces():
+    x = np.zeros(300_000)
+    x[-1] = np.inf
+    assert fastlse.logsumexp(x) == np.inf
+    x[5] = np.nan
+    assert np.isnan(fastlse.logsumexp(x))
+    y = np.full(300_000, -np.inf)
+    assert fastlse.logsumexp(y) == -np.inf
+    y[200_000] = 3.0
+    assert fastlse.logsumexp(y) == 3.0
+
+
+# ------------------------------------------------------------- bad input ---
+def test_axis_out_of_range():
+    with pytest.raises(np.exceptions.AxisError):
+        fastlse.logsumexp(np.ones((2, 3)), axis=2)
+    with pytest.raises(np.exceptions.AxisError):
+        fastlse.logsumexp(np.ones((2, 3)), axis=(0, -3))
+
+
+def test_repeated_axis():
+    with pytest.raises(ValueError, match="axis"):
+        fastlse.logsumexp(np.ones((2, 3)), axis=(0, 0))
+
+
+def test_axis_wrong_type():
+    with pytest.raises(TypeError, match="axis"):
+        fastlse.logsumexp(np.ones((2, 3)), axis=1.0)
+
+
+def test_b_does_not_broadcast():
+    with pytest.raises(ValueError, match="b"):
+        fastlse.logsumexp([1, 2], b=[1, 1, 1])
+
+
+def test_non_numeric():
+    with pytest.raises(TypeError):
+        fastlse.logsumexp(np.array(["a", "b"]))
+    with pytest.raises(TypeError, match="b"):
+        fastlse.logsumexp([1.0, 2.0], b=np.array(["a", "b"]))
+
+
+def test_input_not_modified_and_read_only(rng):
+    x = rng.standard_normal((40, 50))
+    b = rng.standard_normal((40, 50))
+    x.setflags(write=False)
+    b.setflags(write=False)
+    x0, b0 = x.copy(), b.copy()
+    fastlse.logsumexp(x, axis=1)
+    fastlse.logsumexp(x, axis=0, b=b, return_sign=True)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(b, b0)

@@ -1,0 +1,210 @@
+"""softmax and log_softmax against scipy.special, closed forms and edge cases."""
+
+import numpy as np
+import pytest
+from conftest import AXIS_CASES, FLOAT_DTYPES, LAYOUTS, make_layout
+
+import fastlse
+
+sp = pytest.importorskip("scipy.special")
+
+FUNCS = [
+    ("softmax", fastlse.softmax, sp.softmax),
+    ("log_softmax", fastlse.log_softmax, sp.log_softmax),
+]
+IDS = [f[0] for f in FUNCS]
+
+
+def tol(dtype):
+    return {np.float16: 3e-3, np.float32: 3e-6, np.float64: 2e-14}[np.dtype(dtype).type]
+
+
+@pytest.mark.parametrize(("name", "f", "ref_f"), FUNCS, ids=IDS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize(("shape", "axis"), AXIS_CASES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_matches_scipy(rng, name, f, ref_f, dtype, shape, axis, layout):
+    x = make_layout((rng.standard_normal(shape) * 5).astype(dtype), layout)
+    ref = ref_f(x, axis=axis)
+    res = f(x, axis=axis)
+    assert res.shape == ref.shape and res.dtype == ref.dtype
+    np.testing.assert_allclose(res, ref, rtol=tol(dtype), atol=tol(dtype))
+
+
+@pytest.mark.parametrize(("name", "f", "ref_f"), FUNCS, ids=IDS)
+@pytest.mark.parametrize(
+    "x", [3.0, np.float32(2), [1, 2, 3], np.int8([1, 2]), np.int16([1, 2]), np.float16([1, 2, 3])]
+)
+def test_dtype_and_return_type(name, f, ref_f, x):
+    ref = ref_f(x)
+    res = f(x)
+    assert type(res) is type(ref)
+    assert np.asarray(res).dtype == np.asarray(ref).dtype
+    np.testing.assert_allclose(res, ref, rtol=2e-3)
+
+
+@pytest.mark.parametrize(("name", "f", "ref_f"), FUNCS, ids=IDS)
+def test_bool_input_gives_float64(name, f, ref_f):
+    # scipy raises (numpy refuses bool subtraction); the float answer is clear
+    res = f(np.array([True, False]))
+    np.testing.assert_allclose(res, ref_f(np.array([1.0, 0.0])))
+
+
+@pytest.mark.parametrize(("name", "f", "ref_f"), FUNCS, ids=IDS)
+def test_complex_like_scipy(name, f, ref_f):
+    x = np.array([[1 + 1j, 2, -3j], [0.5, 1j, 2 - 1j]])
+    for axis in (None, 0, 1):
+        np.testing.assert_allclose(f(x, axis=axis), ref_f(x, axis=axis), rtol=1e-13)
+
+
+# ------------------------------------------------------- closed forms ------
+def test_classic_overflow_row():
+    x = np.array([1000.0, 1001.0, 1002.0])
+    e = np.exp([-2.0, -1.0, 0.0])
+    np.testing.assert_allclose(fastlse.softmax(x), e / e.sum(), rtol=1e-15)
+    np.testing.assert_allclose(fastlse.log_softmax(x), np.log(e / e.sum()), rtol=1e-15)
+
+
+def test_log_softmax_log1p_accuracy():
+    # scipy returns exactly 0.0 for the first element; the answer is -log1p(e^-40)
+    res = fastlse.log_softmax(np.array([0.0, -40.0]))
+    assert res[0] == -4.248354255291589e-18
+    assert res[1] == -40.0 - 4.248354255291589e-18
+
+
+def test_softmax_sums_to_one(rng):
+    x = rng.standard_normal((50, 300)) * 30
+    np.testing.assert_allclose(fastlse.softmax(x, axis=1).sum(axis=1), 1.0, rtol=1e-14)
+    np.testing.assert_allclose(fastlse.softmax(x, axis=0).sum(axis=0), 1.0, rtol=1e-14)
+
+
+# ------------------------------------------------------ special values -----
+SPECIAL_ROWS = np.array(
+    [
+        [-np.inf, -np.inf, -np.inf, -np.inf],
+        [np.inf, 1, 2, -np.inf],
+        [np.inf, np.inf, 0, 0],
+        [np.nan, 1, 2, 3],
+        [np.inf, np.nan, 0, 0],
+        [-np.inf, np.nan, -np.inf, -np.inf],
+        [-np.inf, 0, -np.inf, 1],
+        [1e30, 1e30, -1e30, 0],
+        [5, 5, 5, 5],
+    ]
+)
+
+
+@pytest.mark.parametrize(("name", "f", "ref_f"), FUNCS, ids=IDS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("axis", [0, 1])
+def test_special_rows_match_scipy(name, f, ref_f, dtype, axis):
+    x = SPECIAL_ROWS.astype(dtype)
+    if axis == 0:
+        x = np.ascontiguousarray(x.T)
+    with np.errstate(all="ignore"):
+        ref = ref_f(x, axis=axis)
+    np.testing.assert_allclose(f(x, axis=axis), ref, rtol=tol(dtype))
+
+
+@pytest.mark.parametrize(("name", "f", "ref_f"), FUNCS, ids=IDS)
+def test_special_values_long_rows(name, f, ref_f):
+    # long rows are split across threads: specials must survive the merge
+    n = 300_000
+    rows = np.zeros((3, n))
+    rows[0, -1] = np.inf
+    rows[1, 10] = np.nan
+    rows[2, :] = -np.inf
+    rows[2, 250_000] = 1.0
+    for r in rows:
+        with np.errstate(all="ignore"):
+            ref = ref_f(r)
+        np.testing.assert_allclose(f(r), ref, rtol=1e-12, atol=1e-300)
+
+
+# ------------------------------------------------------- parallel paths ----
+@pytest.mark.parametrize(("name", "f", "ref_f"), FUNCS, ids=IDS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize(
+    ("shape", "axis"),
+    [
+        ((2, 300_000), 1),
+        ((300_000,), None),
+        ((3, 50_000, 3), 1),
+        ((60_000, 30), 0),
+        ((20_000, 30), 1),
+    ],
+)
+def test_parallel_paths_match_scipy(rng, name, f, ref_f, dtype, shape, axis):
+    x = (rng.standard_normal(shape) * 4).astype(dtype)
+    ref = ref_f(x.astype(np.float64), axis=axis)
+    np.testing.assert_allclose(f(x, axis=axis), ref, rtol=tol(dtype) * 4, atol=tol(dtype))
+
+
+# -------------------------------------------------------------- out= -------
+@pytest.mark.parametrize(("name", "f", "ref_f"), FUNCS, ids=IDS)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("axis", [None, 0, 1, (0, 2)])
+def test_out_buffer(rng, name, f, ref_f, layout, axis):
+    x = rng.standard_normal((4, 5, 6))
+    out = make_layout(np.zeros_like(x), layout)
+    res = f(x, axis=axis, out=out)
+    assert res is out
+    np.testing.assert_allclose(out, ref_f(x, axis=axis), rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.parametrize(("name", "f", "ref_f"), FUNCS, ids=IDS)
+def test_out_float32_from_float64_and_in_place(rng, name, f, ref_f):
+    x = rng.standard_normal((8, 9))
+    out = np.empty(x.shape, np.float32)
+    f(x, axis=1, out=out)
+    np.testing.assert_allclose(out, ref_f(x, axis=1), rtol=1e-6)
+    y = x.copy()
+    f(y, axis=1, out=y)  # in place is allowed when asked for
+    np.testing.assert_allclose(y, ref_f(x, axis=1), rtol=1e-14)
+
+
+@pytest.mark.parametrize(("name", "f", "ref_f"), FUNCS, ids=IDS)
+def test_out_bad(name, f, ref_f):
+    x = np.ones((3, 4))
+    with pytest.raises(ValueError, match="out"):
+        f(x, out=np.empty((4, 3)))
+    with pytest.raises(ValueError, match="out"):
+        f(x, out=np.empty((3, 4), dtype=np.int64))
+    with pytest.raises(TypeError, match="out"):
+        f(x, out=[[0.0] * 4] * 3)
+    ro = np.empty((3, 4))
+    ro.setflags(write=False)
+    with pytest.raises(ValueError, match="out"):
+        f(x, out=ro)
+
+
+# -------------------------------------------------------------- bad input --
+@pytest.mark.parametrize(("name", "f", "ref_f"), FUNCS, ids=IDS)
+def test_bad_axis(name, f, ref_f):
+    with pytest.raises(np.exceptions.AxisError):
+        f([1.0, 2.0], axis=1)
+    with pytest.raises(ValueError, match="axis"):
+        f(np.ones((2, 2)), axis=(1, 1))
+    with pytest.raises(TypeError, match="axis"):
+        f(np.ones((2, 2)), axis=0.5)
+
+
+@pytest.mark.parametrize(("name", "f", "ref_f"), FUNCS, ids=IDS)
+def test_empty(name, f, ref_f):
+    # numpy's max has no identity: scipy raises for an empty reduction
+    with pytest.raises(ValueError):
+        f([])
+    with pytest.raises(ValueError):
+        f(np.zeros((3, 0)), axis=1)
+    res = f(np.zeros((0, 3)), axis=1)
+    assert res.shape == (0, 3)
+
+
+@pytest.mark.parametrize(("name", "f", "ref_f"), FUNCS, ids=IDS)
+def test_input_not_modified_read_only(rng, name, f, ref_f):
+    x = rng.standard_normal((30, 40))
+    x.setflags(write=False)
+    x0 = x.copy()
+    for axis in (None, 0, 1):
+        f(x, axis=axis)
+    np.testing.assert_array_equal(x, x0)
