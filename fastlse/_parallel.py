@@ -43,10 +43,8 @@ def _drop_stale_cache():
     cache = os.path.join(pkg, "__pycache__")
     try:
         names = sorted(f for f in os.listdir(pkg) if f.endswith(".py"))
-        stamp = ";".join(
-            f"{n}:{os.stat(os.path.join(pkg, n)).st_mtime_ns}:{os.stat(os.path.join(pkg, n)).st_size}"
-            for n in names
-        )
+        stats = [os.stat(os.path.join(pkg, n)) for n in names]
+        stamp = ";".join(f"{n}:{s.st_mtime_ns}:{s.st_size}" for n, s in zip(names, stats))
         path = os.path.join(cache, "fastlse-cache-stamp.txt")
         if os.path.exists(path):
             with open(path) as f:
