@@ -1,0 +1,94 @@
+"""The vectorizable exp / log1p against numpy over their whole range, in ulps."""
+
+import numpy as np
+import pytest
+from numba import njit
+
+from fastlse._exp import FASTMATH, exp32, exp64, log1p64, maxnum
+
+
+@njit(fastmath=FASTMATH)
+def _map_exp64(x, out):
+    for i in range(x.size):
+        out[i] = exp64(x[i])
+
+
+@njit(fastmath=FASTMATH)
+def _map_exp32(x, out):
+    for i in range(x.size):
+        out[i] = exp32(x[i])
+
+
+@njit(fastmath=FASTMATH)
+def _map_log1p(x, out):
+    for i in range(x.size):
+        out[i] = log1p64(x[i])
+
+
+@njit(fastmath=FASTMATH)
+def _max(x):
+    m = -np.inf
+    for i in range(x.size):
+        m = maxnum(m, x[i])
+    return m
+
+
+def ulp_error(res, ref_hi, dtype):
+    """|res - ref| in units of the spacing of ref rounded to dtype."""
+    ref = ref_hi.astype(dtype)
+    spacing = np.spacing(np.abs(ref)).astype(np.float64)
+    return np.abs(res.astype(np.float64) - ref_hi) / spacing
+
+
+def test_exp64_ulp_whole_range(rng):
+    x = np.concatenate([rng.uniform(-708, 709.7, 400_000), rng.uniform(-2, 2, 100_000)])
+    out = np.empty_like(x)
+    _map_exp64(x, out)
+    ref = np.exp(x)
+    assert ulp_error(out, ref, np.float64).max() <= 2.0
+
+
+def test_exp32_ulp_whole_range(rng):
+    x = np.concatenate([rng.uniform(-87.3, 88.7, 400_000), rng.uniform(-2, 2, 100_000)]).astype(
+        np.float32
+    )
+    out = np.empty_like(x)
+    _map_exp32(x, out)
+    ref = np.exp(x.astype(np.float64))  # exact enough for float32
+    assert ulp_error(out, ref, np.float32).max() <= 2.0
+
+
+@pytest.mark.parametrize(
+    ("f", "dtype", "big", "sub"),
+    [(_map_exp64, np.float64, 709.79, -740.0), (_map_exp32, np.float32, 88.73, -100.0)],
+)
+def test_exp_special_values(f, dtype, big, sub):
+    x = np.array([-np.inf, np.inf, np.nan, 0.0, -0.0, big, 1e5, -1e5, sub], dtype=dtype)
+    out = np.empty_like(x)
+    f(x, out)
+    assert out[0] == 0.0 and out[1] == np.inf and np.isnan(out[2])
+    assert out[3] == 1.0 and out[4] == 1.0
+    assert out[5] == np.inf and out[6] == np.inf and out[7] == 0.0
+    # gradual underflow: a subnormal close to the true value
+    ref = np.exp(np.float64(x[8]))
+    assert 0 < out[8] < np.finfo(dtype).tiny
+    assert abs(out[8] - ref) <= 2 * np.finfo(dtype).smallest_subnormal
+
+
+def test_log1p64_ulp(rng):
+    t = np.concatenate([10 ** rng.uniform(-20, 15, 300_000), rng.uniform(0, 10, 100_000)])
+    out = np.empty_like(t)
+    _map_log1p(t, out)
+    assert ulp_error(out, np.log1p(t), np.float64).max() <= 4.0
+    s = np.array([0.0, 1e-300, np.inf, np.nan, 1e308])
+    o = np.empty_like(s)
+    _map_log1p(s, o)
+    assert o[0] == 0.0 and o[1] == 1e-300 and o[2] == np.inf and np.isnan(o[3])
+    assert o[4] == np.log1p(1e308)
+
+
+def test_maxnum_reduction(rng):
+    x = rng.standard_normal(10_001)
+    assert _max(x) == x.max()
+    x[17] = np.nan
+    assert _max(x) == np.nanmax(x)  # maxNum ignores nan; kernels check nan separately

@@ -1,0 +1,112 @@
+"""Concurrency: Python threads calling at once, fork after use, thread control."""
+
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+import fastlse
+
+sp = pytest.importorskip("scipy.special")
+
+
+def test_eight_python_threads_at_once(rng):
+    # big enough for the parallel kernels: each call enters a parallel region
+    xs = [rng.standard_normal((256, 400)) * (k + 1) for k in range(8)]
+    refs = [sp.logsumexp(x, axis=1) for x in xs]
+    srefs = [sp.softmax(x, axis=0) for x in xs]
+    fastlse.logsumexp(xs[0], axis=1)  # compile outside the race
+    fastlse.softmax(xs[0], axis=0)
+    errors = []
+    barrier = threading.Barrier(8)
+
+    def work(k):
+        try:
+            barrier.wait()
+            for _ in range(20):
+                np.testing.assert_allclose(fastlse.logsumexp(xs[k], axis=1), refs[k], rtol=1e-13)
+                np.testing.assert_allclose(fastlse.softmax(xs[k], axis=0), srefs[k], rtol=1e-13)
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads)
+    assert not errors, errors
+
+
+FORK_SCRIPT = textwrap.dedent(
+    """
+    import multiprocessing as mp
+    import numpy as np
+    import fastlse
+    from scipy.special import logsumexp
+
+    def job(seed):
+        x = np.random.default_rng(seed).standard_normal((300, 500))
+        return float(np.max(np.abs(fastlse.logsumexp(x, axis=1) - logsumexp(x, axis=1))))
+
+    if __name__ == "__main__":
+        x = np.random.default_rng(0).standard_normal((300, 500))
+        fastlse.logsumexp(x, axis=1)          # the parent starts its thread pool
+        fastlse.softmax(x, axis=0)
+        with mp.get_context("fork").Pool(2) as pool:
+            errs = pool.map_async(job, range(6)).get(timeout=120)
+        assert max(errs) < 1e-12, errs
+        print("FORK-OK")
+    """
+)
+
+
+def test_fork_pool_after_parent_used_kernels(tmp_path):
+    script = tmp_path / "fork_check.py"
+    script.write_text(FORK_SCRIPT)
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "FORK-OK" in res.stdout
+
+
+def test_num_threads_context(rng):
+    import numba
+
+    x = rng.standard_normal((300, 400))
+    before = numba.get_num_threads()
+    with fastlse.num_threads(1):
+        assert numba.get_num_threads() == 1
+        np.testing.assert_allclose(
+            fastlse.logsumexp(x, axis=1), sp.logsumexp(x, axis=1), rtol=1e-13
+        )
+    assert numba.get_num_threads() == before
+    with pytest.raises(ValueError, match="n"):
+        with fastlse.num_threads(0):
+            pass
+
+
+def test_respects_numba_set_num_threads(rng):
+    import numba
+
+    x = rng.standard_normal((300, 400))
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        np.testing.assert_allclose(fastlse.softmax(x, axis=1), sp.softmax(x, axis=1), rtol=1e-13)
+    finally:
+        numba.set_num_threads(before)
+
+
+def test_import_compiles_nothing():
+    code = (
+        "import fastlse, fastlse._parallel as P\n"
+        "ks = [v for v in vars(P).values() if isinstance(v, P.Kernel)]\n"
+        "assert ks and all(not k.serial.signatures and not k.parallel.signatures for k in ks)\n"
+        "print('LAZY-OK')\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "LAZY-OK" in res.stdout
