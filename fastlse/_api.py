@@ -10,6 +10,7 @@ import numpy as np
 
 from . import _parallel as P
 from ._axis import Plan, normalize_axes
+from ._kernels import NARROW
 
 __all__ = ["log_softmax", "logsumexp", "softmax"]
 
@@ -79,6 +80,8 @@ def _pairs(plan):
         if n_ == 0:
             mo.fill(-np.inf)
             to.fill(0.0)
+        elif n_ < NARROW:
+            P.pair_narrow(v.size, v, mo, to)
         elif m_ < 2 * _nthreads() and n_ >= 2 * PIECE and m_ * n_ >= P.PARALLEL_MIN_WORK:
             npc = min((n_ + PIECE - 1) // PIECE, 8 * _nthreads())
             piece = (n_ + npc - 1) // npc
@@ -342,6 +345,11 @@ def _softmax_kernel(x, axes, rdt, out, log):
                 P.softmax_pieces_exp(v.size, v, dest, piece, mp, sp)
                 P.softmax_piece_divisors(mp, sp)
                 P.softmax_pieces_scale(v.size, dest, piece, sp)
+        elif n_ < NARROW:
+            if log:
+                P.log_softmax_narrow(v.size, v, dest)
+            else:
+                P.softmax_narrow(v.size, v, dest)
         elif log:
             P.log_softmax_rows(v.size, v, dest)
         else:

@@ -23,6 +23,9 @@ _INF = np.inf
 _NAN = np.nan
 #: elements summed in the array's own dtype before adding into float64
 CHUNK = 2048
+#: the unit of the vectorized loops (AVX2: 8 float32 x 4 accumulators); a row's
+#: last partial unit is processed as one full, masked, overlapping unit
+VW = 32
 
 
 def expx(x):  # pragma: no cover - replaced by the overload in compiled code
@@ -117,7 +120,11 @@ def has_nan(x, lo, hi):
 
 @jit_fast
 def row_max(x, lo, hi):
-    """max of x[lo:hi] ignoring nan (-inf for an empty or all-nan range)."""
+    """max of x[lo:hi] ignoring nan (-inf for an empty or all-nan range).
+
+    (A scalar tail is cheap here; an overlapping vector tail inside a caller's
+    row loop trips an LLVM vectorizer assertion for float32.)
+    """
     m = cast_to(x, _NINF)
     for j in range(lo, hi):
         m = maxnum(m, x[j])
@@ -129,20 +136,34 @@ def row_sum_excl(x, lo, hi, m):
     """sum of exp(x - m) over x < m, and the count of elements >= m.
 
     nan elements make the sum nan.  Summed per CHUNK in the array's dtype,
-    then in float64, so float32 rows of millions keep their accuracy.
+    then in float64, so float32 rows of millions keep their accuracy.  The
+    last partial vector is done as a full masked vector (no scalar exp tail).
     """
     z = zero_of(x)
     o = one_of(x)
     total = 0.0
     cnt = 0.0
-    for c in range(lo, hi, CHUNK):
+    main = hi if hi - lo < VW else lo + ((hi - lo) // VW) * VW
+    for c in range(lo, main, CHUNK):
         acc = z
         k = z
-        for j in range(c, min(c + CHUNK, hi)):
+        for j in range(c, min(c + CHUNK, main)):
             d = x[j] - m
             e = expx(d)
             acc += z if d >= z else e
             k += o if d >= z else z
+        total += acc
+        cnt += k
+    if main < hi:
+        acc = z
+        k = z
+        for i in range(VW):
+            j = hi - VW + i
+            d = x[j] - m
+            e = expx(d)
+            keep = j >= main
+            acc += (z if d >= z else e) if keep else z
+            k += (o if d >= z else z) if keep else z
         total += acc
         cnt += k
     return total, cnt
@@ -171,12 +192,21 @@ def row_exp_store(x, out, lo, hi, m):
     """out = exp(x - m) over [lo, hi); returns the sum (float64)."""
     z = zero_of(x)
     total = 0.0
-    for c in range(lo, hi, CHUNK):
+    main = hi if hi - lo < VW else lo + ((hi - lo) // VW) * VW
+    for c in range(lo, main, CHUNK):
         acc = z
-        for j in range(c, min(c + CHUNK, hi)):
+        for j in range(c, min(c + CHUNK, main)):
             e = expx(x[j] - m)
             out[j] = e
             acc += e
+        total += acc
+    if main < hi:
+        acc = z
+        for i in range(VW):
+            j = hi - VW + i
+            e = expx(x[j] - m)
+            out[j] = e  # the overlap rewrites the same values
+            acc += e if j >= main else z
         total += acc
     return total
 
@@ -356,3 +386,100 @@ def cols_softmax_store(x, out, p, q0, q1, mv, sv, log):
                 out[p, r, q] = (x[p, r, q] - mv[q - q0]) - sv[q - q0]
             else:
                 out[p, r, q] = expx(x[p, r, q] - mv[q - q0]) / sv[q - q0]
+
+
+# ----------------------------------------------------------------------------
+# narrow rows (N < NARROW): a block of rows as one flat, vectorized exp loop
+# ----------------------------------------------------------------------------
+#: rows shorter than this go through the block kernels below: a row loop of a
+#: few elements would run the scalar remainder of every vectorized loop
+NARROW = 32
+#: rows per block in the narrow kernels (scratch is NB * N elements)
+NB = 512
+
+
+@jit
+def narrow_block(x, r0, r1, mb, rep, e):
+    """Row maxima (mb) and e = exp(x - max) of rows r0..r1 as one flat block.
+
+    The exp runs over the block's R * N elements in one flat loop, so it is
+    vectorized however short the rows are.  (nan is ignored by the max and
+    propagates through e.)
+    """
+    n = x.shape[1]
+    for i in range(r1 - r0):
+        m = cast_to(x, _NINF)
+        for j in range(n):
+            v = x[r0 + i, j]
+            m = v if v > m else m
+        mb[i] = m
+        for j in range(n):
+            rep[i * n + j] = m
+    xf = x[r0:r1].reshape((r1 - r0) * n)
+    _flat_exp(xf, rep, e, (r1 - r0) * n)
+
+
+@jit_fast
+def _flat_exp(xf, rep, e, size):
+    for k in range(size):
+        e[k] = expx(xf[k] - rep[k])
+
+
+@jit
+def narrow_pairs(x, r0, r1, mo, to, off, mb, rep, e):
+    """(m, t) of rows r0..r1 of x into mo, to (float64) at off, off + 1, ...
+
+    t sums e over the elements below the max (nan propagates) and adds the
+    count of the other maxima: e is exactly 1 there, but the pair keeps t
+    apart from the 1 so that log1p(t) keeps tiny terms.
+    """
+    n = x.shape[1]
+    narrow_block(x, r0, r1, mb, rep, e)
+    for i in range(r1 - r0):
+        s = 0.0
+        c = -1.0
+        m = mb[i]
+        for j in range(n):
+            ge = x[r0 + i, j] >= m
+            s += 0.0 if ge else e[i * n + j]
+            c += 1.0 if ge else 0.0
+        mf = np.float64(m)
+        mo[off + i] = mf
+        to[off + i] = s + c
+        if mf == _NINF or mf == _INF:
+            to[off + i] = 0.0
+            for j in range(n):
+                if x[r0 + i, j] != x[r0 + i, j]:
+                    mo[off + i] = _NAN
+                    to[off + i] = _NAN
+
+
+@jit
+def finish_block(mo, to, out, r0, r1):
+    """out[r0 + i] = m_i + log1p(t_i): a vectorized loop (specials included:
+    -inf + log1p(0), inf + log1p(0) and nan need no branch)."""
+    for i in range(r1 - r0):
+        out[r0 + i] = mo[i] + log1p64(to[i])
+
+
+@jit
+def narrow_softmax(x, out, r0, r1, mb, rep, e):
+    """softmax of rows r0..r1: e = exp(x - m) flat, then e / s flat."""
+    n = x.shape[1]
+    narrow_block(x, r0, r1, mb, rep, e)
+    for i in range(r1 - r0):
+        s = 0.0
+        for j in range(n):
+            s += e[i * n + j]
+        m = mb[i]
+        s = _NAN if (m == _NINF or m == _INF) else s
+        for j in range(n):
+            rep[i * n + j] = s
+    of = out[r0:r1].reshape((r1 - r0) * n)
+    _flat_div(e, rep, of, (r1 - r0) * n)
+
+
+@jit
+def _flat_div(e, rep, of, size):
+    for k in range(size):
+        of[k] = e[k] / rep[k]

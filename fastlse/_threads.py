@@ -1,0 +1,141 @@
+"""Kernel pairs (serial / parallel), thread control and the dispatch between them.
+
+Every kernel body is written once with ``prange`` and compiled twice, lazily,
+on first use: once serial, once parallel. ``Kernel.__call__`` picks one:
+
+* tiny inputs (``work`` below ``PARALLEL_MIN_WORK`` elements) never start threads;
+* ``numba.set_num_threads(1)`` (or ``fastlse.num_threads(1)``) means serial;
+* in a child created by ``fork`` after the parent started a thread pool whose
+  layer is not fork-safe (GNU OpenMP hangs, see numba's docs), serial kernels
+  run instead of hanging;
+* with numba's ``workqueue`` layer, which aborts when two Python threads enter
+  a parallel region at once, parallel calls are serialized by a lock.
+
+The threading layer itself is numba's choice (``NUMBA_THREADING_LAYER``, default
+order tbb > omp > workqueue); fastlse never overrides a user's configuration.
+"""
+
+import contextlib
+import os
+import threading
+
+import numba
+from numba import njit
+
+from ._exp import EXACT
+
+__all__ = ["PARALLEL_MIN_WORK", "Kernel", "kernel", "num_threads"]
+
+#: numba's on-disk cache for compiled kernels; ``FASTLSE_CACHE=0`` turns it off.
+CACHE = os.environ.get("FASTLSE_CACHE", "1").lower() not in ("0", "false", "no", "off")
+
+#: inputs with fewer elements than this run serially (threads cost ~2-50 us).
+PARALLEL_MIN_WORK = int(os.environ.get("FASTLSE_PARALLEL_MIN_WORK", 32768))
+
+
+def _drop_stale_cache():
+    """Numba keys a cached kernel on its own file only: a kernel in one module
+    that inlined a helper from another goes stale when that helper changes.
+    Keep one stamp of every module of the package; when it changes, drop the
+    package's cache files (a few stat calls at import; nothing is compiled).
+    """
+    pkg = os.path.dirname(os.path.abspath(__file__))
+    cache = os.path.join(pkg, "__pycache__")
+    try:
+        names = sorted(f for f in os.listdir(pkg) if f.endswith(".py"))
+        stats = [os.stat(os.path.join(pkg, n)) for n in names]
+        stamp = ";".join(f"{n}:{s.st_mtime_ns}:{s.st_size}" for n, s in zip(names, stats))
+        path = os.path.join(cache, "fastlse-cache-stamp.txt")
+        if os.path.exists(path):
+            with open(path) as f:
+                if f.read() == stamp:
+                    return
+        if os.path.isdir(cache):
+            for f in os.listdir(cache):
+                if f.endswith((".nbi", ".nbc")):
+                    with contextlib.suppress(OSError):
+                        os.remove(os.path.join(cache, f))
+        os.makedirs(cache, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(stamp)
+        os.replace(tmp, path)
+    except OSError:  # read-only install: numba uses its user-wide cache dir
+        pass
+
+
+if CACHE:
+    _drop_stale_cache()
+
+_lock = threading.Lock()
+_state = {"forked_unsafe": False, "layer": None}
+
+
+def _after_fork_in_child():
+    from numba.np.ufunc import parallel as _p
+
+    if getattr(_p, "_is_initialized", False) and _state["layer"] != "tbb":
+        _state["forked_unsafe"] = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _threads_usable():
+    if _state["forked_unsafe"]:
+        return False
+    return numba.get_num_threads() > 1
+
+
+class Kernel:
+    """A kernel body compiled serial and parallel, dispatched by work size."""
+
+    def __init__(self, fn, **options):
+        opts = {"fastmath": EXACT, "cache": CACHE, "nogil": True, **options}
+        self.py_func = fn
+        self.serial = njit(**opts)(fn)
+        self.parallel = njit(parallel=True, **opts)(fn)
+
+    def __call__(self, work, *args):
+        if work < PARALLEL_MIN_WORK or not _threads_usable():
+            return self.serial(*args)
+        layer = _state["layer"]
+        if layer is None or layer == "workqueue":
+            with _lock:
+                res = self.parallel(*args)
+                _state["layer"] = numba.threading_layer()
+            return res
+        return self.parallel(*args)
+
+
+def kernel(fn=None, **options):
+    """Decorator: ``@kernel`` turns a ``prange`` body into a :class:`Kernel`."""
+    if fn is None:
+        return lambda f: Kernel(f, **options)
+    return Kernel(fn, **options)
+
+
+@contextlib.contextmanager
+def num_threads(n):
+    """Context manager: run fastlse kernels of this Python thread on ``n`` threads.
+
+    A thin wrapper over ``numba.set_num_threads`` (which is per Python thread);
+    ``n == 1`` selects the serial kernels, so no thread pool is touched.
+
+    Examples
+    --------
+    >>> import numpy as np, fastlse
+    >>> with fastlse.num_threads(1):
+    ...     float(fastlse.logsumexp(np.zeros(4)))
+    1.3862943611198906
+    """
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"num_threads: n must be >= 1, got {n}")
+    old = numba.get_num_threads()
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
