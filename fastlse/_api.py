@@ -159,6 +159,65 @@ def _lse_weighted(a, b, axes, keepdims, cdt, rdt):
     return out.astype(rdt, copy=False), sgn.astype(rdt, copy=False)
 
 
+def _check_where(where, shape, name, grow=False):
+    """where= as a bool array broadcast to ``shape`` (numpy-style errors).
+
+    With ``grow`` the mask may also broadcast ``shape`` up (as ``b`` may)."""
+    w = np.asarray(where)
+    if w.dtype != np.bool_:
+        raise TypeError(f"{name}: where must be a boolean array, got dtype {w.dtype}")
+    try:
+        if grow:
+            shape = np.broadcast_shapes(shape, w.shape)
+        return np.broadcast_to(w, shape)
+    except ValueError:
+        raise ValueError(
+            f"{name}: where with shape {w.shape} does not broadcast to the shape {shape}"
+        ) from None
+
+
+def _as_rows(arr, axes, dtype):
+    """(M, N) C-contiguous arrangement with the reduced axes last (a view when
+    the data already is laid out so), and the permutation used."""
+    nd = arr.ndim
+    perm = [i for i in range(nd) if i not in axes] + list(axes)
+    n = int(np.prod([arr.shape[i] for i in axes], dtype=np.int64))
+    moved = np.transpose(arr, perm)
+    return np.ascontiguousarray(moved, dtype=dtype).reshape(-1, n), perm, moved.shape
+
+
+def _lse_masked(a, w, axes, keepdims, cdt, rdt):
+    x, _, moved = _as_rows(a, axes, cdt)
+    wv, _, _ = _as_rows(w, axes, np.uint8)
+    mo = np.empty(x.shape[0])
+    to = np.empty(x.shape[0])
+    if x.shape[1] == 0:
+        mo.fill(-np.inf)
+        to.fill(0.0)
+    else:
+        P.pair_rows_masked(x.size, x, wv, mo, to)
+    res = np.empty(x.shape[0], dtype=cdt)
+    P.finish_rows(mo, to, res)
+    res = res.reshape(moved[: a.ndim - len(axes)])
+    if keepdims:
+        res = res.reshape(tuple(1 if i in axes else s for i, s in enumerate(a.shape)))
+    return res.astype(rdt, copy=False)
+
+
+def _softmax_masked(x, w, axes, rdt, out, log):
+    cdt = _compute_dtype(rdt)
+    xv, perm, moved = _as_rows(x, axes, cdt)
+    wv, _, _ = _as_rows(w, axes, np.uint8)
+    buf = np.empty(xv.shape, dtype=cdt)
+    if xv.size:
+        P.softmax_rows_masked(xv.size, xv, wv, buf, log)
+    res = np.transpose(buf.reshape(moved), np.argsort(perm))
+    if out is not None:
+        np.copyto(out, res, casting="unsafe")
+        return out
+    return np.ascontiguousarray(res)
+
+
 def _lse_complex(a, b, axes, keepdims, return_sign):
     """NumPy path for complex input (scipy's algorithm; correct, not fast)."""
     with np.errstate(all="ignore"):
@@ -194,7 +253,7 @@ def _lse_complex(a, b, axes, keepdims, return_sign):
 # ----------------------------------------------------------------------------
 # public functions
 # ----------------------------------------------------------------------------
-def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
+def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, where=None):
     """Compute the log of the sum of exponentials of input elements.
 
     A drop-in for :func:`scipy.special.logsumexp`: same signature, results,
@@ -217,6 +276,10 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
         If True, return ``(res, sgn)`` where ``res`` is the log of the absolute
         value of the sum and ``sgn`` its sign (+1, 0 or -1). If False,
         negative sums give nan.
+    where : array_like of bool, optional
+        Elements to include, broadcast against `a`. Excluded elements are
+        absent (an excluded inf or nan has no effect); a fully excluded slice
+        gives ``-inf``. Not in scipy (scipy ignores masked arrays' masks).
 
     Returns
     -------
@@ -250,10 +313,14 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     array([2.40760596, 5.40760596])
     >>> logsumexp([1.0, 2.0], b=[1.0, -1.0], return_sign=True)
     (np.float64(1.5413248546129181), np.float64(-1.0))
+    >>> logsumexp([0.0, np.nan, 0.0], where=[True, False, True])  # log 2
+    np.float64(0.6931471805599453)
     """
     if _is_dask(a) or _is_dask(b):
         from . import _dask
 
+        if where is not None:
+            raise NotImplementedError("logsumexp: where= is not supported for dask arrays")
         return _dask.logsumexp(a, axis=axis, b=b, keepdims=keepdims, return_sign=return_sign)
     a = np.asarray(a)
     dt = _lse_dtype(a, b)
@@ -269,14 +336,28 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
             ) from None
         a = np.broadcast_to(a, shape)
         b = np.broadcast_to(b, shape)
+    if where is not None:
+        where = _check_where(where, a.shape, "logsumexp", grow=True)
+        if where.shape != a.shape:
+            a = np.broadcast_to(a, where.shape)
+            b = np.broadcast_to(b, where.shape) if b is not None else None
     if a.ndim == 0:
         a = a.reshape(1)
         b = b.reshape(1) if b is not None else None
+        where = where.reshape(1) if where is not None else None
     axes = normalize_axes(axis, a.ndim)
+    if where is not None and (b is not None or dt.kind == "c"):
+        # weights already hide elements: a masked element is a zero weight
+        b = np.where(where, 1 if b is None else b, 0)
+        where = None
     if dt.kind == "c":
         return _lse_complex(a.astype(dt), b, axes, keepdims, return_sign)
     cdt = _compute_dtype(dt)
-    if b is None:
+    if b is None and where is not None:
+        out = _lse_masked(a, where, axes, keepdims, cdt, dt)
+        if return_sign:
+            sgn = np.sign(np.exp(out))
+    elif b is None:
         out = _lse_plain(a, axes, keepdims, cdt, dt)
         if return_sign:
             sgn = np.sign(np.exp(out))  # +1, 0 for -inf, nan for nan
@@ -371,7 +452,7 @@ def _softmax_complex(x, axes, log):
         return e / np.sum(e, axis=axes, keepdims=True)
 
 
-def softmax(x, axis=None, *, out=None):
+def softmax(x, axis=None, *, out=None, where=None):
     r"""Compute the softmax function.
 
     A drop-in for :func:`scipy.special.softmax`: ``exp(x) / sum(exp(x))``
@@ -387,6 +468,10 @@ def softmax(x, axis=None, *, out=None):
     out : ndarray, optional
         Array of x's shape and a floating dtype to write the result into
         (``out=x`` works and overwrites `x`).
+    where : array_like of bool, optional
+        Elements to include, broadcast against `x`. Excluded elements are
+        absent from the sum and get 0; a fully excluded slice is all zeros
+        (jax's convention).
 
     Returns
     -------
@@ -412,18 +497,27 @@ def softmax(x, axis=None, *, out=None):
     >>> softmax(np.array([[1.0, 1.0], [0.0, np.log(3.0)]]), axis=1)
     array([[0.5 , 0.5 ],
            [0.25, 0.75]])
+    >>> softmax(np.array([1.0, 1.0, np.inf]), where=np.array([True, True, False]))
+    array([0.5, 0.5, 0. ])
     """
     if _is_dask(x):
         from . import _dask
 
+        if where is not None:
+            raise NotImplementedError("softmax: where= is not supported for dask arrays")
         return _dask.softmax(x, axis=axis, out=out)
     x, rdt, axes = _prepare_softmax(x, axis, out, "softmax")
+    if where is not None:
+        w = _check_where(where, x.shape, "softmax")
+        if rdt.kind == "c":
+            raise TypeError("softmax: where= is not supported for complex input")
+        return _finish_out(_softmax_masked(x, w, axes, rdt, out, False), rdt, out)
     if rdt.kind == "c":
         return _finish_out(_softmax_complex(x.astype(rdt), axes, False), rdt, out)
     return _finish_out(_softmax_kernel(x, axes, rdt, out, False), rdt, out)
 
 
-def log_softmax(x, axis=None, *, out=None):
+def log_softmax(x, axis=None, *, out=None, where=None):
     r"""Compute the logarithm of the softmax function.
 
     A drop-in for :func:`scipy.special.log_softmax`, computed as
@@ -439,6 +533,10 @@ def log_softmax(x, axis=None, *, out=None):
         the entire array.
     out : ndarray, optional
         Array of x's shape and a floating dtype to write the result into.
+    where : array_like of bool, optional
+        Elements to include, broadcast against `x`. Excluded elements are
+        absent from the sum and get ``-inf``; a fully excluded slice is all
+        ``-inf`` (jax's convention).
 
     Returns
     -------
@@ -466,8 +564,15 @@ def log_softmax(x, axis=None, *, out=None):
     if _is_dask(x):
         from . import _dask
 
+        if where is not None:
+            raise NotImplementedError("log_softmax: where= is not supported for dask arrays")
         return _dask.log_softmax(x, axis=axis, out=out)
     x, rdt, axes = _prepare_softmax(x, axis, out, "log_softmax")
+    if where is not None:
+        w = _check_where(where, x.shape, "log_softmax")
+        if rdt.kind == "c":
+            raise TypeError("log_softmax: where= is not supported for complex input")
+        return _finish_out(_softmax_masked(x, w, axes, rdt, out, True), rdt, out)
     if rdt.kind == "c":
         return _finish_out(_softmax_complex(x.astype(rdt), axes, True), rdt, out)
     return _finish_out(_softmax_kernel(x, axes, rdt, out, True), rdt, out)

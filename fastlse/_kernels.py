@@ -483,3 +483,79 @@ def narrow_softmax(x, out, r0, r1, mb, rep, e):
 def _flat_div(e, rep, of, size):
     for k in range(size):
         of[k] = e[k] / rep[k]
+
+
+# ----------------------------------------------------------------------------
+# masked rows (where=): masked-out elements are absent, inf / nan included
+# ----------------------------------------------------------------------------
+@jit_fast
+def row_max_masked(x, w, lo, hi):
+    """max over the elements with w != 0, ignoring nan; and their count."""
+    m = cast_to(x, _NINF)
+    ninf = cast_to(x, _NINF)
+    cnt = 0
+    for j in range(lo, hi):
+        m = maxnum(m, x[j] if w[j] else ninf)
+        cnt += 1 if w[j] else 0
+    return m, cnt
+
+
+@jit_fast
+def row_sum_excl_masked(x, w, lo, hi, m):
+    z = zero_of(x)
+    o = one_of(x)
+    total = 0.0
+    cnt = 0.0
+    for c in range(lo, hi, CHUNK):
+        acc = z
+        k = z
+        for j in range(c, min(c + CHUNK, hi)):
+            d = x[j] - m
+            e = expx(d)
+            acc += (z if d >= z else e) if w[j] else z
+            k += (o if d >= z else z) if w[j] else z
+        total += acc
+        cnt += k
+    return total, cnt
+
+
+@jit
+def row_pair_masked(x, w, lo, hi):
+    """(m, t) of the elements of x[lo:hi] with w != 0; (-inf, 0) if none."""
+    m, _ = row_max_masked(x, w, lo, hi)
+    if m == _NINF or m == _INF:
+        for j in range(lo, hi):
+            if w[j] and x[j] != x[j]:
+                return _NAN, _NAN
+        return np.float64(m), 0.0
+    s, cnt = row_sum_excl_masked(x, w, lo, hi, m)
+    return np.float64(m), s + (cnt - 1.0)
+
+
+@jit
+def row_softmax_masked(x, w, out, lo, hi, log):
+    """(log_)softmax over the elements with w != 0; 0 (-inf for log) elsewhere.
+
+    A fully masked row gives zeros (-inf for log), jax's convention; otherwise
+    the unmasked elements follow the unmasked semantics (scipy's specials).
+    """
+    m, t = row_pair_masked(x, w, lo, hi)
+    any_in = False
+    for j in range(lo, hi):
+        if w[j]:
+            any_in = True
+            break
+    if log:
+        c1 = m
+        c2 = 0.0
+        if m != m or t != t or (m == _NINF and any_in):
+            c1 = _NAN
+        elif m != _INF and m != _NINF:
+            c2 = log1p64(t)
+        for j in range(lo, hi):
+            out[j] = (x[j] - c1) - c2 if w[j] else _NINF
+        return
+    bad = m != m or t != t or m == _INF or m == _NINF
+    s = _NAN if bad else 1.0 + t
+    for j in range(lo, hi):
+        out[j] = expx(x[j] - cast_to(x, m)) / cast_to(x, s) if w[j] else 0.0

@@ -29,8 +29,10 @@ from ._kernels import (
     row_lse_weighted,
     row_max,
     row_pair,
+    row_pair_masked,
     row_scale,
     row_softmax,
+    row_softmax_masked,
 )
 from ._threads import CACHE, PARALLEL_MIN_WORK, Kernel, kernel, num_threads
 
@@ -89,6 +91,20 @@ def lse_weighted_rows(a, b, out, sgn):
     n = a.shape[1]
     for i in prange(a.shape[0]):
         out[i], sgn[i] = row_lse_weighted(a[i], b[i], 0, n)
+
+
+@kernel
+def pair_rows_masked(x, w, mo, to):
+    n = x.shape[1]
+    for i in prange(x.shape[0]):
+        mo[i], to[i] = row_pair_masked(x[i], w[i], 0, n)
+
+
+@kernel
+def softmax_rows_masked(x, w, out, log):
+    n = x.shape[1]
+    for i in prange(x.shape[0]):
+        row_softmax_masked(x[i], w[i], out[i], 0, n, log)
 
 
 # ------------------------------------------- narrow rows: blocks of rows -----
