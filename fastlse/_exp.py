@@ -22,6 +22,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
+from ._config import CACHE
+
 __all__ = ["EXACT", "FASTMATH", "exp32", "exp64", "log1p64", "maxnum", "minnum"]
 
 # fast-math flags used by every kernel of the package: never nnan / ninf.
@@ -133,7 +135,7 @@ _C64 = tuple(np.float64(c) for c in _P64)
 (_A0, _A1, _A2, _A3, _A4, _A5, _A6, _A7, _A8, _A9, _A10, _A11) = _C64
 
 
-@njit(fastmath=EXACT, cache=True)
+@njit(fastmath=EXACT, cache=CACHE)
 def exp64(x):
     """exp(x) for float64, branch-free (inlined and vectorized by LLVM)."""
     xc = _HI64 if x > _HI64 else x
@@ -180,7 +182,7 @@ _P32 = (
 (_B0, _B1, _B2, _B3, _B4, _B5, _B6) = tuple(np.float32(c) for c in _P32)
 
 
-@njit(fastmath=EXACT, cache=True)
+@njit(fastmath=EXACT, cache=CACHE)
 def exp32(x):
     """exp(x) for float32, computed in float32, branch-free."""
     xc = _HI32 if x > _HI32 else x
@@ -208,7 +210,7 @@ _MANT = np.int64(0x000FFFFFFFFFFFFF)
 _EXP1 = np.int64(0x3FF0000000000000)
 
 
-@njit(fastmath=EXACT, cache=True)
+@njit(fastmath=EXACT, cache=CACHE)
 def log1p64(t):
     """log1p(t) for float64 t >= 0 (or inf / nan), branch-free.
 

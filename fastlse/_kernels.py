@@ -16,6 +16,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
+from ._config import CACHE
 from ._exp import EXACT, FASTMATH, exp32, exp64, log1p64, maxnum
 
 _NINF = -np.inf
@@ -79,10 +80,10 @@ def _one_of_ol(a):
 #: scalar logic and stores: IEEE arithmetic with FMA contraction only. The
 #: reassoc flag would turn (x - m) - lg into x - (m + lg) and s + (k - 1) into
 #: (s + k) - 1, losing exactly the bits the log1p form keeps.
-jit = njit(fastmath=EXACT, cache=True, nogil=True)
+jit = njit(fastmath=EXACT, cache=CACHE, nogil=True)
 #: loops that reduce (sums, max): reassoc lets LLVM keep several vector
 #: accumulators; nothing else changes.
-jit_fast = njit(fastmath=FASTMATH, cache=True, nogil=True)
+jit_fast = njit(fastmath=FASTMATH, cache=CACHE, nogil=True)
 
 
 # ----------------------------------------------------------------------------
@@ -334,11 +335,12 @@ def cols_pair(x, p, q0, q1, mv, tv, mb, sc):
 
     Rows are taken in blocks of COLBLOCK: within a block a max sweep and an
     exp-sum sweep (the block is in cache), between blocks pairs are merged, so
-    memory is read once.  ``mb`` (x's dtype) and ``sc`` (2 rows, float64)
-    are scratch of length >= q1 - q0.
+    memory is read once.  ``mb`` and ``sc`` (2 rows) are scratch of x's dtype
+    and length >= q1 - q0: per-block sums of COLBLOCK terms stay in x's dtype.
     """
     n = x.shape[1]
     w = q1 - q0
+    xp = x[p]
     tb = sc[0]
     cb = sc[1]
     for q in range(w):
@@ -346,30 +348,45 @@ def cols_pair(x, p, q0, q1, mv, tv, mb, sc):
         tv[q] = 0.0
     for r0 in range(0, n, COLBLOCK):
         r1 = min(r0 + COLBLOCK, n)
-        for q in range(w):
-            mb[q] = _NINF
-            tb[q] = 0.0
-            cb[q] = 0.0
-        for r in range(r0, r1):
-            for q in range(w):
-                mb[q] = maxnum(mb[q], x[p, r, q0 + q])
-        for r in range(r0, r1):
-            for q in range(w):
-                d = x[p, r, q0 + q] - mb[q]
-                e = expx(d)
-                tb[q] += 0.0 if d >= 0 else e
-                cb[q] += 1.0 if d >= 0 else 0.0
+        _cols_block_max(xp, r0, r1, q0, w, mb)
+        _cols_block_sum(xp, r0, r1, q0, w, mb, tb, cb)
         for q in range(w):
             mq = np.float64(mb[q])
-            tq = tb[q] + (cb[q] - 1.0)
+            tq = np.float64(tb[q]) + (np.float64(cb[q]) - 1.0)
             if mq == _NINF or mq == _INF:
                 nan = False
                 for r in range(r0, r1):
-                    v = x[p, r, q0 + q]
+                    v = xp[r, q0 + q]
                     if v != v:
                         nan = True
                 mq, tq = (_NAN, _NAN) if nan else (mq, 0.0)
             mv[q], tv[q] = merge(mv[q], tv[q], mq, tq)
+
+
+@jit
+def _cols_block_max(xp, r0, r1, q0, w, mb):
+    for q in range(w):
+        mb[q] = cast_to(xp, _NINF)
+    for r in range(r0, r1):
+        xr = xp[r, q0 : q0 + w]
+        for q in range(w):
+            mb[q] = maxnum(mb[q], xr[q])
+
+
+@jit
+def _cols_block_sum(xp, r0, r1, q0, w, mb, tb, cb):
+    z = zero_of(xp)
+    o = one_of(xp)
+    for q in range(w):
+        tb[q] = z
+        cb[q] = z
+    for r in range(r0, r1):
+        xr = xp[r, q0 : q0 + w]
+        for q in range(w):
+            d = xr[q] - mb[q]
+            e = expx(d)
+            tb[q] += z if d >= z else e
+            cb[q] += o if d >= z else z
 
 
 @jit

@@ -276,7 +276,7 @@ def pair_cols(x, mo, to):
         q0 = (k % nq) * QCHUNK
         q1 = min(q_, q0 + QCHUNK)
         mb = np.empty(q1 - q0, dtype=x.dtype)
-        sc = np.empty((2, q1 - q0))
+        sc = np.empty((2, q1 - q0), dtype=x.dtype)
         cols_pair(x, p, q0, q1, mo[p, q0:q1], to[p, q0:q1], mb, sc)
 
 

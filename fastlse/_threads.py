@@ -22,15 +22,10 @@ import threading
 import numba
 from numba import njit
 
+from ._config import CACHE, PARALLEL_MIN_WORK
 from ._exp import EXACT
 
 __all__ = ["PARALLEL_MIN_WORK", "Kernel", "kernel", "num_threads"]
-
-#: numba's on-disk cache for compiled kernels; ``FASTLSE_CACHE=0`` turns it off.
-CACHE = os.environ.get("FASTLSE_CACHE", "1").lower() not in ("0", "false", "no", "off")
-
-#: inputs with fewer elements than this run serially (threads cost ~2-50 us).
-PARALLEL_MIN_WORK = int(os.environ.get("FASTLSE_PARALLEL_MIN_WORK", 32768))
 
 
 def _drop_stale_cache():
