@@ -14,9 +14,10 @@ from ._kernels import NARROW
 
 __all__ = ["log_softmax", "logsumexp", "softmax"]
 
-#: a row at least this long, in a batch of fewer rows than threads, is split
-#: into pieces that threads share (merged with the pair algebra)
-PIECE = 1 << 16
+#: a row at least twice this long, in a batch of fewer rows than twice the
+#: threads, is split into pieces of about this size (L2-sized, so the max and
+#: exp-sum sweeps read memory once) that threads share, merged as pairs
+PIECE = 1 << 15
 
 
 # ----------------------------------------------------------------------------
@@ -83,7 +84,7 @@ def _pairs(plan):
         elif n_ < NARROW:
             P.pair_narrow(v.size, v, mo, to)
         elif m_ < 2 * _nthreads() and n_ >= 2 * PIECE and m_ * n_ >= P.PARALLEL_MIN_WORK:
-            npc = min((n_ + PIECE - 1) // PIECE, 8 * _nthreads())
+            npc = (n_ + PIECE - 1) // PIECE  # pieces sized for L2: two sweeps, one read
             piece = (n_ + npc - 1) // npc
             mp = np.empty((m_, npc))
             tp = np.empty((m_, npc))
@@ -414,9 +415,8 @@ def _softmax_kernel(x, axes, rdt, out, log):
     if plan.kind == "rows":
         m_, n_ = v.shape
         if m_ < 2 * _nthreads() and n_ >= 2 * PIECE and v.size >= P.PARALLEL_MIN_WORK:
-            npc = min((n_ + PIECE - 1) // PIECE, 8 * _nthreads())
+            npc = (n_ + PIECE - 1) // PIECE
             piece = (n_ + npc - 1) // npc
-            npc = (n_ + piece - 1) // piece
             if log:
                 mo, to = _pairs(plan)
                 P.log_softmax_pieces(v.size, v, dest, piece, mo, to)

@@ -182,9 +182,26 @@ def row_pair(x, lo, hi):
     return np.float64(m), s + (cnt - 1.0)
 
 
+#: a range longer than this is reduced block by block (each block in cache for
+#: its two sweeps), the blocks' pairs merged: one read of memory
+BLOCK = 16384
+
+
+@jit
+def range_pair(x, lo, hi):
+    """row_pair of a range of any length, by cache-sized blocks."""
+    if hi - lo <= BLOCK:
+        return row_pair(x, lo, hi)
+    m, t = _NINF, 0.0
+    for b in range(lo, hi, BLOCK):
+        mb, tb = row_pair(x, b, min(b + BLOCK, hi))
+        m, t = merge(m, t, mb, tb)
+    return m, t
+
+
 @jit
 def row_lse(x, lo, hi):
-    m, t = row_pair(x, lo, hi)
+    m, t = range_pair(x, lo, hi)
     return finish(m, t)
 
 

@@ -24,11 +24,11 @@ from ._kernels import (
     merge,
     narrow_pairs,
     narrow_softmax,
+    range_pair,
     row_exp_store,
     row_lse,
     row_lse_weighted,
     row_max,
-    row_pair,
     row_pair_masked,
     row_scale,
     row_softmax,
@@ -67,7 +67,7 @@ def lse_rows(x, out):
 def pair_rows(x, mo, to):
     n = x.shape[1]
     for i in prange(x.shape[0]):
-        mo[i], to[i] = row_pair(x[i], 0, n)
+        mo[i], to[i] = range_pair(x[i], 0, n)
 
 
 @kernel
@@ -81,7 +81,7 @@ def softmax_rows(x, out):
 def log_softmax_rows(x, out):
     n = x.shape[1]
     for i in prange(x.shape[0]):
-        m, t = row_pair(x[i], 0, n)
+        m, t = range_pair(x[i], 0, n)
         c1, c2 = log_softmax_consts(m, t)
         log_softmax_store(x[i], out[i], 0, n, c1, c2)
 
@@ -186,7 +186,7 @@ def pair_pieces(x, piece, mo, to):
         i = k // npc
         lo = (k % npc) * piece
         hi = min(n, lo + piece)
-        mo[i, k % npc], to[i, k % npc] = row_pair(x[i], lo, hi)
+        mo[i, k % npc], to[i, k % npc] = range_pair(x[i], lo, hi)
 
 
 @jit
