@@ -138,15 +138,12 @@ def _lse_plain(a, axes, keepdims, cdt, rdt):
 
 
 def _lse_weighted(a, b, axes, keepdims, cdt, rdt):
-    nd = a.ndim
-    kept = [i for i in range(nd) if i not in axes]
-    perm = kept + list(axes)
-    n = int(np.prod([a.shape[i] for i in axes], dtype=np.int64))
-    x = np.ascontiguousarray(np.transpose(a, perm), dtype=cdt).reshape(-1, n)
-    w = np.ascontiguousarray(np.transpose(b, perm), dtype=np.float64).reshape(-1, n)
+    x, perm, _ = _as_rows(a, axes, cdt)
+    w, _, _ = _as_rows(b, axes, np.float64)
+    kept = perm[: a.ndim - len(axes)]
     out = np.empty(x.shape[0])
     sgn = np.empty(x.shape[0])
-    if n == 0:
+    if x.shape[1] == 0:
         out.fill(-np.inf)
         sgn.fill(0.0)
     else:
@@ -184,7 +181,8 @@ def _as_rows(arr, axes, dtype):
     perm = [i for i in range(nd) if i not in axes] + list(axes)
     n = int(np.prod([arr.shape[i] for i in axes], dtype=np.int64))
     moved = np.transpose(arr, perm)
-    return np.ascontiguousarray(moved, dtype=dtype).reshape(-1, n), perm, moved.shape
+    m = int(np.prod(moved.shape[: nd - len(axes)], dtype=np.int64))
+    return np.ascontiguousarray(moved, dtype=dtype).reshape(m, n), perm, moved.shape
 
 
 def _lse_masked(a, w, axes, keepdims, cdt, rdt):

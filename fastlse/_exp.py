@@ -11,6 +11,10 @@ Special values follow IEEE: ``exp(-inf) == 0``, ``exp(+inf) == inf``,
 subnormals (scaling is done in two steps so ``2**k`` never leaves the normal
 range).
 
+The float64 versions use integer add / shift / mask on the float's bits and no
+int <-> float conversion, which AVX2 lacks for 64-bit lanes (the design of
+``exp64`` / ``log1p64`` came with the cumulative-lse work).
+
 The range reduction relies on exact rounding tricks, so these functions are
 compiled *without* the ``reassoc`` fast-math flag (only ``contract``, which
 allows FMA); kernels that inline them may use ``reassoc`` for their own sums.
@@ -24,11 +28,14 @@ from numba.extending import intrinsic
 
 from ._config import CACHE
 
-__all__ = ["EXACT", "FASTMATH", "exp32", "exp64", "log1p64", "maxnum", "minnum"]
+__all__ = ["EXACT", "FASTMATH", "exp32", "exp64", "log1p32", "log1p64", "maxnum", "minnum"]
 
 # fast-math flags used by every kernel of the package: never nnan / ninf.
 FASTMATH = set({"nsz", "arcp", "contract", "afn", "reassoc"})
 EXACT = set({"contract"})
+#: numpy's error model: float division without a zero check (a check per
+#: division keeps a loop scalar); these functions never raise
+_jit = njit(fastmath=EXACT, error_model="numpy", cache=CACHE, nogil=True)
 
 
 # ----------------------------------------------------------------------------
@@ -68,20 +75,6 @@ def _pow2_f32(typingctx, k):
     return sig, codegen
 
 
-@intrinsic
-def _pow2_f64(typingctx, k):
-    """2**k for an integer-valued float64 k in the normal exponent range."""
-    sig = types.float64(types.float64)
-
-    def codegen(context, builder, signature, args):
-        i64 = ir.IntType(64)
-        ki = builder.fptosi(args[0], i64)
-        bits = builder.shl(builder.add(ki, ir.Constant(i64, 1023)), ir.Constant(i64, 52))
-        return builder.bitcast(bits, ir.DoubleType())
-
-    return sig, codegen
-
-
 def _minmax_intrinsic(name):
     @intrinsic
     def _impl(typingctx, a, b):
@@ -115,7 +108,6 @@ _LN2LO64 = np.float64(1.90821492927058770002e-10)
 _SHIFT64 = np.float64(6755399441055744.0)  # 1.5 * 2**52: float -> nearest int
 _HI64 = np.float64(710.0)  # exp(710) overflows
 _LO64 = np.float64(-1080.0)  # exp(-1080) underflows to 0
-_HALF64 = np.float64(0.5)
 # near-minimax polynomial for exp on [-ln2/2, ln2/2] (mpmath.chebyfit, degree 11)
 _P64 = (
     1.0,
@@ -135,28 +127,32 @@ _C64 = tuple(np.float64(c) for c in _P64)
 (_A0, _A1, _A2, _A3, _A4, _A5, _A6, _A7, _A8, _A9, _A10, _A11) = _C64
 
 
-@njit(fastmath=EXACT, cache=CACHE)
+_SHIFT_BITS64 = np.int64(0x4338000000000000)  # bits of _SHIFT64: k sits in the low ones
+
+
+@_jit
 def exp64(x):
-    """exp(x) for float64, branch-free (inlined and vectorized by LLVM)."""
+    """exp(x) for float64, branch-free (inlined and vectorized by LLVM).
+
+    No int <-> float conversion (AVX2 has none for 64-bit lanes): k is read
+    from the low bits of ``x * log2(e) + 1.5 * 2**52`` and ``2**k`` is built
+    as ``2**k1 * 2**k2`` (both normal, so gradual underflow is right).
+    """
     xc = _HI64 if x > _HI64 else x
     xc = _LO64 if xc < _LO64 else xc
-    k = (xc * _LOG2E64 + _SHIFT64) - _SHIFT64
+    kd = xc * _LOG2E64 + _SHIFT64
+    k = kd - _SHIFT64
     r = (xc - k * _LN2HI64) - k * _LN2LO64
     r2 = r * r
     r4 = r2 * r2
     # Estrin's scheme: short dependency chains keep the FMA units busy
-    p01 = _A0 + _A1 * r
-    p23 = _A2 + _A3 * r
-    p45 = _A4 + _A5 * r
-    p67 = _A6 + _A7 * r
-    p89 = _A8 + _A9 * r
-    pab = _A10 + _A11 * r
-    q0 = p01 + p23 * r2
-    q1 = p45 + p67 * r2
-    q2 = p89 + pab * r2
+    q0 = (_A0 + _A1 * r) + (_A2 + _A3 * r) * r2
+    q1 = (_A4 + _A5 * r) + (_A6 + _A7 * r) * r2
+    q2 = (_A8 + _A9 * r) + (_A10 + _A11 * r) * r2
     p = q0 + (q1 + q2 * r4) * r4
-    k1 = (k * _HALF64 + _SHIFT64) - _SHIFT64
-    y = p * _pow2_f64(k1) * _pow2_f64(k - k1)
+    kb = _f64_as_i64(kd) - _SHIFT_BITS64 + np.int64(2046)  # k + 2046 >= 0
+    h = kb >> 1  # k1 + 1023 with k1 = floor(k / 2)
+    y = p * _i64_as_f64(h << 52) * _i64_as_f64((kb - h) << 52)
     return y if x == x else x
 
 
@@ -182,7 +178,7 @@ _P32 = (
 (_B0, _B1, _B2, _B3, _B4, _B5, _B6) = tuple(np.float32(c) for c in _P32)
 
 
-@njit(fastmath=EXACT, cache=CACHE)
+@_jit
 def exp32(x):
     """exp(x) for float32, computed in float32, branch-free."""
     xc = _HI32 if x > _HI32 else x
@@ -197,47 +193,105 @@ def exp32(x):
 
 
 # ----------------------------------------------------------------------------
-# log1p, float64, for t >= 0 (the finishing step m + log1p(t) of every lse)
+# log1p for t >= 0 (the finishing step m + log1p(t) of every lse)
 # ----------------------------------------------------------------------------
-_SQRT2_64 = np.float64(1.4142135623730951)
+_SQRTH_BITS = np.int64(0x3FE6A09E667F3BCD)  # bits of sqrt(1/2)
+_OFF = np.int64(0x3FF0000000000000) - _SQRTH_BITS
+_MANT = np.int64(0x000FFFFFFFFFFFFF)
+_MAGIC = np.int64(0x4330000000000000)  # bits of 2**52
+_EBIAS = np.float64(4503599627370496.0 + 1023.0)
+_FMAX64 = np.finfo(np.float64).max
+# constants some kernels build their own log from
+_EXP1 = np.int64(0x3FF0000000000000)
 _LN2_64 = np.float64(0.6931471805599453)
-_ONE64 = np.float64(1.0)
-_TWO64 = np.float64(2.0)
+_SQRT2_64 = np.float64(1.4142135623730951)
 # log(f) = 2 atanh(s), s = (f-1)/(f+1), |s| <= 0.1716: series in s**2
 _L = tuple(np.float64(1.0 / (2 * i + 1)) for i in range(12))
 (_L0, _L1, _L2, _L3, _L4, _L5, _L6, _L7, _L8, _L9, _L10, _L11) = _L
-_MANT = np.int64(0x000FFFFFFFFFFFFF)
-_EXP1 = np.int64(0x3FF0000000000000)
 
 
-@njit(fastmath=EXACT, cache=CACHE)
+@_jit
 def log1p64(t):
-    """log1p(t) for float64 t >= 0 (or inf / nan), branch-free.
+    """log1p(t) for float64 t >= 0 (or inf / nan), branch-free, one division.
 
-    Uses u = 1 + t rounded, log(u) from the exponent bits and an atanh series,
-    plus the correction (t - (u - 1)) / u that restores the bits lost in u.
+    u = 1 + t = 2**e f with f in [sqrt(1/2), sqrt(2)); log f = 2 atanh(s),
+    s = (f - 1) / (f + 1).  For e == 0 (t < 0.414) s = t / (2 + t) exactly
+    from t; otherwise the bits of t lost in u add (1 + t - u) / u.  Integer
+    add / shift / mask only (no int <-> float conversion), so it vectorizes.
     """
-    u = _ONE64 + t
-    bits = _f64_as_i64(u)
-    e = (bits >> 52) - 1023
-    f = _i64_as_f64((bits & _MANT) | _EXP1)  # f in [1, 2)
-    big = f > _SQRT2_64
-    f = f * _HALF64 if big else f
-    ef = np.float64(e) + (_ONE64 if big else 0.0)
-    s = (f - _ONE64) / (f + _ONE64)
+    u = 1.0 + t
+    ib = _f64_as_i64(u) + _OFF
+    eb = ib >> 52  # e + 1023
+    f = _i64_as_f64((ib & _MANT) + _SQRTH_BITS)
+    ef = _i64_as_f64(eb | _MAGIC) - _EBIAS  # e as a float, no sitofp
+    e0 = eb == np.int64(1023)
+    s = (t if e0 else f - 1.0) / ((t + 2.0) if e0 else (f + 1.0))
+    # (1 + t - u) / u is below eps/2 of a result >= 0.34: 1/u ~ 2**-e (3 - f)/2
+    # (20% off) is plenty; u >= 2**53 loses nothing (and 2**-e would not fit)
+    c = (t - (u - 1.0)) * _i64_as_f64((np.int64(2046) - eb) << 52) * (1.5 - 0.5 * f)
+    c = 0.0 if (e0 or u > 1e15) else c
     z = s * s
     z2 = z * z
     z4 = z2 * z2
-    z8 = z4 * z4
     q = (
         (_L0 + _L1 * z)
         + (_L2 + _L3 * z) * z2
         + ((_L4 + _L5 * z) + (_L6 + _L7 * z) * z2) * z4
-        + ((_L8 + _L9 * z) + (_L10 + _L11 * z) * z2) * z8
+        + ((_L8 + _L9 * z) + (_L10 + _L11 * z) * z2) * (z4 * z4)
     )
-    c = (t - (u - _ONE64)) / u
-    y = ef * _LN2_64 + (_TWO64 * s * q + c)
-    # t small: u == 1 exactly and the formula gives c == t; exact enough.
-    y = t if u == _ONE64 else y
-    y = u if u > 1.7e308 else y  # inf stays inf
+    y = ef * _LN2HI64 + ((2.0 * s * q + c) + ef * _LN2LO64)
+    y = t if u == 1.0 else y  # t < eps/2 (subnormals too): log1p(t) == t
+    y = u if u > _FMAX64 else y  # inf stays inf
+    return y if t == t else t
+
+
+_SQRTH32 = np.int32(0x3F3504F3)  # bits of sqrt(1/2) in float32
+_OFF32 = np.int32(0x3F800000) - _SQRTH32
+_MANT32 = np.int32(0x007FFFFF)
+_MAGIC32 = np.int32(0x4B000000)  # bits of 2**23
+_EBIAS32 = np.float32(8388608.0 + 127.0)
+_FMAX32 = np.finfo(np.float32).max
+(_M0, _M1, _M2, _M3, _M4) = tuple(np.float32(1.0 / (2 * i + 1)) for i in range(5))
+_F0, _F1, _F2 = np.float32(0.0), np.float32(1.0), np.float32(2.0)
+_FH, _F3H = np.float32(0.5), np.float32(1.5)
+
+
+@intrinsic
+def _f32_as_i32(typingctx, x):
+    sig = types.int32(types.float32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return sig, codegen
+
+
+@intrinsic
+def _i32_as_f32(typingctx, x):
+    sig = types.float32(types.int32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return sig, codegen
+
+
+@_jit
+def log1p32(t):
+    """log1p(t) for float32 t >= 0 (or inf / nan): log1p64 in float32, 8 lanes."""
+    u = _F1 + t
+    ib = _f32_as_i32(u) + _OFF32
+    eb = ib >> np.int32(23)
+    f = _i32_as_f32((ib & _MANT32) + _SQRTH32)
+    ef = _i32_as_f32(eb | _MAGIC32) - _EBIAS32
+    e0 = eb == np.int32(127)
+    s = (t if e0 else f - _F1) / ((t + _F2) if e0 else (f + _F1))
+    c = (t - (u - _F1)) * _i32_as_f32((np.int32(254) - eb) << np.int32(23)) * (_F3H - _FH * f)
+    c = _F0 if (e0 or u > np.float32(1e8)) else c
+    z = s * s
+    z2 = z * z
+    q = (_M0 + _M1 * z) + (_M2 + _M3 * z) * z2 + _M4 * (z2 * z2)
+    y = ef * _LN2HI32 + ((_F2 * s * q + c) + ef * _LN2LO32)
+    y = t if u == _F1 else y
+    y = u if u > _FMAX32 else y  # inf stays inf
     return y if t == t else t

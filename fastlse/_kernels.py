@@ -80,10 +80,11 @@ def _one_of_ol(a):
 #: scalar logic and stores: IEEE arithmetic with FMA contraction only. The
 #: reassoc flag would turn (x - m) - lg into x - (m + lg) and s + (k - 1) into
 #: (s + k) - 1, losing exactly the bits the log1p form keeps.
-jit = njit(fastmath=EXACT, cache=CACHE, nogil=True)
+jit = njit(fastmath=EXACT, error_model="numpy", cache=CACHE, nogil=True)
 #: loops that reduce (sums, max): reassoc lets LLVM keep several vector
-#: accumulators; nothing else changes.
-jit_fast = njit(fastmath=FASTMATH, cache=CACHE, nogil=True)
+#: accumulators; nothing else changes.  Both use numpy's error model: a float
+#: division by zero gives inf/nan instead of a check that keeps loops scalar.
+jit_fast = njit(fastmath=FASTMATH, error_model="numpy", cache=CACHE, nogil=True)
 
 
 # ----------------------------------------------------------------------------

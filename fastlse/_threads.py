@@ -87,7 +87,8 @@ class Kernel:
     """A kernel body compiled serial and parallel, dispatched by work size."""
 
     def __init__(self, fn, **options):
-        opts = {"fastmath": EXACT, "cache": CACHE, "nogil": True, **options}
+        opts = {"fastmath": EXACT, "error_model": "numpy", "cache": CACHE, "nogil": True}
+        opts.update(options)
         self.py_func = fn
         self.serial = njit(**opts)(fn)
         self.parallel = njit(parallel=True, **opts)(fn)

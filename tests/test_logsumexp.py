@@ -304,3 +304,13 @@ def test_input_not_modified_and_read_only(rng):
     fastlse.logsumexp(x, axis=0, b=b, return_sign=True)
     np.testing.assert_array_equal(x, x0)
     np.testing.assert_array_equal(b, b0)
+
+
+def test_empty_weighted_and_masked():
+    res, sgn = fastlse.logsumexp(np.zeros((3, 0)), b=np.ones((3, 0)), axis=1, return_sign=True)
+    np.testing.assert_array_equal(res, [-np.inf] * 3)
+    np.testing.assert_array_equal(sgn, [0.0] * 3)
+    res = fastlse.logsumexp(np.zeros((0, 4)), b=np.ones((0, 4)), axis=1)
+    assert res.shape == (0,)
+    res = fastlse.logsumexp(np.zeros((3, 0)), axis=1, where=np.ones((3, 0), bool))
+    np.testing.assert_array_equal(res, [-np.inf] * 3)
