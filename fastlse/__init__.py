@@ -6,8 +6,18 @@ Nothing is compiled at import: each kernel compiles on first use per dtype.
 """
 
 from ._api import log_softmax, logsumexp, softmax
-from ._parallel import num_threads
+from ._cumulative import logcumsumexp
+from ._online import OnlineLogSumExp
+from ._threads import num_threads
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "log_softmax", "logsumexp", "num_threads", "softmax"]
+__all__ = [
+    "OnlineLogSumExp",
+    "__version__",
+    "log_softmax",
+    "logcumsumexp",
+    "logsumexp",
+    "num_threads",
+    "softmax",
+]
