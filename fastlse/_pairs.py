@@ -1,0 +1,310 @@
+"""Partial reductions as arrays: pairs, weighted triples, their merge and finish.
+
+Outside the kernels a partial log-sum-exp travels as arrays of the kernels'
+algebra (see STYLE.md and ``_kernels``):
+
+* a pair ``(m, t)``: ``sum exp(x) == exp(m) * (1 + t)``, merged by
+  ``_kernels.merge`` and finished by ``_kernels.finish`` (``m + log1p(t)``);
+* a weighted triple ``(m, w, s)``: ``sum b * exp(a) == exp(m) * (w + s)``,
+  ``m`` the max of ``a`` where ``b != 0``, ``w`` the summed weight of the
+  elements at the max (kept exactly, so weights that cancel at the max
+  cancel exactly) and ``s`` the weighted sum of ``exp(a - m)`` over the rest.
+  Special triples: ``(-inf, 0, 0)`` is the empty sum, ``(+inf, +-1, 0)`` an
+  infinite sum of that sign, and nan (also for ``+inf`` terms of both signs)
+  propagates.
+
+The dask path (chunk, combine, aggregate), :class:`fastlse.OnlineLogSumExp`
+and any NumPy-level merge use these functions, so each formula lives once:
+the scalar ``merge`` / ``finish`` / ``merge_triple`` / ``finish_triple``,
+applied elementwise by small loops.  Everything here is float64.
+"""
+
+import math
+
+import numpy as np
+from numba import prange
+
+from ._exp import exp64
+from ._kernels import finish, jit, merge
+from ._parallel import kernel
+
+__all__ = [
+    "finish_pairs",
+    "finish_triples",
+    "fold_pairs",
+    "fold_triples",
+    "lse_triples",
+    "merge_pairs",
+    "merge_triples",
+    "pairs_to_triples",
+]
+
+_NAN = np.nan
+_INF = np.inf
+_NINF = -np.inf
+
+
+# ----------------------------------------------------------------------------
+# scalar formulas (the pair ones are the kernels' own)
+# ----------------------------------------------------------------------------
+@jit
+def merge_triple(m1, w1, s1, m2, w2, s2):
+    """Merge two weighted triples ``(m, w, s)`` (float64) into one."""
+    if m1 != m1 or m2 != m2 or w1 != w1 or w2 != w2 or s1 != s1 or s2 != s2:
+        return _NAN, _NAN, _NAN
+    if m1 < m2:
+        m1, w1, s1, m2, w2, s2 = m2, w2, s2, m1, w1, s1
+    if m2 == _NINF:
+        return m1, w1, s1
+    if m1 == _INF:
+        if m2 == _INF and w1 != w2:  # +inf terms of both signs: inf - inf
+            return _NAN, _NAN, _NAN
+        return m1, w1, 0.0
+    if m1 == m2:
+        return m1, w1 + w2, s1 + s2
+    return m1, w1, s1 + (w2 + s2) * exp64(m2 - m1)
+
+
+@jit
+def finish_triple(m, w, s):
+    """``(log|w + s| + m, sign)``, computed as ``m + log|w| + log1p(s / w)``."""
+    if m != m:
+        return _NAN, _NAN
+    if m == _NINF:
+        return _NINF, 0.0
+    if m == _INF:
+        return _INF, (1.0 if w > 0 else -1.0)
+    if w == 0.0:
+        if s == 0.0:
+            return _NINF, 0.0
+        return m + np.log(abs(s)), (1.0 if s > 0 else -1.0)
+    r = s / w
+    sgn = (1.0 if w > 0 else -1.0) * (1.0 if r > -1.0 else (-1.0 if r < -1.0 else 0.0))
+    if r == -1.0:
+        return _NINF, 0.0
+    if r < -1.0:
+        r = -r - 2.0  # log1p(r) == log|1 + r_old|
+    return m + np.log(abs(w)) + np.log1p(r), sgn
+
+
+@jit
+def row_triple(a, b, lo, hi):
+    """The triple ``(m, w, s)`` of ``sum b[j] * exp(a[j])`` over [lo, hi).
+
+    Elements with ``b == 0`` are ignored (even inf or nan ones), as in scipy.
+    """
+    m = _NINF
+    anynan = False
+    for j in range(lo, hi):
+        bj = b[j]
+        if bj != 0.0:
+            aj = a[j]
+            if aj != aj or bj != bj:
+                anynan = True
+            elif aj > m:
+                m = aj
+    if anynan:
+        return _NAN, _NAN, _NAN
+    if m == _NINF:
+        return _NINF, 0.0, 0.0
+    if m == _INF:
+        pos = False
+        neg = False
+        for j in range(lo, hi):
+            if a[j] == _INF:
+                if b[j] > 0:
+                    pos = True
+                elif b[j] < 0:
+                    neg = True
+        if pos and neg:
+            return _NAN, _NAN, _NAN
+        return _INF, (1.0 if pos else -1.0), 0.0
+    w = 0.0
+    s = 0.0
+    for j in range(lo, hi):
+        bj = np.float64(b[j])
+        d = np.float64(a[j]) - m
+        if d >= 0.0:
+            w += bj
+        elif bj != 0.0:
+            s += bj * exp64(d)
+    return np.float64(m), w, s
+
+
+# ----------------------------------------------------------------------------
+# elementwise loops
+# ----------------------------------------------------------------------------
+@jit
+def _merge_pairs_flat(m1, t1, m2, t2, mo, to):
+    for i in range(m1.size):
+        mo[i], to[i] = merge(m1[i], t1[i], m2[i], t2[i])
+
+
+@jit
+def _fold_pairs_rows(m, t, mo, to):
+    for i in range(m.shape[0]):
+        mi, ti = _NINF, 0.0
+        for j in range(m.shape[1]):
+            mi, ti = merge(mi, ti, m[i, j], t[i, j])
+        mo[i], to[i] = mi, ti
+
+
+@jit
+def _finish_pairs_flat(m, t, out):
+    for i in range(m.size):
+        out[i] = finish(m[i], t[i])
+
+
+@jit
+def _merge_triples_flat(m1, w1, s1, m2, w2, s2, mo, wo, so):
+    for i in range(m1.size):
+        mo[i], wo[i], so[i] = merge_triple(m1[i], w1[i], s1[i], m2[i], w2[i], s2[i])
+
+
+@jit
+def _fold_triples_rows(m, w, s, mo, wo, so):
+    for i in range(m.shape[0]):
+        mi, wi, si = _NINF, 0.0, 0.0
+        for j in range(m.shape[1]):
+            mi, wi, si = merge_triple(mi, wi, si, m[i, j], w[i, j], s[i, j])
+        mo[i], wo[i], so[i] = mi, wi, si
+
+
+@jit
+def _finish_triples_flat(m, w, s, out, sgn):
+    for i in range(m.size):
+        out[i], sgn[i] = finish_triple(m[i], w[i], s[i])
+
+
+@kernel
+def _triple_rows(a, b, mo, wo, so):
+    n = a.shape[1]
+    for i in prange(a.shape[0]):
+        mo[i], wo[i], so[i] = row_triple(a[i], b[i], 0, n)
+
+
+# ----------------------------------------------------------------------------
+# array functions
+# ----------------------------------------------------------------------------
+def _flat(*arrays):
+    """Broadcast to one shape; C-contiguous float64 1-D views and the shape."""
+    arrays = np.broadcast_arrays(*(np.asarray(x, dtype=np.float64) for x in arrays))
+    shape = arrays[0].shape
+    return [np.ascontiguousarray(x).reshape(-1) for x in arrays], shape
+
+
+def _rows(x, axes):
+    """x (float64) with ``axes`` moved last, as a C-contiguous (K, N) array."""
+    kept = [i for i in range(x.ndim) if i not in axes]
+    n = math.prod(x.shape[i] for i in axes)
+    k = math.prod(x.shape[i] for i in kept)
+    x = np.transpose(np.asarray(x, dtype=np.float64), kept + list(axes))
+    return np.ascontiguousarray(x).reshape(k, n)
+
+
+def _keepdims_shape(shape, axes):
+    return tuple(1 if i in axes else s for i, s in enumerate(shape))
+
+
+def merge_pairs(m1, t1, m2, t2):
+    """Elementwise merge of two pair arrays (broadcast); float64 ``(m, t)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlse._pairs import finish_pairs, merge_pairs
+    >>> m, t = merge_pairs(np.array([0.0]), np.array([0.0]), np.array([0.0]), np.array([0.0]))
+    >>> finish_pairs(m, t)  # log(e**0 + e**0)
+    array([0.69314718])
+    """
+    (m1, t1, m2, t2), shape = _flat(m1, t1, m2, t2)
+    mo = np.empty_like(m1)
+    to = np.empty_like(m1)
+    _merge_pairs_flat(m1, t1, m2, t2, mo, to)
+    return mo.reshape(shape), to.reshape(shape)
+
+
+def fold_pairs(m, t, axes):
+    """Merge the pairs along ``axes`` (a tuple of ints); keepdims shape."""
+    m = np.asarray(m, dtype=np.float64)
+    shape = _keepdims_shape(m.shape, axes)
+    m2, t2 = _rows(m, axes), _rows(t, axes)
+    mo = np.empty(m2.shape[0])
+    to = np.empty(m2.shape[0])
+    _fold_pairs_rows(m2, t2, mo, to)
+    return mo.reshape(shape), to.reshape(shape)
+
+
+def finish_pairs(m, t):
+    """``m + log1p(t)`` elementwise (float64 array, special pairs handled)."""
+    (m, t), shape = _flat(m, t)
+    out = np.empty_like(m)
+    _finish_pairs_flat(m, t, out)
+    return out.reshape(shape)
+
+
+def pairs_to_triples(m, t):
+    """The triples ``(m, w, s)`` of unweighted pairs (``w = 1``, 0 if empty)."""
+    m = np.asarray(m, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)
+    w = np.where(m == _NINF, 0.0, 1.0)
+    w[np.isnan(m)] = _NAN
+    return m.copy(), w, np.where(m == _NINF, 0.0, t)
+
+
+def merge_triples(m1, w1, s1, m2, w2, s2):
+    """Elementwise merge of two triple arrays (broadcast); float64 ``(m, w, s)``."""
+    flat, shape = _flat(m1, w1, s1, m2, w2, s2)
+    outs = [np.empty_like(flat[0]) for _ in range(3)]
+    _merge_triples_flat(*flat, *outs)
+    return tuple(o.reshape(shape) for o in outs)
+
+
+def fold_triples(m, w, s, axes):
+    """Merge the triples along ``axes`` (a tuple of ints); keepdims shape."""
+    m = np.asarray(m, dtype=np.float64)
+    shape = _keepdims_shape(m.shape, axes)
+    rows = [_rows(x, axes) for x in (m, w, s)]
+    outs = [np.empty(rows[0].shape[0]) for _ in range(3)]
+    _fold_triples_rows(*rows, *outs)
+    return tuple(o.reshape(shape) for o in outs)
+
+
+def finish_triples(m, w, s):
+    """``(log|sum|, sign)`` of triples, elementwise float64 arrays."""
+    (m, w, s), shape = _flat(m, w, s)
+    out = np.empty_like(m)
+    sgn = np.empty_like(m)
+    _finish_triples_flat(m, w, s, out, sgn)
+    return out.reshape(shape), sgn.reshape(shape)
+
+
+def lse_triples(a, b, axes, dtype=np.float64):
+    """Partial triples ``(m, w, s)`` of ``sum b * exp(a)`` over ``axes``.
+
+    ``a`` and ``b`` are broadcast together; ``a`` is read in ``dtype`` (the
+    kernel dtype, float32 or float64), ``b`` in float64.  Results are float64
+    arrays of the keepdims shape.  Runs on fastlse's threads (a serial kernel
+    under ``fastlse.num_threads(1)``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlse._pairs import finish_triples, lse_triples
+    >>> m, w, s = lse_triples(np.array([0.0, 0.0, -40.0]), np.array([1.0, -1.0, 1.0]), (0,))
+    >>> float(m[0]), float(w[0])  # the weights at the max cancel exactly
+    (0.0, 0.0)
+    >>> float(finish_triples(m, w, s)[0][0])
+    -40.0
+    """
+    a, b = np.broadcast_arrays(np.asarray(a), np.asarray(b))
+    shape = _keepdims_shape(a.shape, axes)
+    kept = [i for i in range(a.ndim) if i not in axes]
+    n = math.prod(a.shape[i] for i in axes)
+    k = math.prod(a.shape[i] for i in kept)
+    perm = kept + list(axes)
+    x = np.ascontiguousarray(np.transpose(a, perm), dtype=dtype).reshape(k, n)
+    y = np.ascontiguousarray(np.transpose(b, perm), dtype=np.float64).reshape(k, n)
+    mo, wo, so = np.empty(k), np.empty(k), np.empty(k)
+    _triple_rows(x.size, x, y, mo, wo, so)
+    return mo.reshape(shape), wo.reshape(shape), so.reshape(shape)
