@@ -282,14 +282,59 @@ def log_softmax_store(x, out, lo, hi, m, lg):
 
 
 # ----------------------------------------------------------------------------
-# weighted log-sum-exp (scipy's b=): value and sign
+# weighted log-sum-exp (scipy's b=): triples (m, w, s), value and sign
 # ----------------------------------------------------------------------------
+# A weighted partial sum is a triple ``(m, w, s)`` with
+# ``sum b * exp(a) == exp(m) * (w + s)``: ``m`` the max of ``a`` where
+# ``b != 0``, ``w`` the summed weight at the max (exact, so weights that cancel
+# at the max cancel exactly), ``s`` the weighted sum of ``exp(a - m)`` over the
+# rest.  ``(-inf, 0, 0)`` is the empty sum, ``(+inf, +-1, 0)`` an infinite sum
+# of that sign; nan (also +inf terms of both signs) propagates.
 @jit
-def row_lse_weighted(a, b, lo, hi):
-    """log|sum b exp(a)| and its sign over [lo, hi); b == 0 hides a.
+def merge_triple(m1, w1, s1, m2, w2, s2):
+    """Merge two weighted triples ``(m, w, s)`` (float64) into one."""
+    if m1 != m1 or m2 != m2 or w1 != w1 or w2 != w2 or s1 != s1 or s2 != s2:
+        return _NAN, _NAN, _NAN
+    if m1 < m2:
+        m1, w1, s1, m2, w2, s2 = m2, w2, s2, m1, w1, s1
+    if m2 == _NINF:
+        return m1, w1, s1
+    if m1 == _INF:
+        if m2 == _INF and w1 != w2:  # +inf terms of both signs: inf - inf
+            return _NAN, _NAN, _NAN
+        return m1, w1, 0.0
+    if m1 == m2:
+        return m1, w1 + w2, s1 + s2
+    return m1, w1, s1 + (w2 + s2) * exp64(m2 - m1)
 
-    Returns (value, sign) in float64, following scipy (and the mathematically
-    right answer where scipy's direct fallback overflows to nan).
+
+@jit
+def finish_triple(m, w, s):
+    """``(log|w + s| + m, sign)``, computed as ``m + log|w| + log1p(s / w)``."""
+    if m != m:
+        return _NAN, _NAN
+    if m == _NINF:
+        return _NINF, 0.0
+    if m == _INF:
+        return _INF, (1.0 if w > 0 else -1.0)
+    if w == 0.0:
+        if s == 0.0:
+            return _NINF, 0.0
+        return m + np.log(abs(s)), (1.0 if s > 0 else -1.0)
+    r = s / w
+    sgn = (1.0 if w > 0 else -1.0) * (1.0 if r > -1.0 else (-1.0 if r < -1.0 else 0.0))
+    if r == -1.0:
+        return _NINF, 0.0
+    if r < -1.0:
+        r = -r - 2.0  # log1p(r) == log|1 + r_old|
+    return m + np.log(abs(w)) + np.log1p(r), sgn
+
+
+@jit
+def row_triple(a, b, lo, hi):
+    """The triple ``(m, w, s)`` of ``sum b[j] * exp(a[j])`` over [lo, hi).
+
+    Elements with ``b == 0`` are ignored (even inf or nan ones), as in scipy.
     """
     m = _NINF
     anynan = False
@@ -302,9 +347,9 @@ def row_lse_weighted(a, b, lo, hi):
             elif aj > m:
                 m = aj
     if anynan:
-        return _NAN, _NAN
+        return _NAN, _NAN, _NAN
     if m == _NINF:
-        return _NINF, 0.0
+        return _NINF, 0.0, 0.0
     if m == _INF:
         pos = False
         neg = False
@@ -315,29 +360,29 @@ def row_lse_weighted(a, b, lo, hi):
                 elif b[j] < 0:
                     neg = True
         if pos and neg:
-            return _NAN, _NAN
-        return _INF, (1.0 if pos else -1.0)
-    bm = 0.0
+            return _NAN, _NAN, _NAN
+        return _INF, (1.0 if pos else -1.0), 0.0
+    w = 0.0
     s = 0.0
     for j in range(lo, hi):
         bj = np.float64(b[j])
         d = np.float64(a[j]) - m
-        e = exp64(d)
         if d >= 0.0:
-            bm += bj
+            w += bj
         elif bj != 0.0:
-            s += bj * e
-    if bm == 0.0:
-        if s == 0.0:
-            return _NINF, 0.0
-        return m + np.log(abs(s)), (1.0 if s > 0 else -1.0)
-    r = s / bm
-    sgn = (1.0 if bm > 0 else -1.0) * (1.0 if r > -1.0 else (-1.0 if r < -1.0 else 0.0))
-    if r == -1.0:
-        return _NINF, 0.0
-    if r < -1.0:
-        r = -r - 2.0
-    return m + np.log(abs(bm)) + np.log1p(r), sgn
+            s += bj * exp64(d)
+    return np.float64(m), w, s
+
+
+@jit
+def row_lse_weighted(a, b, lo, hi):
+    """log|sum b exp(a)| and its sign over [lo, hi); b == 0 hides a.
+
+    Follows scipy, and gives the mathematically right answer where scipy's
+    direct fallback overflows to nan (an exact cancellation is -inf, sign 0).
+    """
+    m, w, s = row_triple(a, b, lo, hi)
+    return finish_triple(m, w, s)
 
 
 # ----------------------------------------------------------------------------

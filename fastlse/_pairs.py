@@ -24,8 +24,7 @@ import math
 import numpy as np
 from numba import prange
 
-from ._exp import exp64
-from ._kernels import finish, jit, merge
+from ._kernels import finish, finish_triple, jit, merge, merge_triple, row_triple
 from ._parallel import kernel
 
 __all__ = [
@@ -42,93 +41,6 @@ __all__ = [
 _NAN = np.nan
 _INF = np.inf
 _NINF = -np.inf
-
-
-# ----------------------------------------------------------------------------
-# scalar formulas (the pair ones are the kernels' own)
-# ----------------------------------------------------------------------------
-@jit
-def merge_triple(m1, w1, s1, m2, w2, s2):
-    """Merge two weighted triples ``(m, w, s)`` (float64) into one."""
-    if m1 != m1 or m2 != m2 or w1 != w1 or w2 != w2 or s1 != s1 or s2 != s2:
-        return _NAN, _NAN, _NAN
-    if m1 < m2:
-        m1, w1, s1, m2, w2, s2 = m2, w2, s2, m1, w1, s1
-    if m2 == _NINF:
-        return m1, w1, s1
-    if m1 == _INF:
-        if m2 == _INF and w1 != w2:  # +inf terms of both signs: inf - inf
-            return _NAN, _NAN, _NAN
-        return m1, w1, 0.0
-    if m1 == m2:
-        return m1, w1 + w2, s1 + s2
-    return m1, w1, s1 + (w2 + s2) * exp64(m2 - m1)
-
-
-@jit
-def finish_triple(m, w, s):
-    """``(log|w + s| + m, sign)``, computed as ``m + log|w| + log1p(s / w)``."""
-    if m != m:
-        return _NAN, _NAN
-    if m == _NINF:
-        return _NINF, 0.0
-    if m == _INF:
-        return _INF, (1.0 if w > 0 else -1.0)
-    if w == 0.0:
-        if s == 0.0:
-            return _NINF, 0.0
-        return m + np.log(abs(s)), (1.0 if s > 0 else -1.0)
-    r = s / w
-    sgn = (1.0 if w > 0 else -1.0) * (1.0 if r > -1.0 else (-1.0 if r < -1.0 else 0.0))
-    if r == -1.0:
-        return _NINF, 0.0
-    if r < -1.0:
-        r = -r - 2.0  # log1p(r) == log|1 + r_old|
-    return m + np.log(abs(w)) + np.log1p(r), sgn
-
-
-@jit
-def row_triple(a, b, lo, hi):
-    """The triple ``(m, w, s)`` of ``sum b[j] * exp(a[j])`` over [lo, hi).
-
-    Elements with ``b == 0`` are ignored (even inf or nan ones), as in scipy.
-    """
-    m = _NINF
-    anynan = False
-    for j in range(lo, hi):
-        bj = b[j]
-        if bj != 0.0:
-            aj = a[j]
-            if aj != aj or bj != bj:
-                anynan = True
-            elif aj > m:
-                m = aj
-    if anynan:
-        return _NAN, _NAN, _NAN
-    if m == _NINF:
-        return _NINF, 0.0, 0.0
-    if m == _INF:
-        pos = False
-        neg = False
-        for j in range(lo, hi):
-            if a[j] == _INF:
-                if b[j] > 0:
-                    pos = True
-                elif b[j] < 0:
-                    neg = True
-        if pos and neg:
-            return _NAN, _NAN, _NAN
-        return _INF, (1.0 if pos else -1.0), 0.0
-    w = 0.0
-    s = 0.0
-    for j in range(lo, hi):
-        bj = np.float64(b[j])
-        d = np.float64(a[j]) - m
-        if d >= 0.0:
-            w += bj
-        elif bj != 0.0:
-            s += bj * exp64(d)
-    return np.float64(m), w, s
 
 
 # ----------------------------------------------------------------------------
