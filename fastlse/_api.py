@@ -128,7 +128,10 @@ def _lse_plain(a, axes, keepdims, cdt, rdt):
         and not (v.shape[0] < 2 * _nthreads() and v.shape[1] >= 2 * PIECE)
     ):
         res = np.empty(v.shape[0], dtype=cdt)
-        P.lse_rows(v.size, v, res)
+        if v.shape[1] < NARROW:
+            P.lse_narrow(v.size, v, res)
+        else:
+            P.lse_rows(v.size, v, res)
     else:
         mo, to = _pairs(plan)
         res = np.empty(mo.size, dtype=cdt)

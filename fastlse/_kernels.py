@@ -479,12 +479,14 @@ NB = 512
 
 
 @jit
-def narrow_block(x, r0, r1, mb, rep, e):
+def narrow_block(x, r0, r1, mb, rep, e, f, excl):
     """Row maxima (mb) and e = exp(x - max) of rows r0..r1 as one flat block.
 
     The exp runs over the block's R * N elements in one flat loop, so it is
-    vectorized however short the rows are.  (nan is ignored by the max and
-    propagates through e.)
+    vectorized however short the rows are.  With ``excl``, elements at (or
+    above) the max give e = 0 and a flag f = 1 instead (the pair's t excludes
+    one max and counts the others); nan is ignored by the max and propagates
+    through e.
     """
     n = x.shape[1]
     for i in range(r1 - r0):
@@ -496,34 +498,41 @@ def narrow_block(x, r0, r1, mb, rep, e):
         for j in range(n):
             rep[i * n + j] = m
     xf = x[r0:r1].reshape((r1 - r0) * n)
-    _flat_exp(xf, rep, e, (r1 - r0) * n)
+    _flat_exp(xf, rep, e, f, (r1 - r0) * n, excl)
 
 
 @jit_fast
-def _flat_exp(xf, rep, e, size):
-    for k in range(size):
-        e[k] = expx(xf[k] - rep[k])
+def _flat_exp(xf, rep, e, f, size, excl):
+    z = zero_of(xf)
+    o = one_of(xf)
+    if excl:
+        for k in range(size):
+            d = xf[k] - rep[k]
+            v = expx(d)
+            e[k] = z if d >= z else v
+            f[k] = o if d >= z else z
+    else:
+        for k in range(size):
+            e[k] = expx(xf[k] - rep[k])
 
 
 @jit
-def narrow_pairs(x, r0, r1, mo, to, off, mb, rep, e):
+def narrow_pairs(x, r0, r1, mo, to, off, mb, rep, e, f):
     """(m, t) of rows r0..r1 of x into mo, to (float64) at off, off + 1, ...
 
-    t sums e over the elements below the max (nan propagates) and adds the
-    count of the other maxima: e is exactly 1 there, but the pair keeps t
-    apart from the 1 so that log1p(t) keeps tiny terms.
+    t sums e over the elements below the max (nan propagates) plus the count
+    of the other maxima: the pair keeps t apart from the max's 1 so that
+    log1p(t) keeps tiny terms.
     """
     n = x.shape[1]
-    narrow_block(x, r0, r1, mb, rep, e)
+    narrow_block(x, r0, r1, mb, rep, e, f, True)
     for i in range(r1 - r0):
         s = 0.0
         c = -1.0
-        m = mb[i]
         for j in range(n):
-            ge = x[r0 + i, j] >= m
-            s += 0.0 if ge else e[i * n + j]
-            c += 1.0 if ge else 0.0
-        mf = np.float64(m)
+            s += e[i * n + j]
+            c += f[i * n + j]
+        mf = np.float64(mb[i])
         mo[off + i] = mf
         to[off + i] = s + c
         if mf == _NINF or mf == _INF:
@@ -546,7 +555,7 @@ def finish_block(mo, to, out, r0, r1):
 def narrow_softmax(x, out, r0, r1, mb, rep, e):
     """softmax of rows r0..r1: e = exp(x - m) flat, then e / s flat."""
     n = x.shape[1]
-    narrow_block(x, r0, r1, mb, rep, e)
+    narrow_block(x, r0, r1, mb, rep, e, e, False)
     for i in range(r1 - r0):
         s = 0.0
         for j in range(n):

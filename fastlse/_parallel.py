@@ -115,6 +115,7 @@ def _narrow_scratch(x):
         np.empty(NB, dtype=x.dtype),
         np.empty(NB * n, dtype=x.dtype),
         np.empty(NB * n, dtype=x.dtype),
+        np.empty(NB * n, dtype=x.dtype),
     )
 
 
@@ -123,8 +124,8 @@ def pair_narrow(x, mo, to):
     m_ = x.shape[0]
     for b in prange((m_ + NB - 1) // NB):
         r0 = b * NB
-        mb, rep, e = _narrow_scratch(x)
-        narrow_pairs(x, r0, min(m_, r0 + NB), mo, to, r0, mb, rep, e)
+        mb, rep, e, f = _narrow_scratch(x)
+        narrow_pairs(x, r0, min(m_, r0 + NB), mo, to, r0, mb, rep, e, f)
 
 
 @kernel
@@ -133,10 +134,10 @@ def lse_narrow(x, out):
     for b in prange((m_ + NB - 1) // NB):
         r0 = b * NB
         r1 = min(m_, r0 + NB)
-        mb, rep, e = _narrow_scratch(x)
+        mb, rep, e, f = _narrow_scratch(x)
         mo = np.empty(NB)
         to = np.empty(NB)
-        narrow_pairs(x, r0, r1, mo, to, 0, mb, rep, e)
+        narrow_pairs(x, r0, r1, mo, to, 0, mb, rep, e, f)
         finish_block(mo, to, out, r0, r1)
 
 
@@ -145,7 +146,7 @@ def softmax_narrow(x, out):
     m_ = x.shape[0]
     for b in prange((m_ + NB - 1) // NB):
         r0 = b * NB
-        mb, rep, e = _narrow_scratch(x)
+        mb, rep, e, _ = _narrow_scratch(x)
         narrow_softmax(x, out, r0, min(m_, r0 + NB), mb, rep, e)
 
 
@@ -155,10 +156,10 @@ def log_softmax_narrow(x, out):
     for b in prange((m_ + NB - 1) // NB):
         r0 = b * NB
         r1 = min(m_, r0 + NB)
-        mb, rep, e = _narrow_scratch(x)
+        mb, rep, e, f = _narrow_scratch(x)
         mo = np.empty(NB)
         to = np.empty(NB)
-        narrow_pairs(x, r0, r1, mo, to, 0, mb, rep, e)
+        narrow_pairs(x, r0, r1, mo, to, 0, mb, rep, e, f)
         for i in range(r1 - r0):
             c1, c2 = log_softmax_consts(mo[i], to[i])
             mo[i] = c1
