@@ -18,6 +18,7 @@ order tbb > omp > workqueue); fastlse never overrides a user's configuration.
 import contextlib
 import os
 import threading
+import types
 
 import numba
 from numba import njit
@@ -83,6 +84,22 @@ def _threads_usable():
     return numba.get_num_threads() > 1
 
 
+def _renamed(fn, suffix):
+    """A copy of ``fn`` with another qualified name.
+
+    numba's disk cache names its files after the function's qualified name and
+    line, not the ``parallel`` flag: without a distinct name the serial and
+    parallel compilations of one body would load each other from the cache.
+    """
+    g = types.FunctionType(
+        fn.__code__, fn.__globals__, fn.__name__ + suffix, fn.__defaults__, fn.__closure__
+    )
+    g.__qualname__ = fn.__qualname__ + suffix
+    g.__module__ = fn.__module__
+    g.__doc__ = fn.__doc__
+    return g
+
+
 class Kernel:
     """A kernel body compiled serial and parallel, dispatched by work size."""
 
@@ -91,7 +108,7 @@ class Kernel:
         opts.update(options)
         self.py_func = fn
         self.serial = njit(**opts)(fn)
-        self.parallel = njit(parallel=True, **opts)(fn)
+        self.parallel = njit(parallel=True, **opts)(_renamed(fn, "_parallel"))
 
     def __call__(self, work, *args):
         if work < PARALLEL_MIN_WORK or not _threads_usable():
