@@ -9,15 +9,19 @@ from ._api import log_softmax, logsumexp, softmax
 from ._cumulative import logcumsumexp
 from ._online import OnlineLogSumExp
 from ._threads import num_threads
+from ._xent import cross_entropy, log_sigmoid, nll_loss
 
 __version__ = "0.1.0"
 
 __all__ = [
     "OnlineLogSumExp",
     "__version__",
+    "cross_entropy",
+    "log_sigmoid",
     "log_softmax",
     "logcumsumexp",
     "logsumexp",
+    "nll_loss",
     "num_threads",
     "softmax",
 ]

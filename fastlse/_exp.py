@@ -201,10 +201,6 @@ _MANT = np.int64(0x000FFFFFFFFFFFFF)
 _MAGIC = np.int64(0x4330000000000000)  # bits of 2**52
 _EBIAS = np.float64(4503599627370496.0 + 1023.0)
 _FMAX64 = np.finfo(np.float64).max
-# constants some kernels build their own log from
-_EXP1 = np.int64(0x3FF0000000000000)
-_LN2_64 = np.float64(0.6931471805599453)
-_SQRT2_64 = np.float64(1.4142135623730951)
 # log(f) = 2 atanh(s), s = (f-1)/(f+1), |s| <= 0.1716: series in s**2
 _L = tuple(np.float64(1.0 / (2 * i + 1)) for i in range(12))
 (_L0, _L1, _L2, _L3, _L4, _L5, _L6, _L7, _L8, _L9, _L10, _L11) = _L

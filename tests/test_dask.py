@@ -527,3 +527,17 @@ def test_cross_entropy_mean_with_zero_denominator(rng, kw, ignored):
     loss, grad = dask.compute(*lazy)
     np.testing.assert_array_equal(loss, ref_loss)
     np.testing.assert_array_equal(grad, ref_grad)
+
+
+def test_public_cross_entropy_dispatches_to_dask(rng):
+    import fastlse
+
+    x = rng.standard_normal((40, 7))
+    t = rng.integers(0, 7, 40)
+    dx = da.from_array(x, chunks=(13, 7))
+    dt = da.from_array(t, chunks=13)
+    loss, grad = fastlse.cross_entropy(dx, dt, return_grad=True)
+    assert isinstance(loss, da.Array) and isinstance(grad, da.Array)
+    ref_loss, ref_grad = fastlse.cross_entropy(x, t, return_grad=True)
+    np.testing.assert_allclose(loss.compute(), ref_loss, rtol=1e-13)
+    np.testing.assert_allclose(grad.compute(), ref_grad, rtol=1e-13, atol=1e-16)

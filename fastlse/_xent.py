@@ -1,0 +1,543 @@
+"""Public cross-entropy functions: ``cross_entropy``, ``nll_loss``, ``log_sigmoid``.
+
+Semantics are those of ``torch.nn.functional`` (2.x).  Each function validates
+everything first (nothing is computed or written before an error), then turns
+the class axis into a kernel layout and makes one call into a fused kernel of
+``_xent_kernels``.
+
+Layouts (no copy of the logits in the common cases):
+
+* C-contiguous logits, class axis last: rows ``(M, C)``;
+* C-contiguous logits, class axis elsewhere (torch's ``(N, C, d1, ...)``):
+  ``(P, C, Q)`` handled by a strided column kernel;
+* F-contiguous logits: the same, on the C-contiguous transpose;
+* any other strided view, and float16 / longdouble logits (computed in
+  float32 / float64): one contiguous copy of the logits first.
+"""
+
+import math
+
+import numpy as np
+
+from . import _xent_kernels as K
+from ._api import _is_dask
+from ._axis import normalize_axes
+
+__all__ = ["cross_entropy", "log_sigmoid", "nll_loss"]
+
+_REDUCTIONS = ("mean", "sum", "none")
+#: bytes of one column block of the (P, C, Q) kernels (kept in L2 with its grad)
+_COL_BLOCK_BYTES = 1 << 17
+
+
+# ----------------------------------------------------------------------------
+# validation helpers (all raise before any work)
+# ----------------------------------------------------------------------------
+def _float_input(a, name, fn):
+    a = np.asarray(a)
+    if a.dtype.kind != "f":
+        raise TypeError(
+            f"{fn}: {name} must be a floating-point array, got dtype {a.dtype} "
+            f"(convert with {name}.astype(np.float32) or np.float64)"
+        )
+    if a.ndim == 0:
+        raise ValueError(f"{fn}: {name} must have at least one dimension (the class axis)")
+    return a
+
+
+def _compute_dtype(dt):
+    if dt == np.float32 or dt == np.float64:
+        return np.dtype(dt)
+    return np.dtype(np.float32) if dt.itemsize <= 4 else np.dtype(np.float64)
+
+
+def _class_axis(axis, ndim, fn):
+    if isinstance(axis, (tuple, list)) or axis is None:
+        raise TypeError(f"{fn}: axis must be a single integer (the class axis), got {axis!r}")
+    return normalize_axes(axis, ndim, "axis")[0]
+
+
+def _check_reduction(reduction, fn):
+    if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
+        raise ValueError(f"{fn}: reduction must be one of 'mean', 'sum', 'none'; got {reduction!r}")
+
+
+def _check_weight(weight, n, fn):
+    """Per-class weights as float64 (ones when None)."""
+    if weight is None:
+        return np.ones(n), False
+    w = np.asarray(weight)
+    if w.dtype.kind not in "biuf":
+        raise ValueError(f"{fn}: weight must be a real numeric array, got dtype {w.dtype}")
+    if w.ndim != 1 or w.shape[0] != n:
+        raise ValueError(
+            f"{fn}: weight must be a 1-D array of length C = {n} (one weight per class), "
+            f"got shape {w.shape}"
+        )
+    return np.ascontiguousarray(w, dtype=np.float64), True
+
+
+def _index_target(target, shape, axis, fn):
+    """Class-index targets: integer array of ``shape`` minus ``axis``."""
+    t = np.asarray(target)
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"{fn}: class-index target must have an integer dtype, got {t.dtype}")
+    want = shape[:axis] + shape[axis + 1 :]
+    if t.shape != want:
+        raise ValueError(
+            f"{fn}: target has shape {t.shape}; class indices need the logits' shape "
+            f"without the class axis, {want} (or the logits' own shape {shape} for "
+            f"class probabilities)"
+        )
+    if t.dtype == np.uint64:
+        t = np.minimum(t, np.iinfo(np.int64).max)  # out of range anyway, keep it so
+    return t.astype(np.int64, copy=False)
+
+
+def _check_targets(t, n, ignore_index, w, fn):
+    """IndexError for out-of-range targets; returns sum(w[y]) over kept rows."""
+    flat = np.ascontiguousarray(t).reshape(-1)
+    nbad, den = K.check_targets(flat.size, flat, n, int(ignore_index), w)
+    if nbad:
+        bad = np.flatnonzero((flat != ignore_index) & ((flat < 0) | (flat >= n)))[0]
+        raise IndexError(
+            f"{fn}: target {int(flat[bad])} is out of bounds for {n} classes "
+            f"(at flat position {bad}; ignore_index is {ignore_index})"
+        )
+    return den
+
+
+def _check_ignore_index(ignore_index, fn):
+    if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(
+        ignore_index, (int, np.integer)
+    ):
+        raise TypeError(f"{fn}: ignore_index must be an integer, got {ignore_index!r}")
+    ii = int(ignore_index)
+    if not -(2**63) <= ii < 2**63:
+        raise ValueError(f"{fn}: ignore_index {ii} does not fit in int64")
+    return ii
+
+
+def _check_out(out, logits, fn):
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{fn}: out must be a numpy array, got {type(out).__name__}")
+    if out.shape != logits.shape:
+        raise ValueError(f"{fn}: out has shape {out.shape}, expected logits' shape {logits.shape}")
+    if out.dtype != logits.dtype:
+        raise ValueError(f"{fn}: out has dtype {out.dtype}, expected logits' dtype {logits.dtype}")
+    if not out.flags.writeable:
+        raise ValueError(f"{fn}: out is read-only")
+
+
+# ----------------------------------------------------------------------------
+# layout: (array, class axis) -> kernel view
+# ----------------------------------------------------------------------------
+class _Layout:
+    """Kernel view of logits with class axis ``axis``: rows (M, C) or cols (P, C, Q).
+
+    ``transposed``: the view is of the (C-contiguous) transpose of an
+    F-contiguous input; every array with the logits' (or targets') shape is
+    then transposed the same way.
+    """
+
+    def __init__(self, logits, axis, cdt):
+        nd = logits.ndim
+        self.shape = logits.shape
+        self.transposed = False
+        x = logits
+        if x.dtype == cdt and x.flags.c_contiguous:
+            pass
+        elif x.dtype == cdt and x.flags.f_contiguous:
+            x, axis, self.transposed = x.T, nd - 1 - axis, True
+        else:  # strided view or float16 / longdouble: one copy
+            x = np.ascontiguousarray(x, dtype=cdt)
+        self.x = x
+        self.axis = axis
+        self.n = x.shape[axis]
+        self.p = math.prod(x.shape[:axis])
+        self.q = math.prod(x.shape[axis + 1 :])
+        self.rows = self.q == 1
+        self.view = x.reshape((self.p, self.n) if self.rows else (self.p, self.n, self.q))
+
+    def like_x(self, a, dtype):
+        """An array of the logits' shape in kernel layout (a contiguous copy if needed)."""
+        a = a.T if self.transposed else a
+        a = np.ascontiguousarray(a, dtype=dtype)
+        return a.reshape(self.view.shape)
+
+    def like_target(self, t):
+        t = t.T if self.transposed else t
+        t = np.ascontiguousarray(t)
+        return t.reshape((self.p,) if self.rows else (self.p, self.q))
+
+    def loss_shape(self, loss):
+        """Per-row losses (kernel layout) -> the targets' shape."""
+        kshape = self.x.shape[: self.axis] + self.x.shape[self.axis + 1 :]
+        r = loss.reshape(kshape)
+        return r.T if self.transposed else r
+
+    def grad_buffers(self, out, others):
+        """(kernel-layout buffer, result array, copy needed afterwards)."""
+        cdt = self.x.dtype
+        if out is not None and out.dtype == cdt:
+            o = out.T if self.transposed else out
+            same = (
+                o.flags.c_contiguous
+                and o.__array_interface__["data"][0] == self.x.__array_interface__["data"][0]
+                and o.strides == self.x.strides
+            )
+            shared = any(np.may_share_memory(o, a) for a in others)
+            if o.flags.c_contiguous and (same or not shared):
+                return o.reshape(self.view.shape), out, False
+        buf = np.empty(self.x.shape, dtype=cdt)
+        full = buf.T if self.transposed else buf
+        return buf.reshape(self.view.shape), full, out is not None
+
+    def qchunk(self):
+        isz = self.x.dtype.itemsize
+        return int(min(max(_COL_BLOCK_BYTES // max(1, self.n * isz), 8), 1024))
+
+
+def _as_result(v, dt):
+    v = np.asarray(v).astype(dt)
+    return v[()] if v.ndim == 0 else v
+
+
+# ----------------------------------------------------------------------------
+# public functions
+# ----------------------------------------------------------------------------
+def cross_entropy(
+    logits,
+    target,
+    *,
+    axis=-1,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    return_grad=False,
+    out=None,
+):
+    r"""Cross-entropy loss between logits and targets, optionally with its gradient.
+
+    The semantics and numbers of :func:`torch.nn.functional.cross_entropy`
+    (class weights, ``ignore_index``, reductions, label smoothing, class
+    probability targets), computed by fused parallel kernels: each row of
+    logits is read once, and with ``return_grad=True`` the gradient is written
+    in the same pass. No probabilities array is formed; the extra memory is
+    one float64 per sample.
+
+    Parameters
+    ----------
+    logits : array_like of float
+        Unnormalized scores, classes along `axis`. float32 and float64 are
+        computed in their own precision (float16 in float32).
+    target : array_like
+        Either integer class indices with the logits' shape without the class
+        axis, or floating class probabilities with the logits' own shape.
+    axis : int, optional
+        The class axis. Default -1 (last); ``axis=1`` is torch's
+        ``(N, C, d1, ...)`` layout.
+    weight : array_like, optional
+        Per-class weights, a 1-D array of length C.
+    ignore_index : int, optional
+        Class-index targets equal to it contribute nothing to the loss and the
+        gradient, and are left out of the mean's denominator. Default -100.
+        Not supported (must be negative) with probability targets, as in torch.
+    reduction : {"mean", "sum", "none"}, optional
+        "mean" divides by the summed weights of the non-ignored targets (by the
+        number of samples for probability targets); "none" returns one loss
+        per sample with the targets' shape.
+    label_smoothing : float, optional
+        In [0, 1]: the target becomes a mix of the given one and the uniform
+        distribution over classes, ``(1 - eps) * target + eps / C``.
+    return_grad : bool, optional
+        If True, also return the gradient of the loss with respect to the
+        logits (for "none": of the sum of the per-sample losses).
+    out : ndarray, optional
+        With ``return_grad=True``, an array of the logits' shape and dtype to
+        write the gradient into (``out=logits`` overwrites the logits).
+
+    Returns
+    -------
+    loss : scalar or ndarray
+        In the logits' dtype; an array of the targets' shape for "none".
+    grad : ndarray
+        Only if `return_grad` is True: same shape and dtype as `logits`.
+
+    Raises
+    ------
+    TypeError
+        Non-floating `logits`, a non-integer class-index `target`.
+    ValueError
+        A `target`, `weight` or `out` of the wrong shape, an unknown
+        `reduction`, `label_smoothing` outside [0, 1].
+    IndexError
+        A class-index `target` outside ``[0, C)`` other than `ignore_index`.
+
+    See Also
+    --------
+    nll_loss, fastlse.log_softmax
+
+    Notes
+    -----
+    With ``m`` the row max and ``t`` the sum of the other ``exp(x - m)``, the
+    log-normalizer is ``m + log1p(t)``, so confident predictions keep tiny
+    losses accurate. The reductions are summed in float64. Special values
+    follow torch: ``-inf`` logits of non-target classes give a finite loss
+    (and zero gradient there); with label smoothing or probability targets
+    they give ``inf`` or nan, because torch multiplies them in.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlse import cross_entropy
+    >>> logits = np.float32([[2, 1, 0.1], [0.5, 2.5, 0.3]])
+    >>> cross_entropy(logits, [0, 2])
+    np.float32(1.4185398)
+    >>> loss, grad = cross_entropy(logits, [0, 2], return_grad=True)
+    >>> grad
+    array([[-0.17049944,  0.12121648,  0.04928295],
+           [ 0.05430187,  0.40123954, -0.4555414 ]], dtype=float32)
+    >>> cross_entropy(logits, [0, -100], reduction="none")  # second row ignored
+    array([0.41703, 0.     ], dtype=float32)
+    >>> probs = np.float32([[0.9, 0.1, 0.0], [0.0, 0.5, 0.5]])
+    >>> cross_entropy(logits, probs, label_smoothing=0.1)
+    np.float32(0.9768731)
+    """
+    if _is_dask(logits) or _is_dask(target):
+        from . import _dask
+
+        return _dask.cross_entropy(
+            logits,
+            target,
+            axis=axis,
+            weight=weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            label_smoothing=label_smoothing,
+            return_grad=return_grad,
+            out=out,
+        )
+    fn = "cross_entropy"
+    logits = _float_input(logits, "logits", fn)
+    ax = _class_axis(axis, logits.ndim, fn)
+    _check_reduction(reduction, fn)
+    ii = _check_ignore_index(ignore_index, fn)
+    try:
+        eps = float(label_smoothing)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"{fn}: label_smoothing must be a number, got {label_smoothing!r}"
+        ) from None
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(f"{fn}: label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    n = logits.shape[ax]
+    w, _ = _check_weight(weight, n, fn)
+    if out is not None:
+        if not return_grad:
+            raise ValueError(f"{fn}: out is the gradient's buffer; it needs return_grad=True")
+        _check_out(out, logits, fn)
+    tarr = np.asarray(target)
+    soft = tarr.dtype.kind == "f"
+    if soft:
+        if tarr.shape != logits.shape:
+            raise ValueError(
+                f"{fn}: floating target (class probabilities) must have the logits' "
+                f"shape {logits.shape}, got {tarr.shape}; class indices must be integers"
+            )
+        if ii >= 0:
+            raise ValueError(f"{fn}: ignore_index is not supported for probability targets")
+    else:
+        tarr = _index_target(tarr, logits.shape, ax, fn)
+    if not soft:
+        den = _check_targets(tarr, n, ii, w, fn)
+    if n == 0 and math.prod(logits.shape[:ax] + logits.shape[ax + 1 :]) > 0:
+        raise ValueError(f"{fn}: logits have no classes along axis {axis}")
+    # ------------------------------------------------------------ compute --
+    rdt = logits.dtype
+    cdt = _compute_dtype(rdt)
+    lay = _Layout(logits, ax, cdt)
+    x = lay.view
+    nrows = lay.p * lay.q
+    per_row = reduction == "none"
+    loss = np.empty(nrows if per_row else 0)  # float64, O(rows), only for "none"
+    lossk = loss if lay.rows else loss.reshape((lay.p, lay.q) if per_row else (0, 0))
+    total = 0.0
+    if soft:
+        q = lay.like_x(tarr, cdt)
+        with np.errstate(divide="ignore"):
+            scale = 1.0 / np.float64(nrows) if reduction == "mean" else 1.0
+    else:
+        tk = lay.like_target(tarr)
+        with np.errstate(divide="ignore"):
+            scale = 1.0 / np.float64(den) if reduction == "mean" else 1.0
+    if return_grad:
+        others = [lay.x] + ([q] if soft else [])
+        gbuf, grad, copy_back = lay.grad_buffers(out, others)
+    else:
+        gbuf = np.empty(x.shape[:1] + (0,) * (x.ndim - 1), dtype=cdt)
+    if nrows > 0:
+        if soft:
+            w1 = (w * (1.0 - eps)).astype(cdt)
+            w0 = (w * (eps / max(n, 1))).astype(cdt)
+            with np.errstate(invalid="ignore"):
+                g1 = (scale * w1.astype(np.float64)).astype(cdt)
+                g0 = (scale * w0.astype(np.float64)).astype(cdt)
+            if lay.rows:
+                total = K.soft_rows(
+                    x.size, x, q, w1, w0, g1, g0, scale, lossk, per_row, gbuf, return_grad
+                )
+            else:
+                total = K.soft_cols(
+                    x.size, x, q, w1, w0, g1, g0, scale, lossk, per_row, gbuf, return_grad,
+                    lay.qchunk(),
+                )  # fmt: skip
+        else:
+            wl = w.astype(cdt)
+            wsum = float(w.sum())
+            with np.errstate(invalid="ignore"):  # inf * 0 -> nan, as torch's grad
+                wg = (w * (scale * eps / max(n, 1))).astype(cdt)
+            args = (x, tk, w, wl, wsum, ii, eps, scale)
+            if lay.rows:
+                kern = K.index_rows_small if n <= K.SMALL_C else K.index_rows
+                total = kern(x.size, *args, lossk, per_row, gbuf, wg, return_grad)
+            else:
+                total = K.index_cols(
+                    x.size, *args, lossk, per_row, gbuf, wg, return_grad, lay.qchunk()
+                )
+    # ------------------------------------------------------------ reduce --
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if reduction == "none":
+            res = _as_result(lay.loss_shape(loss), rdt)
+        elif reduction == "sum":
+            res = _as_result(total, rdt)
+        else:
+            d = np.float64(nrows) if soft else np.float64(den)
+            res = _as_result(np.float64(total) / d, rdt)
+    if not return_grad:
+        return res
+    if copy_back:
+        np.copyto(out, grad, casting="unsafe")
+        grad = out
+    elif grad.dtype != rdt:
+        grad = grad.astype(rdt)
+    return res, grad
+
+
+def nll_loss(log_probs, target, *, axis=-1, weight=None, ignore_index=-100, reduction="mean"):
+    r"""Negative log-likelihood loss for log-probabilities and class indices.
+
+    The semantics of :func:`torch.nn.functional.nll_loss`: the per-sample loss
+    is ``-weight[y] * log_probs[..., y, ...]`` (``y`` the target class along
+    `axis`), ``0`` where ``y == ignore_index``.
+
+    Parameters
+    ----------
+    log_probs : array_like of float
+        Log-probabilities (e.g. from :func:`fastlse.log_softmax`), classes
+        along `axis`.
+    target : array_like of int
+        Class indices with the shape of `log_probs` without the class axis.
+    axis : int, optional
+        The class axis. Default -1 (last); ``axis=1`` is torch's layout.
+    weight : array_like, optional
+        Per-class weights, a 1-D array of length C.
+    ignore_index : int, optional
+        Targets equal to it contribute 0 and are left out of the mean's
+        denominator. Default -100.
+    reduction : {"mean", "sum", "none"}, optional
+        "mean" divides by the summed weights of the non-ignored targets.
+
+    Returns
+    -------
+    loss : scalar or ndarray
+        In the dtype of `log_probs`; an array of the targets' shape for "none".
+
+    See Also
+    --------
+    cross_entropy
+
+    Examples
+    --------
+    Mix two groups of classes in log space (``log(s) + log_softmax``) rather
+    than multiplying probabilities, then take the NLL:
+
+    >>> import numpy as np
+    >>> from fastlse import log_softmax, nll_loss
+    >>> logits = np.array([[0.5, -1.0, 2.0, 0.0, 1.0], [1.5, 0.2, -0.3, 2.2, 0.1]])
+    >>> s = 1 / 3
+    >>> lp = np.concatenate(
+    ...     [np.log(s) + log_softmax(logits[:, :3], axis=1),
+    ...      np.log(1 - s) + log_softmax(logits[:, 3:], axis=1)], axis=1)
+    >>> nll_loss(lp, [2, 3])
+    np.float64(0.930454108306593)
+    >>> nll_loss(lp, [2, 3], reduction="none", weight=[1, 1, 1, 2, 2])
+    array([1.33992359, 1.04196926])
+    """
+    fn = "nll_loss"
+    lp = _float_input(log_probs, "log_probs", fn)
+    ax = _class_axis(axis, lp.ndim, fn)
+    _check_reduction(reduction, fn)
+    ii = _check_ignore_index(ignore_index, fn)
+    n = lp.shape[ax]
+    w, _ = _check_weight(weight, n, fn)
+    t = _index_target(target, lp.shape, ax, fn)
+    den = _check_targets(t, n, ii, w, fn)
+    keep = t != ii
+    if n == 0:
+        picked = np.zeros(t.shape)
+    else:
+        safe = np.where(keep, t, 0)
+        picked = np.take_along_axis(lp, np.expand_dims(safe, ax), axis=ax)
+        picked = np.squeeze(picked, axis=ax).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        wy = w[np.where(keep, t, 0)] if n else np.zeros(t.shape)
+        per = np.where(keep, -(wy * picked), 0.0)
+        if reduction == "none":
+            return _as_result(per, lp.dtype)
+        if reduction == "sum":
+            return _as_result(per.sum(), lp.dtype)
+        return _as_result(per.sum() / np.float64(den), lp.dtype)
+
+
+def log_sigmoid(x):
+    r"""Elementwise ``log(1 / (1 + exp(-x)))``, computed stably.
+
+    Evaluated as ``min(x, 0) - log1p(exp(-|x|))``: no overflow for large
+    ``|x|``, and full relative accuracy for large positive ``x`` (where the
+    result is about ``-exp(-x)``) as well as for large negative ``x`` (about
+    ``x``). The same as :func:`torch.nn.functional.logsigmoid`.
+
+    Parameters
+    ----------
+    x : array_like
+        Real input. float32 stays float32 (float16 is computed in float32);
+        integers and booleans are computed in float64.
+
+    Returns
+    -------
+    out : ndarray or scalar
+        ``log(sigmoid(x))``, same shape as `x`; a numpy scalar for 0-d input.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlse import log_sigmoid
+    >>> log_sigmoid(np.array([-1000.0, 0.0, 40.0]))  # naive formula: -inf, ..., 0
+    array([-1.00000000e+03, -6.93147181e-01, -4.24835426e-18])
+    >>> log_sigmoid(np.float32([30.0, -30.0]))  # -exp(-30) and -30
+    array([-9.357623e-14, -3.000000e+01], dtype=float32)
+    """
+    a = np.asarray(x)
+    if a.dtype.kind in "biu":
+        a = a.astype(np.float64)
+    if a.dtype.kind != "f":
+        raise TypeError(f"log_sigmoid: x must be real, got dtype {a.dtype}")
+    rdt = a.dtype
+    cdt = _compute_dtype(rdt)
+    src = np.ascontiguousarray(a, dtype=cdt).reshape(a.shape)
+    res = np.empty(src.shape, dtype=cdt)
+    if src.size:
+        K.log_sigmoid_flat(src.size, src.reshape(-1), res.reshape(-1))
+    return _as_result(res, rdt)
