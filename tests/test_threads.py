@@ -1,5 +1,6 @@
 """Concurrency: Python threads calling at once, fork after use, thread control."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -110,3 +111,27 @@ def test_import_compiles_nothing():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "LAZY-OK" in res.stdout
+
+
+def test_many_processes_start_at_once(tmp_path):
+    # cold cache in a private dir: every process compiles and writes at once
+    code = (
+        "import numpy as np, fastlse\n"
+        "x = np.arange(200_000.0).reshape(400, 500) / 1e5\n"
+        "r = fastlse.logsumexp(x, axis=1)\n"
+        "m = x.max(axis=1)\n"
+        "ref = m + np.log(np.exp(x - m[:, None]).sum(axis=1))\n"
+        "assert np.allclose(r, ref, rtol=1e-13), 'wrong'\n"
+        "print('PROC-OK')\n"
+    )
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+        )
+        for _ in range(4)
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err.decode()[-2000:]
+        assert b"PROC-OK" in out
