@@ -1,0 +1,652 @@
+"""``python -m fastlse``: check fastlse against scipy, then time it against its peers.
+
+    python -m fastlse                      # self-check, timing table, cold start (1-2 min)
+    python -m fastlse --quick              # smaller shapes, fewer repeats, no cold compile
+    python -m fastlse --ops softmax --shapes wide,row --peers scipy,torch
+    python -m fastlse --check-only         # the self-check alone
+
+The self-check compares fastlse with ``scipy.special`` (or, without scipy, with a
+max-shifted NumPy reference) on special values and random float32 / float64 arrays
+along several axes and layouts, prints one PASS/FAIL line per check and exits with
+status 1 on a failure.  The table times fastlse, scipy, max-shifted NumPy and, when
+importable, torch (same thread count as numba) and jax (``jax.jit`` on CPU): the
+first call of each is untimed (compilation), then the best of several calls,
+peers interleaved round-robin so a noisy machine hits them alike.  Ratios are
+peer time / fastlse time, so 12.3x means fastlse is 12.3 times faster.
+"""
+
+import argparse
+import contextlib
+import functools
+import glob
+import importlib.util
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from types import SimpleNamespace
+
+import numba
+import numpy as np
+
+import fastlse
+
+OPS = ("logsumexp", "softmax", "log_softmax")
+XENT_OPS = ("cross_entropy", "cross_entropy+grad")
+
+#: name -> (full shape, quick shape, axis); the asv suite times the full shapes
+SHAPES = {
+    "wide": ((4096, 1000), (1024, 1000), -1),
+    "vocab": ((64, 50257), (16, 50257), -1),
+    "tall": ((1_000_000, 10), (100_000, 10), -1),
+    "row": ((1, 10_000_000), (1, 1_000_000), -1),
+    "mid": ((64, 1000, 64), (16, 1000, 64), 1),
+}
+
+PEERS = ("fastlse", "scipy", "numpy", "torch", "jax")
+#: peers whose first call depends on the input (compilation per shape, thread pools):
+#: that call is made on the real input and not timed
+WARM_ON_INPUT = {"fastlse", "torch", "jax"}
+
+
+# =============================================================================
+# self-check
+# =============================================================================
+def _numpy_reference():
+    """Max-shifted NumPy versions of scipy's three functions (used without scipy)."""
+
+    def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
+        a = np.asarray(a, dtype=np.result_type(np.asarray(a).dtype, np.float16))
+        m = np.max(a, axis=axis, keepdims=True)
+        m = np.where(np.isfinite(m), m, 0)
+        e = np.exp(a - m) if b is None else np.asarray(b) * np.exp(a - m)
+        s = np.sum(e, axis=axis, keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            res = np.log(np.abs(s) if return_sign else s) + m
+        if not keepdims:
+            res = np.squeeze(res, axis=axis)
+            s = np.squeeze(s, axis=axis)
+        res = res[()] if res.ndim == 0 else res
+        return (res, np.sign(s)[()]) if return_sign else res
+
+    def softmax(x, axis=None):
+        x = np.asarray(x)
+        e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+        return e / np.sum(e, axis=axis, keepdims=True)
+
+    def log_softmax(x, axis=None):
+        x = np.asarray(x)
+        m = np.max(x, axis=axis, keepdims=True)
+        z = x - np.where(np.isfinite(m), m, 0)  # scipy's shift: infinite maxima shift by 0
+        return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+
+    return SimpleNamespace(logsumexp=logsumexp, softmax=softmax, log_softmax=log_softmax)
+
+
+def reference():
+    """``(namespace, description)`` of the reference implementation."""
+    try:
+        import scipy
+        import scipy.special
+    except ImportError:
+        return _numpy_reference(), "max-shifted numpy (scipy is not installed)"
+    return scipy.special, f"scipy.special {scipy.__version__}"
+
+
+def _agree(got, want, scale=1.0):
+    """'' when got matches want (shape, dtype, specials, values), else why not."""
+    got, want = np.asarray(got), np.asarray(want)
+    if got.shape != want.shape:
+        return f"shape {got.shape} != {want.shape}"
+    if got.dtype != want.dtype:
+        return f"dtype {got.dtype} != {want.dtype}"
+    tol = 1e-5 if got.dtype == np.float32 else 1e-12
+    g, w = got.astype(np.float64), want.astype(np.float64)
+    special = ~np.isfinite(w)
+    if not np.array_equal(g[special], w[special], equal_nan=True):
+        return f"specials differ: {g[special][:4]} vs {w[special][:4]}"
+    if not np.all(np.isfinite(g[~special])):
+        return "non-finite where the reference is finite"
+    err = np.abs(g[~special] - w[~special])
+    bad = err > tol * (np.abs(w[~special]) + scale)
+    if np.any(bad):
+        return f"max abs error {err.max():.3g} (tolerance {tol:g} relative)"
+    return ""
+
+
+def _random_cases():
+    """(label, array, axis) for float32 / float64 over axes, layouts and kernel paths."""
+    rng = np.random.default_rng(20240601)
+    cases = []
+    for dt in (np.float32, np.float64):
+        n = dt.__name__
+
+        def r(*shape, dt=dt):
+            return (5.0 * rng.standard_normal(shape)).astype(dt)
+
+        cases += [
+            (f"{n} (7, 300) axis=-1", r(7, 300), -1),
+            (f"{n} (7, 300) axis=0", r(7, 300), 0),
+            (f"{n} (5, 40, 6) axis=1", r(5, 40, 6), 1),
+            (f"{n} (5, 40, 6) axis=(0, 2)", r(5, 40, 6), (0, 2)),
+            (f"{n} (5, 40, 6) axis=None", r(5, 40, 6), None),
+            (f"{n} (300, 7) F-order axis=-1", np.asfortranarray(r(300, 7)), -1),
+            (f"{n} (40, 900)[:, ::3] strided axis=-1", r(40, 900)[:, ::3], -1),
+            (f"{n} (64, 2000) axis=-1 (threads over rows)", r(64, 2000), -1),
+            (f"{n} (1, 300000) axis=-1 (one split row)", r(1, 300_000), -1),
+            (f"{n} (16, 700, 32) axis=1 (column blocks)", r(16, 700, 32), 1),
+        ]
+    return cases
+
+
+def _special_checks(impl, ref):
+    """(label, thunk returning '' or a reason) for the special values and classics."""
+    big = np.array([1000.0, 1001.0, 1002.0])
+    checks = []
+
+    def same(fn_name, x, **kw):
+        def run():
+            got = getattr(impl, fn_name)(np.array(x), **kw)
+            want = getattr(ref, fn_name)(np.array(x), **kw)
+            if isinstance(want, tuple):
+                return _agree(got[0], want[0]) or _agree(got[1], want[1])
+            finite = np.abs(np.asarray(x, dtype=float))
+            finite = finite[np.isfinite(finite)]
+            return _agree(got, want, scale=float(finite.max(initial=1.0)))
+
+        return run
+
+    def naive_is_nan():
+        with np.errstate(over="ignore", invalid="ignore"):
+            naive = np.exp(big) / np.exp(big).sum()
+        return "" if np.all(np.isnan(naive)) else "expected naive softmax to overflow"
+
+    def exact_tiny():
+        got = impl.logsumexp([0.0, -40.0])
+        return "" if got == 4.248354255291589e-18 else f"got {float(got)!r}"
+
+    def closed_form():
+        got = float(impl.logsumexp(big))
+        want = 1002.0 + math.log1p(math.exp(-1.0) + math.exp(-2.0))
+        return "" if abs(got - want) <= 4e-13 else f"got {got!r}, want {want!r}"
+
+    checks += [
+        ("softmax([1000, 1001, 1002]) (naive exp(x)/sum is nan)", same("softmax", big)),
+        ("naive numpy softmax([1000, 1001, 1002]) is nan (the classic overflow)", naive_is_nan),
+        ("log_softmax([1000, 1001, 1002])", same("log_softmax", big)),
+        ("logsumexp([1000, 1001, 1002]) == 1002 + log1p(e^-1 + e^-2)", closed_form),
+        ("logsumexp([0, -40]) == 4.248354255291589e-18 (not 0.0)", exact_tiny),
+    ]
+    inf, nan = np.inf, np.nan
+    specials = {
+        "all -inf row": [[-inf, -inf, -inf], [0.0, 1.0, 2.0]],
+        "+inf present": [[inf, 1.0, 2.0], [inf, inf, 0.0]],
+        "nan present": [[nan, 1.0, 2.0], [-inf, nan, inf]],
+        "mixed -inf": [[-inf, 0.0, -40.0], [-inf, -inf, 3.0]],
+    }
+    for what, x in specials.items():
+        for fn in OPS:
+            checks.append((f"{fn}: {what}, axis=-1", same(fn, x, axis=-1)))
+    checks.append(
+        (
+            "logsumexp(b=[1, -2, 1], return_sign=True)",
+            same("logsumexp", [1.0, 2.0, 3.0], b=[1.0, -2.0, 1.0], return_sign=True),
+        )
+    )
+    checks.append(
+        (
+            "logsumexp([inf, inf], b=[1, -1]) is nan",
+            same("logsumexp", [inf, inf], b=[1.0, -1.0]),
+        )
+    )
+    return checks
+
+
+def run_checks(impl=fastlse, ref=None, file=None):
+    """Compare ``impl`` (fastlse by default) with ``ref`` (scipy.special); True if all pass.
+
+    Prints one ``PASS``/``FAIL`` line per check to ``file`` (stdout by default).
+    ``impl`` is any object with ``logsumexp``, ``softmax`` and ``log_softmax``.
+    """
+    file = sys.stdout if file is None else file
+    if ref is None:
+        ref, _ = reference()
+    results = []
+
+    def report(label, reason):
+        results.append(not reason)
+        status = "PASS" if not reason else "FAIL"
+        print(f"  {status}  {label}" + (f": {reason}" if reason else ""), file=file)
+
+    def attempt(thunk):
+        try:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return thunk()
+        except Exception as e:  # a crash is a failure, reported, not raised
+            return f"raised {type(e).__name__}: {e}"
+
+    for label, thunk in _special_checks(impl, ref):
+        report(label, attempt(thunk))
+
+    cases = _random_cases()
+    for fn in OPS:
+        for dt in ("float32", "float64"):
+            mine = [c for c in cases if c[0].startswith(dt)]
+            reasons = []
+            for label, x, axis in mine:
+                variants = [{}, {"keepdims": True}] if fn == "logsumexp" else [{}]
+                for kw in variants:
+
+                    def thunk(fn=fn, x=x, axis=axis, kw=kw):
+                        got = getattr(impl, fn)(x, axis=axis, **kw)
+                        want = getattr(ref, fn)(x, axis=axis, **kw)
+                        return _agree(got, want, scale=float(np.max(np.abs(x))))
+
+                    reason = attempt(thunk)
+                    if reason:
+                        reasons.append(f"{label[len(dt) + 1 :]} {kw or ''}: {reason}")
+            more = f" (+{len(reasons) - 3} more)" if len(reasons) > 3 else ""
+            report(
+                f"{fn} {dt}: {len(mine)} random arrays (axes, layouts, kernel paths)",
+                "; ".join(reasons[:3]) + more,
+            )
+    return all(results)
+
+
+# =============================================================================
+# peers
+# =============================================================================
+@functools.cache
+def _have(name):
+    return importlib.util.find_spec(name) is not None
+
+
+def _jax():
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    return jax
+
+
+def _np_xent(x, y, axis, grad):
+    z = x - np.max(x, axis=axis, keepdims=True)
+    e = np.exp(z)
+    s = np.sum(e, axis=axis, keepdims=True)
+    idx = np.expand_dims(y, axis)
+    loss = np.mean(np.log(s) - np.take_along_axis(z, idx, axis=axis))
+    if not grad:
+        return loss
+    g = e / s
+    np.put_along_axis(g, idx, np.take_along_axis(g, idx, axis=axis) - 1, axis=axis)
+    g /= y.size
+    return loss, g
+
+
+def _np_logsumexp(x, axis):
+    m = np.max(x, axis=axis, keepdims=True)
+    return np.squeeze(m, axis) + np.log(np.sum(np.exp(x - m), axis=axis))
+
+
+def _np_softmax(x, axis):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _np_log_softmax(x, axis):
+    z = x - np.max(x, axis=axis, keepdims=True)
+    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+
+
+#: the "numpy" column: max-shifted, as a careful user writes it by hand
+_NUMPY = {"logsumexp": _np_logsumexp, "softmax": _np_softmax, "log_softmax": _np_log_softmax}
+
+
+def make_peer(peer, op, x, axis, y=None):
+    """A zero-argument callable computing ``op`` with ``peer``, or None if it has none."""
+    grad = op == "cross_entropy+grad"
+    xent = op in XENT_OPS
+    if peer == "fastlse":
+        if xent:
+            f = fastlse.cross_entropy
+            return lambda: f(x, y, axis=axis, return_grad=grad)
+        f = getattr(fastlse, op)
+        return lambda: f(x, axis=axis)
+    if peer == "scipy":
+        if xent or not _have("scipy"):
+            return None
+        import scipy.special
+
+        f = getattr(scipy.special, op)
+        return lambda: f(x, axis=axis)
+    if peer == "numpy":
+        if xent:
+            return lambda: _np_xent(x, y, axis, grad)
+        f = _NUMPY[op]
+        return lambda: f(x, axis)
+    if peer == "torch":
+        if not _have("torch"):
+            return None
+        import torch
+
+        torch.set_num_threads(numba.get_num_threads())
+        t = torch.from_numpy(x)
+        if not xent:
+            f = getattr(torch, op)
+            return lambda: f(t, axis)
+        import torch.nn.functional as F
+
+        if axis % x.ndim != 1:
+            t = torch.movedim(t, axis, 1)
+        yt = torch.from_numpy(y)
+        if not grad:
+            return lambda: F.cross_entropy(t, yt)
+        t = t.detach().requires_grad_()
+
+        def fwd_bwd():
+            t.grad = None
+            F.cross_entropy(t, yt).backward()
+
+        return fwd_bwd
+    if peer == "jax":
+        if not _have("jax"):
+            return None
+        jax = _jax()
+        xa = jax.device_put(x)
+        if not xent:
+            mod = jax.scipy.special if op == "logsumexp" else jax.nn
+            f = jax.jit(functools.partial(getattr(mod, op), axis=axis))
+            return lambda: f(xa).block_until_ready()
+        jnp = jax.numpy
+
+        def loss(a, lab):
+            logp = jax.nn.log_softmax(a, axis=axis)
+            return -jnp.mean(jnp.take_along_axis(logp, jnp.expand_dims(lab, axis), axis=axis))
+
+        f = jax.jit(jax.value_and_grad(loss) if grad else loss)
+        ya = jax.device_put(y)
+        return lambda: jax.block_until_ready(f(xa, ya))
+    raise ValueError(f"unknown peer {peer!r}")
+
+
+# =============================================================================
+# timing
+# =============================================================================
+def time_row(fns, min_calls, max_calls, budget):
+    """Best time per callable, peers interleaved round-robin.
+
+    Each callable gets at least ``min_calls`` timed calls and at most
+    ``max_calls``, and stops once it has spent ``budget`` seconds; a slow one
+    (over ``2 * budget`` a call) stops after two calls.  First calls are the
+    caller's business (see ``run_table``).
+    """
+    best = dict.fromkeys(fns, math.inf)
+    calls = dict.fromkeys(fns, 0)
+    spent = dict.fromkeys(fns, 0.0)
+    active = list(fns)
+    while active:
+        for name in active:
+            t0 = time.perf_counter()
+            fns[name]()
+            t = time.perf_counter() - t0
+            best[name] = min(best[name], t)
+            calls[name] += 1
+            spent[name] += t
+        active = [
+            n
+            for n in active
+            if calls[n] < max_calls
+            and (calls[n] < min_calls or spent[n] < budget)
+            and not (calls[n] >= 2 and spent[n] >= 4 * budget)
+        ]
+    return best
+
+
+def _ms(t):
+    if t is None:
+        return "-"
+    ms = t * 1e3
+    digits = 3 if ms < 1 else 2 if ms < 10 else 1 if ms < 100 else 0
+    return f"{ms:.{digits}f}"
+
+
+def _versions():
+    out = [f"numpy {np.__version__}"]
+    for name in ("scipy", "torch", "jax"):
+        if _have(name):
+            mod = __import__(name)
+            out.append(f"{name} {mod.__version__}")
+        else:
+            out.append(f"{name} not installed")
+    return ", ".join(out)
+
+
+def _cpu_name():
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _threading_layer():
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return "not started yet"
+
+
+def header(file):
+    fastlse.logsumexp(np.zeros((64, 4096)), axis=-1)  # start numba's threads: name the layer
+    print(
+        f"machine: {_cpu_name()}, {os.cpu_count()} logical CPUs, {platform.system()} "
+        f"{platform.release()}; python {platform.python_version()}",
+        file=file,
+    )
+    print(
+        f"fastlse {fastlse.__version__}, numba {numba.__version__}: "
+        f"{numba.get_num_threads()} threads, layer {_threading_layer()}; {_versions()}",
+        file=file,
+    )
+    print(
+        f"torch runs on {numba.get_num_threads()} threads (numba's count); jax on XLA's "
+        "own pool (all cores); numpy = max-shifted naive numpy",
+        file=file,
+    )
+
+
+def run_table(ops, shapes, peers, quick, file):
+    """Print the timing table; returns the list of (op, shape, dtype, {peer: s})."""
+    min_calls, max_calls, budget = (3, 5, 0.05) if quick else (3, 7, 0.15)
+    rng = np.random.default_rng(0)
+    cols = [p for p in peers if p == "fastlse" or p == "numpy" or _have(p)]
+    others = [p for p in cols if p != "fastlse"]
+    w = 9
+    title = (
+        f"{'op':<19}{'shape':<20}{'dtype':<8}"
+        + "".join(f"{p:>{w}}" for p in cols)
+        + f"{'scipy/fastlse':>15}  best peer/fastlse"
+    )
+    print(
+        f"\ntimes in ms: best of {min_calls}-{max_calls} calls (2 for a slow peer), after an "
+        "untimed first call (scipy and numpy: on a tiny input, they compile nothing)",
+        file=file,
+    )
+    print(title, file=file)
+    print("-" * len(title), file=file)
+    rows = []
+    data = {}
+    warmed = set()
+    for op in ops:
+        print("", file=file)
+        for name in shapes:
+            full, small, axis = SHAPES[name]
+            shape = small if quick else full
+            label = f"{'x'.join(map(str, shape))} ax{axis}"
+            for dt in ("float32", "float64"):
+                if (name, dt) not in data:
+                    x = (3.0 * rng.standard_normal(shape)).astype(dt)
+                    y_shape = tuple(s for i, s in enumerate(shape) if i != axis % len(shape))
+                    y = rng.integers(0, shape[axis], size=y_shape)
+                    data[name, dt] = x, y
+                x, y = data[name, dt]
+                if (op, dt, len(shape)) not in warmed:  # lazy imports, dispatch caches
+                    warmed.add((op, dt, len(shape)))
+                    tiny = np.zeros((2,) * len(shape), dtype=dt)
+                    tiny_y = np.zeros((2,) * (len(shape) - 1), dtype=np.int64)
+                    for p in cols:
+                        f = None if p in WARM_ON_INPUT else make_peer(p, op, tiny, axis, tiny_y)
+                        if f is not None:
+                            f()
+                fns = {}
+                for p in cols:
+                    f = make_peer(p, op, x, axis, y)
+                    if f is not None:
+                        fns[p] = f
+                for p, f in fns.items():
+                    if p in WARM_ON_INPUT:
+                        f()  # the first call (compilation, thread pools) is never timed
+                best = time_row(fns, min_calls, max_calls, budget)
+                del fns
+                rows.append((op, name, dt, best))
+                fl = best["fastlse"]
+                cells = "".join(f"{_ms(best.get(p)):>{w}}" for p in cols)
+                sp = f"{best['scipy'] / fl:.1f}x" if "scipy" in best else "-"
+                peer_times = {p: best[p] for p in others if p in best}
+                if peer_times:
+                    bp = min(peer_times, key=peer_times.get)
+                    bst = f"{peer_times[bp] / fl:.2f}x {bp}"
+                else:
+                    bst = "-"
+                print(f"{op:<19}{label:<20}{dt:<8}{cells}{sp:>15}  {bst}", file=file, flush=True)
+    return rows
+
+
+# =============================================================================
+# cold start
+# =============================================================================
+_COLD = """
+import time
+t0 = time.perf_counter()
+import fastlse
+t1 = time.perf_counter()
+import numpy as np
+x = np.random.default_rng(0).standard_normal((1000, 1000))
+t2 = time.perf_counter()
+fastlse.logsumexp(x, axis=-1)
+t3 = time.perf_counter()
+fastlse.logsumexp(x[0, :10])
+t4 = time.perf_counter()
+print(t1 - t0, t3 - t2, t4 - t3)
+"""
+
+
+def _cache_files():
+    """Cached fastlse kernels on disk: (count, where)."""
+    d = os.environ.get("NUMBA_CACHE_DIR")
+    if d:
+        files = glob.glob(os.path.join(d, "**", "*.nbi"), recursive=True)
+        return sum("fastlse" in f for f in files), d
+    d = os.path.join(os.path.dirname(fastlse.__file__), "__pycache__")
+    return len(glob.glob(os.path.join(d, "*.nbi"))), d
+
+
+def _fresh_process(env=None):
+    res = subprocess.run(
+        [sys.executable, "-c", _COLD],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
+    if res.returncode != 0:
+        return None
+    return [float(v) for v in res.stdout.split()]
+
+
+def cold_start(with_cold_cache, file):
+    print("\ncold start, each in a fresh process (interpreter start not included):", file=file)
+    cache_on = os.environ.get("FASTLSE_CACHE", "1").lower() not in ("0", "false", "no", "off")
+    n, where = _cache_files()
+    runs = []
+    if not cache_on:
+        runs.append(("numba cache off (FASTLSE_CACHE=0)", None))
+    else:
+        runs.append((f"cache as found ({n} index files in {where})", None))
+        runs.append(("warm cache (second run)", None))
+    if with_cold_cache:
+        runs.append(("cold: empty NUMBA_CACHE_DIR, everything compiles", "cold"))
+    for label, kind in runs:
+        if kind == "cold":
+            with tempfile.TemporaryDirectory() as d:
+                t = _fresh_process({"NUMBA_CACHE_DIR": d})
+        else:
+            t = _fresh_process()
+        if t is None:
+            print(f"  {label}: the subprocess failed", file=file)
+            continue
+        print(
+            f"  {label}: import fastlse {t[0]:.2f} s, first logsumexp (1000x1000 float64,"
+            f" threads) {t[1]:.2f} s, then a 10-element call {t[2] * 1e3:.1f} ms",
+            file=file,
+        )
+
+
+# =============================================================================
+# main
+# =============================================================================
+def _pick(text, allowed, what):
+    if text is None:
+        return list(allowed)
+    chosen = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [c for c in chosen if c not in allowed]
+    if bad:
+        raise SystemExit(f"unknown {what}: {', '.join(bad)} (choose from {', '.join(allowed)})")
+    return chosen
+
+
+def main(argv=None):
+    has_xent = hasattr(fastlse, "cross_entropy")
+    all_ops = OPS + (XENT_OPS if has_xent else ())
+    p = argparse.ArgumentParser(prog="python -m fastlse", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="smaller shapes, fewer repeats")
+    p.add_argument("--ops", help=f"comma-separated subset of {','.join(all_ops)}")
+    p.add_argument("--shapes", help=f"comma-separated subset of {','.join(SHAPES)}")
+    p.add_argument("--peers", help=f"comma-separated subset of {','.join(PEERS[1:])}")
+    p.add_argument("--check-only", action="store_true", help="run the self-check only")
+    p.add_argument("--no-check", action="store_true", help="skip the self-check")
+    p.add_argument("--no-cold", action="store_true", help="skip the fresh-process timings")
+    args = p.parse_args(argv)
+    ops = _pick(args.ops, all_ops, "op")
+    shapes = _pick(args.shapes, SHAPES, "shape")
+    peers = ["fastlse", *_pick(args.peers, PEERS[1:], "peer")]
+    out = sys.stdout
+
+    print(f"fastlse {fastlse.__version__} self-check and benchmark", file=out)
+    if not args.no_check:
+        ref, desc = reference()
+        print(f"\nself-check against {desc}:", file=out)
+        ok = run_checks(fastlse, ref, out)
+        print(f"self-check: {'all PASS' if ok else 'FAILED'}", file=out, flush=True)
+        if not ok:
+            return 1
+    if args.check_only:
+        return 0
+
+    print("", file=out)
+    header(out)
+    t0 = time.perf_counter()
+    run_table(ops, shapes, peers, args.quick, out)
+    if not args.no_cold:
+        cold_start(not args.quick, out)
+    print(f"\n(timings took {time.perf_counter() - t0:.0f} s)", file=out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""``python -m fastlse``: the self-check passes, catches a wrong implementation, and the
+table is printed.  Timings are printed, never asserted."""
+
+import io
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import fastlse
+import fastlse.__main__ as cli
+
+
+def test_main_quick_runs_and_passes():
+    cmd = [sys.executable, "-m", "fastlse", "--quick", "--shapes", "wide,mid"]
+    cmd += ["--ops", "logsumexp,softmax"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    out = res.stdout
+    assert res.returncode == 0, out + res.stderr
+    assert "self-check: all PASS" in out
+    assert "FAIL" not in out
+    assert out.count("  PASS  ") >= 20
+    assert "PASS  logsumexp([0, -40]) == 4.248354255291589e-18" in out
+    assert "softmax([1000, 1001, 1002])" in out
+    # the table: a header naming the machine and threads, then one row per op x shape x dtype
+    assert "logical CPUs" in out and "threads" in out
+    assert "scipy/fastlse" in out
+    rows = [ln for ln in out.splitlines() if ln.startswith(("logsumexp ", "softmax "))]
+    assert len(rows) == 2 * 2 * 2, out
+    assert any("1024x1000 ax-1" in r and "float32" in r for r in rows)
+    assert any("16x1000x64 ax1" in r and "float64" in r for r in rows)
+    assert "import fastlse" in out and "first logsumexp" in out
+
+
+def _naive_logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
+    a = np.asarray(a, dtype=float)
+    return np.log(np.sum(np.exp(a), axis=axis, keepdims=keepdims))
+
+
+def _naive_softmax(x, axis=None):
+    e = np.exp(np.asarray(x))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _crashing(x, axis=None, **kw):
+    raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize(
+    ("wrong", "expected"),
+    [
+        ({"logsumexp": _naive_logsumexp}, "FAIL  logsumexp([0, -40])"),
+        ({"softmax": _naive_softmax}, "FAIL  softmax([1000, 1001, 1002])"),
+        ({"log_softmax": _crashing}, "raised RuntimeError: boom"),
+    ],
+)
+def test_self_check_detects_a_wrong_implementation(wrong, expected):
+    impl = SimpleNamespace(
+        logsumexp=fastlse.logsumexp, softmax=fastlse.softmax, log_softmax=fastlse.log_softmax
+    )
+    for name, fn in wrong.items():
+        setattr(impl, name, fn)
+    buf = io.StringIO()
+    with np.errstate(all="ignore"):
+        assert cli.run_checks(impl, file=buf) is False
+    assert expected in buf.getvalue()
+
+
+def test_self_check_passes_for_fastlse():
+    buf = io.StringIO()
+    assert cli.run_checks(fastlse, file=buf) is True
+    assert "FAIL" not in buf.getvalue()
+
+
+def test_self_check_without_scipy_uses_numpy_reference():
+    buf = io.StringIO()
+    assert cli.run_checks(fastlse, ref=cli._numpy_reference(), file=buf) is True
+
+
+def test_main_rejects_unknown_names():
+    with pytest.raises(SystemExit, match="unknown op"):
+        cli.main(["--ops", "nope"])
+    with pytest.raises(SystemExit, match="unknown shape"):
+        cli.main(["--shapes", "huge"])
