@@ -7,6 +7,7 @@ Nothing is compiled at import: each kernel compiles on first use per dtype.
 
 from ._api import log_softmax, logsumexp, softmax
 from ._cumulative import logcumsumexp
+from ._linear_xent import linear_cross_entropy
 from ._online import OnlineLogSumExp
 from ._threads import num_threads
 from ._xent import cross_entropy, log_sigmoid, nll_loss
@@ -17,6 +18,7 @@ __all__ = [
     "OnlineLogSumExp",
     "__version__",
     "cross_entropy",
+    "linear_cross_entropy",
     "log_sigmoid",
     "log_softmax",
     "logcumsumexp",

@@ -1,0 +1,780 @@
+"""Fused linear cross-entropy: ``cross_entropy(hidden @ weight.T + bias, target)``
+and its gradients, without ever holding the (N, V) logits.
+
+The rows of ``hidden`` are taken in blocks of ``block_rows``; each block's
+logits are formed by numpy's BLAS matmul, one vocabulary block of
+``block_vocab`` columns at a time, into one reused buffer.  A numba kernel
+turns each block into per-row ``(m, t)`` pairs (see ``_kernels``) merged into
+the row's running pair, and gathers what the loss needs besides the lse: the
+target's logit and, for label smoothing, the sum of the logits.
+
+The gradient of the loss with respect to the (capped) logits is
+``grad = scale * ((1 + 2 z lse) p - (1 - eps) onehot(y) - eps / V)`` per row
+(``p`` the softmax, ``z`` the z-loss weight, ``eps`` the label smoothing,
+``scale`` 0 for ignored rows, ``1 / count`` for the mean), times
+``1 - (s / c)**2`` under a softcap ``c``.  A kernel writes it in place of the
+logits block, and BLAS accumulates ``grad_hidden += g @ W_blk``,
+``grad_weight[blk] += g.T @ h_blk``.
+
+Two schedules, one set of kernels:
+
+* one vocabulary block (``block_vocab >= V``, the default whenever
+  ``MIN_KEEP_ROWS`` rows of logits fit in ``BUDGET`` bytes): the block of rows
+  holds all V logits, so one fused kernel computes the pair, the loss and the
+  gradient of each row while it sits in cache, and every logit is computed by
+  one matmul -- three matmuls in all, as for the unfused computation;
+* several vocabulary blocks (huge V, or asked for): a forward sweep over the
+  blocks merges the pairs; the backward sweep goes over them in reverse,
+  reusing the last block still in the buffer and recomputing the others
+  (one more matmul over all but one block).
+
+The extra memory is the buffer (``block_rows * block_vocab`` elements), a few
+float64 per row, and a scratch of ``ACC_ROWS`` rows of the weight's shape for
+the accumulation of ``grad_weight``.
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import overload
+
+from ._config import CACHE
+from ._exp import EXACT, exp32, exp64, log1p64
+from ._kernels import (
+    CHUNK,
+    cast_to,
+    expx,
+    finish,
+    jit,
+    jit_fast,
+    merge,
+    range_pair,
+    row_max,
+    zero_of,
+)
+from ._parallel import kernel
+
+__all__ = ["linear_cross_entropy"]
+
+_REDUCTIONS = ("mean", "sum", "none")
+#: bytes of the logits buffer the default block sizes aim at
+BUDGET = 64 << 20
+#: fewest rows per block for which one vocabulary block is kept (below this
+#: the ``g.T @ h`` update of grad_weight is a thin matmul, and grad_weight is
+#: read and written once per block of rows)
+MIN_KEEP_ROWS = 128
+#: vocabulary block when the whole vocabulary does not fit
+DEFAULT_BLOCK_VOCAB = 8192
+#: most rows per block
+MAX_BLOCK_ROWS = 4096
+#: bytes of the scratch into which ``g.T @ h`` is computed before it is added
+#: to grad_weight (sized to stay in L2 for the add)
+ACC_BYTES = 4 << 20
+
+_NAN = np.nan
+
+
+# ----------------------------------------------------------------------------
+# tanh, vectorizable (for the softcap): odd Taylor polynomial near 0, and
+# (1 - e) / (1 + e) with e = exp(-2|x|) elsewhere, selected without a branch
+# ----------------------------------------------------------------------------
+_TANH_CUT = 0.25
+#: Taylor coefficients of tanh (x, x**3, ..., x**21): at |x| <= 0.25 the
+#: truncation is below 1e-17 relative (float64); float32 uses the first five
+_T = (
+    1.0,
+    -0.33333333333333333333,
+    0.13333333333333333333,
+    -0.053968253968253968254,
+    0.021869488536155202822,
+    -0.0088632355299021965689,
+    0.0035921280365724810169,
+    -0.0014558343870513182682,
+    0.00059002744094558598138,
+    -0.00023912911424355248149,
+    0.000096915379569294503256,
+)
+_T64 = tuple(np.float64(c) for c in _T)
+_T32 = tuple(np.float32(c) for c in _T[:5])
+_CUT64, _CUT32 = np.float64(_TANH_CUT), np.float32(_TANH_CUT)
+_ONE64, _ONE32 = np.float64(1.0), np.float32(1.0)
+_M2_64, _M2_32 = np.float64(-2.0), np.float32(-2.0)
+(_P0, _P1, _P2, _P3, _P4, _P5, _P6, _P7, _P8, _P9, _P10) = _T64
+(_Q0, _Q1, _Q2, _Q3, _Q4) = _T32
+
+
+#: numba-level inlining: LLVM's inliner finds tanh (exp included) too big, and
+#: a call keeps the caller's loop scalar
+_jit_inline = njit(fastmath=EXACT, error_model="numpy", cache=CACHE, inline="always")
+
+
+@_jit_inline
+def tanh64(x):
+    a = abs(x)
+    e = exp64(_M2_64 * a)
+    big = (_ONE64 - e) / (_ONE64 + e)
+    z = x * x
+    z2 = z * z
+    z4 = z2 * z2
+    p = (
+        ((_P0 + _P1 * z) + (_P2 + _P3 * z) * z2)
+        + ((_P4 + _P5 * z) + (_P6 + _P7 * z) * z2) * z4
+        + ((_P8 + _P9 * z) + _P10 * z2) * (z4 * z4)
+    )
+    small = p * a
+    r = small if a < _CUT64 else big
+    r = r if x >= 0 else -r
+    return r if x == x else x
+
+
+@_jit_inline
+def tanh32(x):
+    a = abs(x)
+    e = exp32(_M2_32 * a)
+    big = (_ONE32 - e) / (_ONE32 + e)
+    z = x * x
+    z2 = z * z
+    p = (_Q0 + _Q1 * z) + (_Q2 + _Q3 * z) * z2 + _Q4 * (z2 * z2)
+    small = p * a
+    r = small if a < _CUT32 else big
+    r = r if x >= 0 else -r
+    return r if x == x else x
+
+
+def tanhx(x):  # pragma: no cover - replaced by the overload in compiled code
+    return np.tanh(x)
+
+
+@overload(tanhx, inline="always")
+def _tanhx_ol(x):
+    if x == types.float32:
+        return lambda x: tanh32(x)
+    if x == types.float64:
+        return lambda x: tanh64(x)
+    return None
+
+
+# ----------------------------------------------------------------------------
+# row helpers (x is one row of a logits block, float32 or float64)
+# ----------------------------------------------------------------------------
+@jit
+def _transform(x, bias, v0, has_bias, cap):
+    """In place: x += bias[v0:v0 + n]; then x = cap * tanh(x / cap) if cap > 0.
+
+    ``x * (1 / cap)`` may differ from ``x / cap`` by an ulp of the argument,
+    which moves the capped logit by at most about an ulp.
+    """
+    n = x.shape[0]
+    if has_bias:
+        for j in range(n):
+            x[j] = x[j] + bias[v0 + j]
+    if cap > 0.0:
+        c = cast_to(x, cap)
+        ic = cast_to(x, 1.0 / cap)  # a multiply: a second division per element costs
+        for j in range(n):
+            x[j] = c * tanhx(x[j] * ic)
+
+
+@jit_fast
+def _row_sum(x):
+    """sum(x) in float64 (CHUNK elements at a time in x's dtype)."""
+    n = x.shape[0]
+    total = 0.0
+    for c in range(0, n, CHUNK):
+        acc = zero_of(x)
+        for j in range(c, min(c + CHUNK, n)):
+            acc += x[j]
+        total += acc
+    return total
+
+
+@jit
+def _grad_store(x, m, lg, a, c, cap):
+    """In place: x = (a * exp((x - m) - lg) - c) * (1 - (x / cap)**2 if cap > 0).
+
+    ``(x - m) - lg`` (not ``x - (m + lg)``): m is a logit, so the shift is
+    exact and only the small ``lg = log1p(t)`` rounds.
+    """
+    n = x.shape[0]
+    mm = cast_to(x, m)
+    ll = cast_to(x, lg)
+    aa = cast_to(x, a)
+    cc = cast_to(x, c)
+    if cap > 0.0:
+        ic = cast_to(x, 1.0 / cap)
+        one = cast_to(x, 1.0)
+        for j in range(n):
+            s = x[j]
+            r = s * ic
+            x[j] = (aa * expx(s - mm - ll) - cc) * (one - r * r)
+    else:
+        for j in range(n):
+            x[j] = aa * expx(x[j] - mm - ll) - cc
+
+
+@jit_fast
+def _exp_store_excl(x, m):
+    """x = exp(x - m) in place; returns the sum over x < m (float64, CHUNK
+    elements at a time in x's dtype) and the count of x >= m (see row_sum_excl)."""
+    n = x.shape[0]
+    z = zero_of(x)
+    o = cast_to(x, 1.0)
+    total = 0.0
+    cnt = 0.0
+    for c in range(0, n, CHUNK):
+        # a slice per chunk: with x[j] indexed from range(c, ...) LLVM cannot
+        # prove the index non-negative, sees "unsafe dependent memory
+        # operations" between the load and the store, and keeps the loop
+        # scalar (measured 8.4 vs 0.76 ns per element)
+        xc = x[c : min(c + CHUNK, n)]
+        acc = z
+        k = z
+        for j in range(xc.shape[0]):
+            d = xc[j] - m
+            e = expx(d)
+            xc[j] = e
+            acc += z if d >= z else e
+            k += o if d >= z else z
+        total += acc
+        cnt += k
+    return total, cnt
+
+
+@jit
+def _scale_sub(x, a, c):
+    """x = a * x - c in place (a, c float64, applied in x's dtype)."""
+    aa = cast_to(x, a)
+    cc = cast_to(x, c)
+    for j in range(x.shape[0]):
+        x[j] = aa * x[j] - cc
+
+
+@jit
+def _grad_at(s, m, lg, a, c, b1, cap):
+    """The gradient at the target (``s`` its capped logit), in float64."""
+    g = a * exp64((s - m) - lg) - c - b1
+    if cap > 0.0:
+        r = s / cap
+        g *= 1.0 - r * r
+    return g
+
+
+@jit
+def _zero(x):
+    for j in range(x.shape[0]):
+        x[j] = 0.0
+
+
+@jit
+def _row_consts(m, t, keep, base, eps, nv, z):
+    """lse, log1p(t) and the gradient's coefficients (a, c, b1) of one row."""
+    lse = finish(m, t)
+    lg = log1p64(t) if (m != -np.inf and m != np.inf) else 0.0
+    sc = base if keep else 0.0
+    a = sc * (1.0 + 2.0 * z * lse)
+    c = sc * eps / nv
+    b1 = sc * (1.0 - eps)
+    return lse, lg, a, c, b1
+
+
+@jit
+def _row_loss(lse, sy, sx, eps, nv, z, want_sum):
+    loss = lse - (1.0 - eps) * sy + z * lse * lse
+    if want_sum:
+        loss -= eps / nv * sx
+    return loss
+
+
+# ----------------------------------------------------------------------------
+# kernels over a block of rows (x: the (R, Vb) logits block, C-contiguous)
+# ----------------------------------------------------------------------------
+@kernel
+def fused_block(x, bias, has_bias, cap, tgt, ignore, base, eps, z, want_sum, want_grad, lse, loss):
+    """One vocabulary block holding all V logits: loss (and gradient in place).
+
+    Writes lse and loss (float64, ignored rows 0) of each row; returns the sum
+    of the losses.
+    """
+    r_, nv = x.shape
+    total = 0.0
+    for i in prange(r_):
+        xi = x[i]
+        _transform(xi, bias, 0, has_bias, cap)
+        y = tgt[i]
+        keep = y != ignore
+        sy = np.float64(xi[y]) if keep else 0.0
+        sx = _row_sum(xi) if (want_sum and keep) else 0.0
+        # one exp per element: store exp(x - max) while summing, then scale it
+        # (the softcap's derivative needs the logits, so it takes two)
+        one_exp = want_grad and keep and cap == 0.0
+        mx = row_max(xi, 0, nv) if one_exp else cast_to(xi, 0.0)
+        one_exp = one_exp and abs(mx) < np.inf
+        if one_exp:
+            se, cnt = _exp_store_excl(xi, mx)
+            m, t = np.float64(mx), se + (cnt - 1.0)
+        else:
+            m, t = range_pair(xi, 0, nv)
+        li, lg, a, c, b1 = _row_consts(m, t, keep, base, eps, nv, z)
+        lse[i] = li
+        li = _row_loss(li, sy, sx, eps, nv, z, want_sum) if keep else 0.0
+        loss[i] = li
+        total += li
+        if want_grad:
+            if a == 0.0 and c == 0.0 and b1 == 0.0:
+                _zero(xi)
+            elif one_exp:
+                _scale_sub(xi, a / (1.0 + t), c)
+                xi[y] = _grad_at(sy, m, lg, a, c, b1, cap)
+            else:
+                _grad_store(xi, m, lg, a, c, cap)
+                if keep:
+                    xi[y] = _grad_at(sy, m, lg, a, c, b1, cap)
+    return total
+
+
+@kernel
+def forward_block(x, v0, bias, has_bias, cap, tgt, want_sum, mo, to, sy, sx):
+    """Vocabulary block [v0, v0 + Vb): transform in place, merge the block's
+    pairs into (mo, to), take the target logit into sy, add the sum into sx."""
+    r_, nb = x.shape
+    for i in prange(r_):
+        xi = x[i]
+        _transform(xi, bias, v0, has_bias, cap)
+        m, t = range_pair(xi, 0, nb)
+        mo[i], to[i] = merge(mo[i], to[i], m, t)
+        y = tgt[i] - v0
+        if 0 <= y < nb:
+            sy[i] = xi[y]
+        if want_sum:
+            sx[i] += _row_sum(xi)
+
+
+@jit
+def finish_rows(mo, to, sy, sx, tgt, ignore, base, eps, nv, z, want_sum, lse, loss, cf):
+    """Per row: lse, loss (0 if ignored) and the gradient's constants
+    cf[:, 0:5] = (m, log1p(t), a, c, b1); returns the sum of the losses."""
+    total = 0.0
+    for i in range(mo.shape[0]):
+        keep = tgt[i] != ignore
+        li, lg, a, c, b1 = _row_consts(mo[i], to[i], keep, base, eps, nv, z)
+        lse[i] = li
+        li = _row_loss(li, sy[i], sx[i], eps, nv, z, want_sum) if keep else 0.0
+        loss[i] = li
+        total += li
+        cf[i, 0] = mo[i]
+        cf[i, 1] = lg
+        cf[i, 2] = a
+        cf[i, 3] = c
+        cf[i, 4] = b1
+    return total
+
+
+@kernel
+def backward_block(x, v0, bias, has_bias, cap, transform, tgt, sy, cf):
+    """Vocabulary block [v0, v0 + Vb): the gradient in place of the logits
+    (raw logits of a recomputed block are transformed first)."""
+    r_, nb = x.shape
+    for i in prange(r_):
+        xi = x[i]
+        m, lg, a, c, b1 = cf[i, 0], cf[i, 1], cf[i, 2], cf[i, 3], cf[i, 4]
+        if a == 0.0 and c == 0.0 and b1 == 0.0:
+            _zero(xi)
+            continue
+        if transform:
+            _transform(xi, bias, v0, has_bias, cap)
+        _grad_store(xi, m, lg, a, c, cap)
+        y = tgt[i] - v0
+        if 0 <= y < nb:
+            xi[y] = _grad_at(sy[i], m, lg, a, c, b1, cap)
+
+
+@jit
+def add_into(dst, src):
+    """dst += src (2-D, same shape).  Serial on purpose: it runs between BLAS
+    calls, and a parallel region there fights OpenBLAS's spinning threads
+    (measured: 250 parallel adds of 256 x 256 took 4.8 s, serial ones 0.3 s)."""
+    for i in range(dst.shape[0]):
+        for j in range(dst.shape[1]):
+            dst[i, j] += src[i, j]
+
+
+# ----------------------------------------------------------------------------
+# validation
+# ----------------------------------------------------------------------------
+_FN = "linear_cross_entropy"
+
+
+def _float_array(a, name, ndim):
+    a = np.asarray(a)
+    if a.dtype.kind != "f":
+        raise TypeError(
+            f"{_FN}: {name} must be a floating-point array, got dtype {a.dtype} "
+            f"(convert with {name}.astype(np.float32) or np.float64)"
+        )
+    if a.ndim != ndim:
+        raise ValueError(f"{_FN}: {name} must be {ndim}-D, got shape {a.shape}")
+    return a
+
+
+def _number(v, name):
+    if isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{_FN}: {name} must be a number, got {v!r}")
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise TypeError(f"{_FN}: {name} must be a number, got {v!r}") from None
+
+
+def _block(v, name):
+    if v is None:
+        return None
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{_FN}: {name} must be a positive integer or None, got {v!r}")
+    if v < 1:
+        raise ValueError(f"{_FN}: {name} must be >= 1, got {v}")
+    return int(v)
+
+
+def _compute_dtype(dt):
+    if dt == np.float32 or dt == np.float64:
+        return np.dtype(dt)
+    return np.dtype(np.float32) if dt.itemsize <= 4 else np.dtype(np.float64)
+
+
+def block_sizes(n, v, itemsize, block_rows=None, block_vocab=None):
+    """The (block_rows, block_vocab) used for n rows, v classes (see the module doc)."""
+    if block_vocab is None:
+        keep = MIN_KEEP_ROWS * v * itemsize <= BUDGET
+        block_vocab = v if keep else DEFAULT_BLOCK_VOCAB
+    block_vocab = max(1, min(block_vocab, v))
+    if block_rows is None:
+        block_rows = min(MAX_BLOCK_ROWS, max(1, BUDGET // (block_vocab * itemsize)))
+    return max(1, min(block_rows, n)), block_vocab
+
+
+# ----------------------------------------------------------------------------
+# public function
+# ----------------------------------------------------------------------------
+def linear_cross_entropy(
+    hidden,
+    weight,
+    target,
+    *,
+    bias=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    z_loss=0.0,
+    softcap=None,
+    return_grad=False,
+    return_lse=False,
+    block_rows=None,
+    block_vocab=None,
+):
+    r"""Cross-entropy of a linear layer's logits, without forming the logits.
+
+    Computes ``cross_entropy(hidden @ weight.T + bias, target)`` with the
+    semantics of :func:`torch.nn.functional.cross_entropy` (``ignore_index``,
+    reductions, label smoothing) plus a z-loss and a softcap, and optionally
+    the gradients with respect to `hidden`, `weight` and `bias`. The (N, V)
+    logits are never held: rows and classes are taken in blocks, each block
+    of logits formed by a BLAS matmul, reduced with the ``(max, sum)`` pair
+    merge, and (for the gradients) turned into its gradient in place and
+    multiplied back. The extra memory is one logits block (64 MiB by
+    default) and O(N) floats, instead of the 2 N V elements of logits and
+    their gradient.
+
+    Parameters
+    ----------
+    hidden : array_like of float, shape (N, D)
+        Inputs of the output layer (e.g. a language model's last hidden
+        states).
+    weight : array_like of float, shape (V, D)
+        The layer's weight, one row per class: ``logits = hidden @ weight.T``.
+    target : array_like of int, shape (N,)
+        Class indices in ``[0, V)``, or `ignore_index`.
+    bias : array_like of float, shape (V,), optional
+        Added to the logits.
+    ignore_index : int, optional
+        Rows whose target equals it contribute nothing to the loss or the
+        gradients, and are left out of the mean. Default -100.
+    reduction : {"mean", "sum", "none"}, optional
+        "mean" averages over the non-ignored rows (nan if there are none, as
+        torch), "sum" adds them, "none" returns one loss per row (0 for the
+        ignored ones).
+    label_smoothing : float, optional
+        In [0, 1]: the target is ``(1 - eps) * onehot + eps / V``.
+    z_loss : float, optional
+        Weight (>= 0) of the auxiliary loss ``lse**2`` added to each
+        non-ignored row's loss (PaLM) and reduced with it. Default 0.
+    softcap : float, optional
+        If given (> 0), the logits become ``softcap * tanh(logits / softcap)``
+        before the loss (Gemma 2).
+    return_grad : bool, optional
+        If True, also return the gradients of the (reduced) loss with respect
+        to `hidden`, `weight` and, when given, `bias` (for "none": of the sum
+        of the per-row losses).
+    return_lse : bool, optional
+        If True, also return the per-row log-sum-exp of the (capped) logits.
+    block_rows, block_vocab : int, optional
+        Block sizes. By default all V classes of ``BUDGET // (V * itemsize)``
+        rows form one block (64 MiB) when that is at least 128 rows; beyond
+        that, blocks of 8192 classes (recomputed in the backward pass).
+
+    Returns
+    -------
+    loss : scalar or ndarray
+        In the inputs' float dtype; shape (N,) for "none".
+    grad_hidden, grad_weight : ndarray
+        Only if `return_grad`: shaped and typed like `hidden` and `weight`.
+    grad_bias : ndarray
+        Only if `return_grad` and a `bias` is given.
+    lse : ndarray, shape (N,)
+        Only if `return_lse`.
+
+    Raises
+    ------
+    TypeError
+        Non-floating `hidden`, `weight` or `bias`, a non-integer `target`.
+    ValueError
+        Mismatched shapes, an unknown `reduction`, `label_smoothing` outside
+        [0, 1], a negative `z_loss`, a `softcap` that is not > 0, block sizes
+        below 1.
+    IndexError
+        A `target` outside ``[0, V)`` other than `ignore_index`.
+
+    See Also
+    --------
+    cross_entropy
+
+    Notes
+    -----
+    Per non-ignored row, with ``s`` the (capped) logits, ``y`` the target and
+    ``lse = log(sum(exp(s)))``::
+
+        loss = lse - (1 - eps) s[y] - eps / V sum(s) + z_loss lse**2
+
+    The reductions are summed in float64. The matmuls dominate the time, so
+    with the default blocks each logit is computed once (three matmuls in
+    all, as for the unfused computation).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlse import linear_cross_entropy
+    >>> h = np.float32([[1.0, 0.5], [-0.5, 2.0], [0.2, 0.1]])
+    >>> w = np.float32([[0.3, -0.2], [1.0, 0.4], [-0.7, 0.9], [0.0, 0.1]])
+    >>> y = np.array([1, 2, -100])
+    >>> linear_cross_entropy(h, w, y)  # mean over the two non-ignored rows
+    np.float32(0.48213032)
+    >>> loss, gh, gw = linear_cross_entropy(h, w, y, return_grad=True)
+    >>> gh  # the ignored row gets no gradient
+    array([[-0.25348565, -0.0517    ],
+           [ 0.15881146, -0.09744664],
+           [ 0.        ,  0.        ]], dtype=float32)
+    >>> gw.shape
+    (4, 2)
+    >>> linear_cross_entropy(h, w, y, reduction="none", z_loss=1e-4, softcap=30.0)
+    array([0.6524986 , 0.31400487, 0.        ], dtype=float32)
+    """
+    h = _float_array(hidden, "hidden", 2)
+    w = _float_array(weight, "weight", 2)
+    if w.shape[1] != h.shape[1]:
+        raise ValueError(
+            f"{_FN}: weight must have shape (V, D) with D = hidden.shape[1] = {h.shape[1]}, "
+            f"got {w.shape}"
+        )
+    n, d = h.shape
+    nv = w.shape[0]
+    has_bias = bias is not None
+    if has_bias:
+        b = _float_array(bias, "bias", 1)
+        if b.shape[0] != nv:
+            raise ValueError(f"{_FN}: bias must have shape (V,) = ({nv},), got {b.shape}")
+    t = np.asarray(target)
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"{_FN}: target must have an integer dtype, got {t.dtype}")
+    if t.shape != (n,):
+        raise ValueError(f"{_FN}: target must have shape (N,) = ({n},), got {t.shape}")
+    if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
+        raise ValueError(
+            f"{_FN}: reduction must be one of 'mean', 'sum', 'none'; got {reduction!r}"
+        )
+    if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(
+        ignore_index, (int, np.integer)
+    ):
+        raise TypeError(f"{_FN}: ignore_index must be an integer, got {ignore_index!r}")
+    ii = int(ignore_index)
+    eps = _number(label_smoothing, "label_smoothing")
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(f"{_FN}: label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    z = _number(z_loss, "z_loss")
+    if not 0.0 <= z < math.inf:
+        raise ValueError(f"{_FN}: z_loss must be a finite number >= 0, got {z_loss!r}")
+    cap = 0.0
+    if softcap is not None:
+        cap = _number(softcap, "softcap")
+        if not 0.0 < cap < math.inf:
+            raise ValueError(f"{_FN}: softcap must be a finite number > 0, got {softcap!r}")
+    br = _block(block_rows, "block_rows")
+    bv = _block(block_vocab, "block_vocab")
+    if nv == 0 and n > 0:
+        raise ValueError(f"{_FN}: weight has no rows (V = 0 classes)")
+    if t.dtype == np.uint64:
+        t = np.minimum(t, np.iinfo(np.int64).max)
+    t = np.ascontiguousarray(t, dtype=np.int64)
+    bad = (t != ii) & ((t < 0) | (t >= nv))
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise IndexError(
+            f"{_FN}: target {int(t[k])} is out of bounds for {nv} classes "
+            f"(at position {k}; ignore_index is {ii})"
+        )
+    # ------------------------------------------------------------ compute --
+    dts = [h.dtype, w.dtype]
+    if has_bias:
+        dts.append(b.dtype)
+    rdt = np.result_type(*dts)
+    cdt = _compute_dtype(rdt)
+    hc = h.astype(cdt, copy=False)
+    wc = w.astype(cdt, copy=False)
+    bc = (
+        np.ascontiguousarray(b, dtype=cdt) if has_bias else np.zeros(1, dtype=cdt)
+    )  # never read without a bias
+    keep = t != ii
+    count = int(np.count_nonzero(keep))
+    base = 1.0 / count if (reduction == "mean" and count > 0) else 1.0
+    want_sum = eps > 0.0
+    lse = np.empty(n)
+    loss = np.empty(n)
+    if return_grad:
+        gh = np.empty((n, d), dtype=cdt)
+        gw = np.zeros((nv, d), dtype=cdt) if n == 0 else np.empty((nv, d), dtype=cdt)
+        gb = np.zeros(nv)
+    total = 0.0
+    if n > 0:
+        br, bv = block_sizes(n, nv, cdt.itemsize, br, bv)
+        args = (hc, wc, bc, has_bias, cap, t, ii, base, eps, z, want_sum, return_grad, lse, loss)
+        grads = (gh, gw, gb) if return_grad else None
+        if bv >= nv:
+            total = _run_one_block(br, args, grads)
+        else:
+            total = _run_vocab_blocks(br, bv, args, grads)
+    # ------------------------------------------------------------ reduce --
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if reduction == "none":
+            res = loss.astype(rdt)
+        elif reduction == "sum":
+            res = rdt.type(total)
+        else:
+            res = rdt.type(np.float64(total) / np.float64(count) if count else _NAN)
+    out = [res]
+    if return_grad:
+        out.append(gh.astype(h.dtype, copy=False))
+        out.append(gw.astype(w.dtype, copy=False))
+        if has_bias:
+            out.append(gb.astype(b.dtype))
+    if return_lse:
+        out.append(lse.astype(rdt))
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+def _acc_rows(w_rows, itemsize, d):
+    return max(16, min(w_rows, ACC_BYTES // max(1, d * itemsize)))
+
+
+def _add_gt_h(gw_blk, g, hb, first, scratch):
+    """gw_blk (+)= g.T @ hb, in slices of the scratch's rows when accumulating."""
+    if first:
+        np.matmul(g.T, hb, out=gw_blk)
+        return
+    step = scratch.shape[0]
+    for c0 in range(0, gw_blk.shape[0], step):
+        c1 = min(c0 + step, gw_blk.shape[0])
+        tmp = scratch[: c1 - c0]
+        np.matmul(g[:, c0:c1].T, hb, out=tmp)
+        add_into(gw_blk[c0:c1], tmp)
+
+
+def _run_one_block(br, args, grads):
+    hc, wc, bc, has_bias, cap, t, ii, base, eps, z, want_sum, want_grad, lse, loss = args
+    n, d = hc.shape
+    nv = wc.shape[0]
+    buf = np.empty(br * nv, dtype=hc.dtype)
+    if want_grad:
+        gh, gw, gb = grads
+        scratch = np.empty((_acc_rows(nv, hc.itemsize, d), d), dtype=hc.dtype)
+    total = 0.0
+    for r0 in range(0, n, br):
+        r1 = min(n, r0 + br)
+        hb = hc[r0:r1]
+        x = buf[: (r1 - r0) * nv].reshape(r1 - r0, nv)
+        np.matmul(hb, wc.T, out=x)
+        total += fused_block(
+            x.size, x, bc, has_bias, cap, t[r0:r1], ii, base, eps, z, want_sum, want_grad,
+            lse[r0:r1], loss[r0:r1],
+        )  # fmt: skip
+        if want_grad:
+            np.matmul(x, wc, out=gh[r0:r1])
+            _add_gt_h(gw, x, hb, r0 == 0, scratch)
+            if has_bias:
+                gb += x.sum(axis=0)
+    return total
+
+
+def _run_vocab_blocks(br, bv, args, grads):
+    hc, wc, bc, has_bias, cap, t, ii, base, eps, z, want_sum, want_grad, lse, loss = args
+    n, d = hc.shape
+    nv = wc.shape[0]
+    cdt = hc.dtype
+    buf = np.empty(br * bv, dtype=cdt)
+    mo = np.empty(br)
+    to = np.empty(br)
+    sy = np.empty(br)
+    sx = np.empty(br)
+    cf = np.empty((br, 5))
+    starts = list(range(0, nv, bv))
+    if want_grad:
+        gh, gw, gb = grads
+        scratch = np.empty((_acc_rows(bv, hc.itemsize, d), d), dtype=cdt)
+        tmp_h = np.empty((br, d), dtype=cdt)
+    total = 0.0
+    for r0 in range(0, n, br):
+        r1 = min(n, r0 + br)
+        rr = r1 - r0
+        hb = hc[r0:r1]
+        tb = t[r0:r1]
+        mo[:rr] = -np.inf
+        to[:rr] = 0.0
+        sy[:rr] = 0.0
+        sx[:rr] = 0.0
+        for v0 in starts:
+            nb = min(bv, nv - v0)
+            x = buf[: rr * nb].reshape(rr, nb)
+            np.matmul(hb, wc[v0 : v0 + nb].T, out=x)
+            forward_block(
+                x.size, x, v0, bc, has_bias, cap, tb, want_sum, mo[:rr], to[:rr], sy[:rr], sx[:rr]
+            )
+        total += finish_rows(
+            mo[:rr], to[:rr], sy[:rr], sx[:rr], tb, ii, base, eps, nv, z, want_sum,
+            lse[r0:r1], loss[r0:r1], cf[:rr],
+        )  # fmt: skip
+        if not want_grad:
+            continue
+        for k, v0 in enumerate(reversed(starts)):
+            nb = min(bv, nv - v0)
+            x = buf[: rr * nb].reshape(rr, nb)
+            wb = wc[v0 : v0 + nb]
+            if k > 0:  # the last forward block is still in the buffer
+                np.matmul(hb, wb.T, out=x)
+            backward_block(x.size, x, v0, bc, has_bias, cap, k > 0, tb, sy[:rr], cf[:rr])
+            if k == 0:
+                np.matmul(x, wb, out=gh[r0:r1])
+            else:
+                np.matmul(x, wb, out=tmp_h[:rr])
+                add_into(gh[r0:r1], tmp_h[:rr])
+            _add_gt_h(gw[v0 : v0 + nb], x, hb, r0 == 0, scratch)
+            if has_bias:
+                gb[v0 : v0 + nb] += x.sum(axis=0)
+    return total
