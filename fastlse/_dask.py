@@ -417,6 +417,9 @@ def cross_entropy(
     label_smoothing=0.0,
     return_grad=False,
     out=None,
+    z_loss=0.0,
+    softcap=None,
+    return_lse=False,
     threads_per_task=None,
 ):
     """Lazy :func:`fastlse.cross_entropy` of dask logits and targets.
@@ -430,7 +433,10 @@ def cross_entropy(
     global denominator (the summed class weights of the non-ignored targets,
     or the number of samples for probability targets) and scales the
     gradient by it.  `out` must be None and `weight` a NumPy array;
-    `threads_per_task` as in :func:`logsumexp`.
+    `threads_per_task` as in :func:`logsumexp`.  `softcap` and `z_loss` are
+    passed to the blocks (each row's terms are its own), except a `z_loss`
+    with "mean" and class weights (its denominator is not the loss's);
+    ``return_lse=True`` is not supported.
 
     With ``return_grad=True`` the loss and the gradient come from one kernel
     call per block when computed together (``dask.compute(loss, grad)``).
@@ -452,6 +458,8 @@ def cross_entropy(
         raise TypeError(f"{fn}: out= is not supported for dask arrays (they are immutable)")
     if _api._is_dask(weight):
         raise TypeError(f"{fn}: weight must be a NumPy array (one weight per class), not dask")
+    if return_lse:
+        raise NotImplementedError(f"{fn}: return_lse=True is not supported for dask arrays")
     threads = _threads(threads_per_task)
     logits = _as_dask(logits)
     target = _as_dask(target)
@@ -471,12 +479,24 @@ def cross_entropy(
     nrows = math.prod(row_shape)
     if n == 0 and nrows > 0:
         raise ValueError(f"{fn}: logits have no classes along axis {axis}")
-    kw = dict(axis=ax, weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing)
+    kw = dict(
+        axis=ax,
+        weight=weight,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+        z_loss=z_loss,
+        softcap=softcap,
+    )
     # every other check (dtypes, reduction, weight, ignore_index, smoothing)
     # with the NumPy function's own errors, on empty stand-ins of the inputs
     lmeta = np.empty(tuple(n if i == ax else 0 for i in range(nd)), dtype=logits.dtype)
     tmeta = np.empty(lmeta.shape if soft else (0,) * (nd - 1), dtype=target.dtype)
     _xent.cross_entropy(lmeta, tmeta, reduction=reduction, return_grad=return_grad, **kw)
+    if reduction == "mean" and weight is not None and not soft and float(z_loss) != 0.0:
+        raise NotImplementedError(
+            f"{fn}: z_loss with reduction='mean' and class weights is not supported for dask "
+            f"arrays (its mean is over the kept rows, not the summed weights)"
+        )
     rdt = logits.dtype
 
     if logits.numblocks[ax] > 1:

@@ -118,6 +118,34 @@ def _check_ignore_index(ignore_index, fn):
     return ii
 
 
+def _check_z_loss(z_loss, fn):
+    try:
+        z = float(z_loss)
+    except (TypeError, ValueError):
+        raise TypeError(f"{fn}: z_loss must be a number, got {z_loss!r}") from None
+    if not (math.isfinite(z) and z >= 0.0):
+        raise ValueError(f"{fn}: z_loss must be a finite number >= 0, got {z_loss!r}")
+    return z
+
+
+def _check_softcap(softcap, dtype, fn):
+    """The cap as a float (0.0 for None): finite, > 0, and so in the compute dtype."""
+    if softcap is None:
+        return 0.0
+    cdt = _compute_dtype(dtype)
+    try:
+        cap = float(softcap)
+    except (TypeError, ValueError):
+        raise TypeError(f"{fn}: softcap must be None or a number, got {softcap!r}") from None
+    if not (math.isfinite(cap) and cap > 0.0):
+        raise ValueError(f"{fn}: softcap must be None or a finite number > 0, got {softcap!r}")
+    with np.errstate(over="ignore", under="ignore"):
+        c, r = cdt.type(cap), cdt.type(1.0 / cap)
+    if not (np.isfinite(c) and np.isfinite(r) and c > 0 and r > 0):
+        raise ValueError(f"{fn}: softcap {softcap!r} (or 1 / softcap) is out of {cdt}'s range")
+    return cap
+
+
 def _check_out(out, logits, fn):
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{fn}: out must be a numpy array, got {type(out).__name__}")
@@ -217,6 +245,9 @@ def cross_entropy(
     label_smoothing=0.0,
     return_grad=False,
     out=None,
+    z_loss=0.0,
+    softcap=None,
+    return_lse=False,
 ):
     r"""Cross-entropy loss between logits and targets, optionally with its gradient.
 
@@ -257,6 +288,22 @@ def cross_entropy(
     out : ndarray, optional
         With ``return_grad=True``, an array of the logits' shape and dtype to
         write the gradient into (``out=logits`` overwrites the logits).
+    z_loss : float, optional
+        Coefficient of the z-loss (PaLM's auxiliary loss, Liger-Kernel's
+        ``lse_square_scale``): ``z_loss * lse**2`` is added to the loss of
+        every sample whose target is not ignored, ``lse`` the log-sum-exp of
+        its (softcapped) logits. It is not multiplied by class weights or
+        label smoothing; "sum" adds it up and "mean" divides its sum by the
+        number of non-ignored samples (the number of samples for probability
+        targets), not by the summed class weights -- Liger-Kernel's
+        definition. Default 0 (none).
+    softcap : float, optional
+        If given (> 0), the logits are replaced by
+        ``softcap * tanh(logits / softcap)`` (Gemma 2's logit soft-capping)
+        before everything else, and the gradient flows through the cap.
+    return_lse : bool, optional
+        If True, also return each sample's log-sum-exp of the (softcapped)
+        logits, ignored samples included.
 
     Returns
     -------
@@ -264,14 +311,22 @@ def cross_entropy(
         In the logits' dtype; an array of the targets' shape for "none".
     grad : ndarray
         Only if `return_grad` is True: same shape and dtype as `logits`.
+    lse : scalar or ndarray
+        Only if `return_lse` is True: the logits' shape without the class
+        axis, in the logits' dtype.
+
+    With more than one output they come as a tuple ``(loss, grad, lse)``
+    (leaving out those not asked for).
 
     Raises
     ------
     TypeError
-        Non-floating `logits`, a non-integer class-index `target`.
+        Non-floating `logits`, a non-integer class-index `target`, a
+        non-numeric `z_loss` or `softcap`.
     ValueError
         A `target`, `weight` or `out` of the wrong shape, an unknown
-        `reduction`, `label_smoothing` outside [0, 1].
+        `reduction`, `label_smoothing` outside [0, 1], a negative or
+        non-finite `z_loss`, a `softcap` that is not finite and > 0.
     IndexError
         A class-index `target` outside ``[0, C)`` other than `ignore_index`.
 
@@ -287,6 +342,17 @@ def cross_entropy(
     follow torch: ``-inf`` logits of non-target classes give a finite loss
     (and zero gradient there); with label smoothing or probability targets
     they give ``inf`` or nan, because torch multiplies them in.
+
+    In torch terms, with ``c = softcap * tanh(x / softcap)`` (``c = x``
+    without a cap), ``lse = logsumexp(c, dim=1)`` and ``keep`` the mask of
+    non-ignored targets, the loss is
+    ``F.cross_entropy(c, ...) + z_loss * R(keep * lse**2)`` where ``R`` is
+    the identity for "none", the sum for "sum" and
+    ``sum(.) / sum(keep)`` for "mean"; its gradient is that of this formula.
+    A softcap costs one more sweep over each row while it is in cache (its
+    ``tanh`` into a row-sized scratch per thread, then the derivative
+    ``1 - (c / softcap)**2``); the z-loss and the lse come from the same
+    pass at no extra cost.
 
     Examples
     --------
@@ -304,6 +370,16 @@ def cross_entropy(
     >>> probs = np.float32([[0.9, 0.1, 0.0], [0.0, 0.5, 0.5]])
     >>> cross_entropy(logits, probs, label_smoothing=0.1)
     np.float32(0.9768731)
+
+    Language-model options: a z-loss, soft-capped logits, and the per-row
+    log-sum-exp for reuse:
+
+    >>> loss, grad, lse = cross_entropy(
+    ...     logits, [0, 2], z_loss=1e-4, softcap=2.0, return_grad=True, return_lse=True)
+    >>> loss
+    np.float32(1.2088995)
+    >>> lse
+    array([2.1055775, 2.132282 ], dtype=float32)
     """
     if _is_dask(logits) or _is_dask(target):
         from . import _dask
@@ -318,6 +394,9 @@ def cross_entropy(
             label_smoothing=label_smoothing,
             return_grad=return_grad,
             out=out,
+            z_loss=z_loss,
+            softcap=softcap,
+            return_lse=return_lse,
         )
     fn = "cross_entropy"
     logits = _float_input(logits, "logits", fn)
@@ -332,6 +411,8 @@ def cross_entropy(
         ) from None
     if not 0.0 <= eps <= 1.0:
         raise ValueError(f"{fn}: label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    z = _check_z_loss(z_loss, fn)
+    cap = _check_softcap(softcap, logits.dtype, fn)
     n = logits.shape[ax]
     w, _ = _check_weight(weight, n, fn)
     if out is not None:
@@ -363,49 +444,59 @@ def cross_entropy(
     per_row = reduction == "none"
     loss = np.empty(nrows if per_row else 0)  # float64, O(rows), only for "none"
     lossk = loss if lay.rows else loss.reshape((lay.p, lay.q) if per_row else (0, 0))
+    lse = np.empty(nrows, dtype=cdt) if return_lse else None  # the per-row lse
     total = 0.0
     if soft:
         q = lay.like_x(tarr, cdt)
         with np.errstate(divide="ignore"):
             scale = 1.0 / np.float64(nrows) if reduction == "mean" else 1.0
+        zl, zg = (z, 2.0 * z * scale) if z else (0.0, 0.0)  # (scale is inf for no rows)
     else:
         tk = lay.like_target(tarr)
         with np.errstate(divide="ignore"):
             scale = 1.0 / np.float64(den) if reduction == "mean" else 1.0
+        zl, zg = _z_coefficients(z, reduction, weight is not None, tk, ii, den)
     if return_grad:
         others = [lay.x] + ([q] if soft else [])
         gbuf, grad, copy_back = lay.grad_buffers(out, others)
     else:
         gbuf = np.empty(x.shape[:1] + (0,) * (x.ndim - 1), dtype=cdt)
     if nrows > 0:
+        # the LM options go to the *_lm kernels; the plain path keeps its own
+        lm = None
+        if z or cap or return_lse:
+            ksh = (nrows,) if lay.rows else (lay.p, lay.q)
+            lsek = lse.reshape(ksh) if return_lse else np.empty((0,) * len(ksh), dtype=cdt)
+            lm = (zl, zg, lsek, return_lse)
+        qc = () if lay.rows else (lay.qchunk(),)  # the column kernels' block width
         if soft:
             w1 = (w * (1.0 - eps)).astype(cdt)
             w0 = (w * (eps / max(n, 1))).astype(cdt)
             with np.errstate(invalid="ignore"):
                 g1 = (scale * w1.astype(np.float64)).astype(cdt)
                 g0 = (scale * w0.astype(np.float64)).astype(cdt)
-            if lay.rows:
-                total = K.soft_rows(
-                    x.size, x, q, w1, w0, g1, g0, scale, lossk, per_row, gbuf, return_grad
-                )
+            args = (x, q, w1, w0, g1, g0, scale, lossk, per_row, gbuf, return_grad)
+            if lm is None:
+                total = (K.soft_rows if lay.rows else K.soft_cols)(x.size, *args, *qc)
             else:
-                total = K.soft_cols(
-                    x.size, x, q, w1, w0, g1, g0, scale, lossk, per_row, gbuf, return_grad,
-                    lay.qchunk(),
-                )  # fmt: skip
+                kern = K.soft_rows_lm if lay.rows else K.soft_cols_lm
+                total = kern(x.size, *args, *lm, *qc, cap)
         else:
             wl = w.astype(cdt)
             wsum = float(w.sum())
             with np.errstate(invalid="ignore"):  # inf * 0 -> nan, as torch's grad
                 wg = (w * (scale * eps / max(n, 1))).astype(cdt)
-            args = (x, tk, w, wl, wsum, ii, eps, scale)
-            if lay.rows:
-                kern = K.index_rows_small if n <= K.SMALL_C else K.index_rows
-                total = kern(x.size, *args, lossk, per_row, gbuf, wg, return_grad)
+            args = (x, tk, w, wl, wsum, ii, eps, scale, lossk, per_row, gbuf, wg, return_grad)
+            if lay.rows and n <= K.SMALL_C:
+                kerns = (K.index_rows_small, K.index_rows_small_lm)
+            elif lay.rows:
+                kerns = (K.index_rows, K.index_rows_lm)
             else:
-                total = K.index_cols(
-                    x.size, *args, lossk, per_row, gbuf, wg, return_grad, lay.qchunk()
-                )
+                kerns = (K.index_cols, K.index_cols_lm)
+            if lm is None:
+                total = kerns[0](x.size, *args, *qc)
+            else:
+                total = kerns[1](x.size, *args, *lm, *qc, cap)
     # ------------------------------------------------------------ reduce --
     with np.errstate(invalid="ignore", divide="ignore"):
         if reduction == "none":
@@ -415,14 +506,36 @@ def cross_entropy(
         else:
             d = np.float64(nrows) if soft else np.float64(den)
             res = _as_result(np.float64(total) / d, rdt)
-    if not return_grad:
-        return res
-    if copy_back:
-        np.copyto(out, grad, casting="unsafe")
-        grad = out
-    elif grad.dtype != rdt:
-        grad = grad.astype(rdt)
-    return res, grad
+    outs = [res]
+    if return_grad:
+        if copy_back:
+            np.copyto(out, grad, casting="unsafe")
+            grad = out
+        elif grad.dtype != rdt:
+            grad = grad.astype(rdt)
+        outs.append(grad)
+    if return_lse:
+        outs.append(_as_result(lay.loss_shape(lse), rdt))
+    return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+def _z_coefficients(z, reduction, weighted, tk, ii, den):
+    """(zl, zg) of the z-loss for class-index targets.
+
+    The z-loss is ``z * lse**2`` per kept row, unweighted; "mean" divides its
+    sum by the number of kept rows (Liger-Kernel's choice), while the kernels
+    return one sum that Python divides by the main loss's denominator ``den``
+    (the summed class weights): so for "mean" with weights the kernels get
+    ``zl = z * den / count``.  ``zg`` is the gradient's ``2 * z / count``.
+    """
+    if z == 0.0:
+        return 0.0, 0.0
+    if reduction != "mean":
+        return z, 2.0 * z
+    cnt = float(np.count_nonzero(tk != ii)) if weighted else float(den)
+    if cnt == 0.0:  # no kept row: nothing to add
+        return z, 0.0
+    return (z * (float(den) / cnt) if weighted else z), 2.0 * z / cnt
 
 
 def nll_loss(log_probs, target, *, axis=-1, weight=None, ignore_index=-100, reduction="mean"):

@@ -30,20 +30,33 @@ Each kernel returns the sum of the per-sample losses (float64, a prange
 reduction) and writes them one by one only when asked (``per_row``, for
 ``reduction="none"``).
 
+Language-model options (``cross_entropy``'s ``z_loss``, ``softcap``,
+``return_lse``) run in the ``*_lm`` variants of the kernels at the end; the
+plain kernels above them are untouched, so the plain path keeps its speed
+and its bits.  The ``_lm`` kernels are the same sweeps with a few per-row
+(per-column) additions: the row's ``lse = m + log1p(t)`` is written if asked,
+the z-loss adds ``zl * lse**2`` to the loss and ``zg * lse * p_j`` to the
+gradient, and with ``cap > 0`` each row (or column block) is first capped,
+``cap * tanh(x / cap)``, into a per-task scratch that stays in cache; the
+sweeps then read the scratch and the gradient is multiplied by the cap's
+derivative ``1 - (capped / cap)**2`` in one more in-cache sweep.
+
 The gradient may alias the logits (``out=logits``): each element is read
 before it is overwritten.  Nothing here knows about Python objects or axes.
 """
 
 import numpy as np
-from numba import prange, types
+from numba import njit, prange, types
 from numba.extending import overload
 
-from ._exp import exp64, log1p32, log1p64, maxnum
+from ._config import CACHE
+from ._exp import EXACT, exp32, exp64, log1p32, log1p64, maxnum
 from ._kernels import (
     CHUNK,
     VW,
     cast_to,
     expx,
+    has_nan,
     jit,
     jit_fast,
     one_of,
@@ -54,6 +67,8 @@ from ._kernels import (
 from ._parallel import kernel
 
 _NINF = -np.inf
+_INF = np.inf
+_NAN = np.nan
 #: rows per block in the small-C kernel (transposed into an L1 scratch)
 SBLOCK = 256
 #: classes up to this count use the small-C kernel
@@ -543,3 +558,671 @@ def log_sigmoid_flat(x, out):
             v = np.float64(x[i])
             mn = min(v, 0.0) if v == v else v
             out[i] = cast_to(out, mn - log1p64(exp64(-abs(v))))
+
+
+# ----------------------------------------------------------------------------
+# tanh, vectorizable (numba's np.tanh / math.tanh is a scalar libm call)
+# ----------------------------------------------------------------------------
+# |y| < 0.625: Cephes' minimax forms, y + y**3 P(y**2) / Q(y**2) (float64) and
+# y + y**3 P(y**2) (float32); above: (e - 1) / (e + 1), e = exp(2|y|), which
+# has no cancellation there (e > 3.4).  Both are formed as one numerator and
+# one denominator and selected, so there is one division and no branch.  The
+# argument of exp is clamped where tanh rounds to 1 (e +- 1 == e), so e never
+# overflows to inf / inf.
+_TP64 = tuple(
+    np.float64(c)
+    for c in (-9.64399179425052238628e-1, -9.92877231001918586564e1, -1.61468768441708447952e3)
+)
+_TQ64 = tuple(
+    np.float64(c)
+    for c in (1.12811678491632931402e2, 2.23548839060100448583e3, 4.84406305325125486048e3)
+)
+(_TP0, _TP1, _TP2), (_TQ0, _TQ1, _TQ2) = _TP64, _TQ64
+_TSMALL64 = np.float64(0.625)
+_TCLAMP64 = np.float64(20.0)  # 1 - tanh(20) < 2**-54
+_T32 = tuple(
+    np.float32(c)
+    for c in (
+        -5.70498872745e-3,
+        2.06390887954e-2,
+        -5.37397155531e-2,
+        1.33314422036e-1,
+        -3.33332819422e-1,
+    )
+)
+(_T0, _T1, _T2, _T3, _T4) = _T32
+_TSMALL32 = np.float32(0.625)
+_TCLAMP32 = np.float32(10.0)  # 1 - tanh(10) < 2**-25
+_ZERO32 = np.float32(0.0)
+_ONE32 = np.float32(1.0)
+_TWO32 = np.float32(2.0)
+#: numba-level inlining (LLVM's inliner finds tanh, its exp included, too big,
+#: and a call keeps the caller's loop scalar); the caller's fastmath flags then
+#: apply: only call these from ``jit`` (exact) code
+_jit_inline = njit(fastmath=EXACT, error_model="numpy", cache=CACHE, nogil=True, inline="always")
+
+
+@_jit_inline
+def tanh64(y):
+    """tanh(y) for float64, branch-free, within a few ulp; nan stays nan."""
+    a = abs(y)
+    s = a * a
+    p = (_TP0 * s + _TP1) * s + _TP2
+    q = ((s + _TQ0) * s + _TQ1) * s + _TQ2
+    e = exp64(2.0 * (_TCLAMP64 if a > _TCLAMP64 else a))
+    small = a < _TSMALL64
+    num = (a * q + (a * s) * p) if small else e - 1.0
+    den = q if small else e + 1.0
+    r = num / den
+    return -r if y < 0.0 else r
+
+
+@_jit_inline
+def tanh32(y):
+    """tanh(y) for float32, computed in float32, branch-free; nan stays nan."""
+    a = abs(y)
+    s = a * a
+    p = (((_T0 * s + _T1) * s + _T2) * s + _T3) * s + _T4
+    e = exp32(_TWO32 * (_TCLAMP32 if a > _TCLAMP32 else a))
+    small = a < _TSMALL32
+    num = (a + (a * s) * p) if small else e - _ONE32
+    den = _ONE32 if small else e + _ONE32
+    r = num / den
+    return -r if y < _ZERO32 else r
+
+
+def tanhx(y):  # pragma: no cover - replaced by the overload in compiled code
+    return np.tanh(y)
+
+
+@overload(tanhx, inline="always")
+def _tanhx_ol(y):
+    if y == types.float32:
+        return lambda y: tanh32(y)
+    if y == types.float64:
+        return lambda y: tanh64(y)
+    return None
+
+
+@kernel(error_model="numpy")
+def tanh_flat(x, out):
+    """out = tanh(x) elementwise (tests of tanh32 / tanh64 against np.tanh)."""
+    for i in prange(x.shape[0]):
+        out[i] = tanhx(x[i])
+
+
+# ============================================================================
+# language-model options: z-loss, lse output, softcap (the ``*_lm`` kernels)
+# ============================================================================
+# Shared arguments: ``zl`` the z-loss coefficient of the loss (``zl * lse**2``
+# per kept row; 0: none), ``zg`` that of the gradient (``zg * lse * p_j``),
+# ``lse`` / ``want_lse`` the per-row lse output (ignored rows too), ``cap``
+# the softcap (0: none).  ``_lse_of`` gives ``m`` itself for rows whose max
+# is +-inf (nan if the row has a nan), like torch.logsumexp.
+@jit
+def _lse_of(x, mf, lg):
+    """The row's lse ``m + log1p(t)`` (``lg = log1p(t)``), special rows as torch."""
+    if mf == _INF or mf == _NINF:
+        return _NAN if has_nan(x, 0, x.shape[0]) else mf
+    return mf + lg
+
+
+@jit
+def _row_lse(x):
+    """lse of a whole row (for rows whose loss is not computed)."""
+    n = x.shape[0]
+    m = row_max(x, 0, n)
+    s, cnt = row_sum_excl(x, 0, n, m)
+    return _lse_of(x, np.float64(m), log1p64(s + (cnt - 1.0)))
+
+
+@jit
+def _cap_row(x, cx, cap, rcap):
+    """cx = cap * tanh(x * rcap) (the softcapped row; cap, rcap in x's dtype)."""
+    for j in range(x.shape[0]):
+        cx[j] = cap * tanhx(x[j] * rcap)
+
+
+@jit
+def _dcap_row(g, cx, rcap):
+    """g *= 1 - (cx / cap)**2: the gradient through the cap (torch's tanh backward)."""
+    o = one_of(g)
+    for j in range(g.shape[0]):
+        u = cx[j] * rcap
+        g[j] = g[j] * (o - u * u)
+
+
+def _cap_consts(x, cap):  # pragma: no cover - replaced by the overload
+    return cap, 1.0 / cap
+
+
+@overload(_cap_consts)
+def _cap_consts_ol(x, cap):
+    """(cap, 1 / cap) in x's dtype; (1, 1) for cap == 0 (no cap)."""
+
+    def impl(x, cap):
+        c = cap if cap > 0.0 else 1.0
+        return cast_to(x, c), cast_to(x, 1.0 / c)
+
+    return impl
+
+
+# ---------------------------------------------------------- rows, class index
+@jit
+def _index_row_lm(x, y, wy, wl, wsum, keep, eps, scale, g, wg, want_grad, zl, zg):
+    """``_index_row`` with the z-loss: (loss, lse) of the row."""
+    n = x.shape[0]
+    m = row_max(x, 0, n)
+    xy = np.float64(x[y])
+    mf = np.float64(m)
+    smooth = eps > 0.0
+    sm = _wdev(x, wl, m) if smooth else 0.0
+    if want_grad:
+        s, cnt = _store_excl(x, g, m)
+    else:
+        s, cnt = row_sum_excl(x, 0, n, m)
+    t = s + (cnt - 1.0)
+    lg = log1p64(t)
+    lse = _lse_of(x, mf, lg)
+    loss = keep * wy * ((mf - xy) + lg)
+    if smooth:
+        loss += eps / n * (sm + wsum * lg)
+    if zl != 0.0:
+        loss += zl * (lse * lse)
+    if want_grad:
+        a = scale * (keep * wy + eps / n * wsum)
+        if zg != 0.0:
+            a += zg * lse
+        c = cast_to(g, a / (1.0 + t))
+        if smooth:
+            for j in range(n):
+                g[j] = c * g[j] - wg[j]
+        else:
+            for j in range(n):
+                g[j] = c * g[j]
+        g[y] -= cast_to(g, scale * keep * wy)
+    return loss, lse
+
+
+@kernel(error_model="numpy")
+def index_rows_lm(
+    x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, grad, wg, want_grad, zl, zg, lse,
+    want_lse, cap,
+):  # fmt: skip
+    """``index_rows`` with the LM options; tasks of rows, each with a row scratch
+    for the capped row (the gradient row is multiplied by the cap's derivative)."""
+    nr, n = x.shape
+    keep = 1.0 - eps
+    capped = cap > 0.0
+    cp, rc = _cap_consts(x, cap)
+    ntask = min(nr, MAXTASKS)
+    per = (nr + ntask - 1) // ntask
+    total = 0.0
+    for tk in prange(ntask):
+        cx = np.empty(n if capped else 0, dtype=x.dtype)
+        bsum = 0.0
+        for i in range(tk * per, min(nr, (tk + 1) * per)):
+            y = tgt[i]
+            xi = x[i]
+            if capped and (want_lse or y != ignore):
+                _cap_row(x[i], cx, cp, rc)
+                xi = cx
+            li = 0.0
+            if y == ignore:
+                if want_lse:
+                    lse[i] = cast_to(lse, _row_lse(xi))
+                if want_grad:
+                    gz = zero_of(grad)
+                    for j in range(n):
+                        grad[i, j] = gz
+            else:
+                li, le = _index_row_lm(
+                    xi, y, w[y], wl, wsum, keep, eps, scale, grad[i], wg, want_grad, zl, zg
+                )
+                if want_lse:
+                    lse[i] = cast_to(lse, le)
+                if capped and want_grad:
+                    _dcap_row(grad[i], cx, rc)
+            if per_row:
+                loss[i] = li
+            bsum += li
+        total += bsum
+    return total
+
+
+# ---------------------------------------------------- few classes, class index
+@kernel(error_model="numpy")
+def index_rows_small_lm(
+    x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, grad, wg, want_grad, zl, zg, lse,
+    want_lse, cap,
+):  # fmt: skip
+    """``index_rows_small`` with the LM options: the block is capped in its
+    transposed scratch (a copy kept for the derivative) before the sweeps."""
+    nr, n = x.shape
+    keep = 1.0 - eps
+    smooth = eps > 0.0
+    capped = cap > 0.0
+    cp, rc = _cap_consts(x, cap)
+    epsn = eps / n
+    sk = scale * keep
+    nblk = (nr + SBLOCK - 1) // SBLOCK
+    ntask = min(nblk, MAXTASKS)
+    per = (nblk + ntask - 1) // ntask
+    total = 0.0
+    for tk in prange(ntask):
+        xt = np.empty((n, SBLOCK), dtype=x.dtype)
+        ct = np.empty((n if capped else 0, SBLOCK), dtype=x.dtype)
+        mv = np.empty(SBLOCK, dtype=x.dtype)
+        acc = np.empty(SBLOCK, dtype=x.dtype)
+        cnt = np.empty(SBLOCK, dtype=x.dtype)
+        tv = np.empty(SBLOCK)
+        xyv = np.empty(SBLOCK)
+        smv = np.empty(SBLOCK)
+        bsum = 0.0
+        for b in range(tk * per, min(nblk, (tk + 1) * per)):
+            r0 = b * SBLOCK
+            nb = min(nr, r0 + SBLOCK) - r0
+            for r in range(nb):
+                i = r0 + r
+                for j in range(n):
+                    xt[j, r] = x[i, j]
+            if capped:
+                _block_cap(xt, ct, nb, cp, rc)
+            for r in range(nb):
+                y = tgt[r0 + r]
+                xyv[r] = xt[y, r] if y != ignore else 0.0
+            _block_max(xt, nb, mv)
+            if smooth:
+                for r in range(nb):
+                    smv[r] = 0.0
+                for j in range(n):
+                    wj = wl[j]
+                    for r in range(nb):
+                        smv[r] += wj * (mv[r] - xt[j, r])
+            _block_exp(xt, nb, mv, acc, cnt)
+            for r in range(nb):
+                acc[r] = log1px(acc[r] + (cnt[r] - one_of(acc)))  # lg, in x's dtype
+            for r in range(nb):
+                i = r0 + r
+                y = tgt[i]
+                lg = np.float64(acc[r])
+                wy = w[y] if y != ignore else 0.0
+                mf = np.float64(mv[r])
+                lo = keep * wy * ((mf - xyv[r]) + lg)
+                if smooth:
+                    lo += epsn * (smv[r] + wsum * lg)
+                # the gradient's scale: exp(-lse) relative to m is 1 / (1 + t) = exp(-lg)
+                tv[r] = scale * (keep * wy + epsn * wsum)
+                le = _lse_of(x[i], mf, lg)  # (nan-ness of x is that of the capped row)
+                if want_lse:
+                    lse[i] = cast_to(lse, le)
+                if zl != 0.0:
+                    lo += zl * (le * le)
+                    tv[r] += zg * le
+                lo = lo if y != ignore else 0.0
+                if per_row:
+                    loss[i] = lo
+                bsum += lo
+            if want_grad:
+                if capped:  # the target's term and the derivative in the scratch
+                    _block_grad_capped(xt, nb, acc, tv, wg, r0, tgt, ignore, w, sk, ct, rc)
+                    _block_store(xt, nb, grad, r0)
+                else:
+                    _block_grad(xt, nb, acc, tv, wg, grad, r0)
+                for r in range(nb):
+                    i = r0 + r
+                    y = tgt[i]
+                    if y == ignore:
+                        for j in range(n):
+                            grad[i, j] = zero_of(grad)
+                    elif not capped:
+                        grad[i, y] -= cast_to(grad, sk * w[y])
+        total += bsum
+    return total
+
+
+@jit
+def _block_cap(xt, ct, nb, cap, rcap):
+    """xt = ct = cap * tanh(xt * rcap), vectorized over the rows r < nb."""
+    for j in range(xt.shape[0]):
+        for r in range(nb):
+            c = cap * tanhx(xt[j, r] * rcap)
+            xt[j, r] = c
+            ct[j, r] = c
+
+
+@jit
+def _block_grad_capped(xt, nb, lg, a, wg, r0, tgt, ignore, w, sk, ct, rc):
+    """xt = the gradient of the capped block: ``_block_grad``'s, less the
+    target's ``sk * w[y]``, times the cap's derivative ``1 - (ct / cap)**2``."""
+    for r in range(nb):
+        lg[r] = cast_to(lg, a[r]) * expx(-lg[r])
+    n = xt.shape[0]
+    for j in range(n):
+        wj = wg[j]
+        for r in range(nb):
+            xt[j, r] = lg[r] * xt[j, r] - wj
+    for r in range(nb):
+        y = tgt[r0 + r]
+        if y != ignore:
+            xt[y, r] -= cast_to(xt, sk * w[y])
+    o = one_of(xt)
+    for j in range(n):
+        for r in range(nb):
+            u = ct[j, r] * rc
+            xt[j, r] = xt[j, r] * (o - u * u)
+
+
+@jit
+def _block_store(xt, nb, grad, r0):
+    """grad[r0 + r, j] = xt[j, r] (transposed back: contiguous stores)."""
+    for r in range(nb):
+        for j in range(xt.shape[0]):
+            grad[r0 + r, j] = xt[j, r]
+
+
+# ---------------------------------------------------- rows, probability targets
+@jit
+def _soft_row_lm(xi, qi, w1, w0, g1, g0, scale, gi, want_grad, zl, zg):
+    """The ``soft_rows`` row with the z-loss: (loss, lse) of the row."""
+    n = xi.shape[0]
+    m = row_max(xi, 0, n)
+    sb, a = _soft_coef(xi, qi, w1, w0, m)
+    if want_grad:
+        s, cnt = _store_excl(xi, gi, m)
+    else:
+        s, cnt = row_sum_excl(xi, 0, n, m)
+    t = s + (cnt - 1.0)
+    lg = log1p64(t)
+    lse = _lse_of(xi, np.float64(m), lg)
+    li = sb + a * lg
+    if zl != 0.0:
+        li += zl * (lse * lse)
+    if want_grad:
+        ca = scale * a
+        if zg != 0.0:
+            ca += zg * lse
+        c = cast_to(gi, ca / (1.0 + t))
+        for j in range(n):
+            gi[j] = c * gi[j] - (g1[j] * qi[j] + g0[j])
+    return li, lse
+
+
+@kernel(error_model="numpy")
+def soft_rows_lm(
+    x, q, w1, w0, g1, g0, scale, loss, per_row, grad, want_grad, zl, zg, lse, want_lse, cap
+):
+    """``soft_rows`` with the LM options (see ``index_rows_lm``)."""
+    nr, n = x.shape
+    capped = cap > 0.0
+    cp, rc = _cap_consts(x, cap)
+    ntask = min(nr, MAXTASKS)
+    per = (nr + ntask - 1) // ntask
+    total = 0.0
+    for tk in prange(ntask):
+        cx = np.empty(n if capped else 0, dtype=x.dtype)
+        bsum = 0.0
+        for i in range(tk * per, min(nr, (tk + 1) * per)):
+            xi = x[i]
+            if capped:
+                _cap_row(x[i], cx, cp, rc)
+                xi = cx
+            li, le = _soft_row_lm(xi, q[i], w1, w0, g1, g0, scale, grad[i], want_grad, zl, zg)
+            if capped and want_grad:
+                _dcap_row(grad[i], cx, rc)
+            if want_lse:
+                lse[i] = cast_to(lse, le)
+            if per_row:
+                loss[i] = li
+            bsum += li
+        total += bsum
+    return total
+
+
+# ------------------------------------------------------ class axis in the middle
+# The block helpers read the logits at x[xp, :, xq0 + j] and write everything
+# else (targets' losses, lse, grad) at [p, :, q0 + j], j < nw: without a cap
+# both are the kernel's, with one x is a capped scratch copy of the block.
+@jit
+def _cols_exp_at(x, xp, xq0, nw, mb, want_grad, grad, p, q0, sb, cb, tv):
+    """``_cols_exp`` with separate offsets for x and grad."""
+    for j in range(nw):
+        sb[j] = 0.0
+        cb[j] = 0.0
+    for c in range(x.shape[1]):
+        for j in range(nw):
+            d = x[xp, c, xq0 + j] - mb[j]
+            e = expx(d)
+            if want_grad:
+                grad[p, c, q0 + j] = e
+            sb[j] += 0.0 if d >= 0 else np.float64(e)
+            cb[j] += 1.0 if d >= 0 else 0.0
+    for j in range(nw):
+        tv[j] = sb[j] + (cb[j] - 1.0)
+
+
+@jit
+def _col_lse(x, xp, xq0, j, mf, lg):
+    """``_lse_of`` for one column of a block."""
+    if mf == _INF or mf == _NINF:
+        for c in range(x.shape[1]):
+            if x[xp, c, xq0 + j] != x[xp, c, xq0 + j]:
+                return _NAN
+        return mf
+    return mf + lg
+
+
+@jit
+def _index_block(
+    x, xp, xq0, tgt, p, q0, nw, w, wl, wsum, ignore, eps, scale, loss, per_row, grad, wg,
+    want_grad, zl, zg, lse, want_lse,
+):  # fmt: skip
+    """``index_cols``'s block with the LM options: its summed loss."""
+    n = x.shape[1]
+    keep = 1.0 - eps
+    smooth = eps > 0.0
+    epsn = eps / n
+    mb = np.empty(nw, dtype=x.dtype)
+    sb = np.empty(nw)
+    cb = np.empty(nw)
+    tv = np.empty(nw)
+    xy = np.empty(nw)
+    sm = np.zeros(nw)
+    for j in range(nw):
+        y = tgt[p, q0 + j]
+        xy[j] = np.float64(x[xp, y, xq0 + j]) if y != ignore else 0.0
+    _cols_max(x, xp, xq0, xq0 + nw, mb)
+    if smooth:
+        for c in range(n):
+            for j in range(nw):
+                sm[j] += np.float64(wl[c] * (mb[j] - x[xp, c, xq0 + j]))
+    _cols_exp_at(x, xp, xq0, nw, mb, want_grad, grad, p, q0, sb, cb, tv)
+    bsum = 0.0
+    for j in range(nw):
+        y = tgt[p, q0 + j]
+        lg = log1p64(tv[j])
+        mf = np.float64(mb[j])
+        if want_lse or (zl != 0.0 and y != ignore):
+            le = _col_lse(x, xp, xq0, j, mf, lg)
+        else:
+            le = 0.0
+        if want_lse:
+            lse[p, q0 + j] = cast_to(lse, le)
+        if y == ignore:
+            if per_row:
+                loss[p, q0 + j] = 0.0
+            sb[j] = 0.0  # gradient coefficient
+            cb[j] = 0.0
+        else:
+            wy = w[y]
+            lo = keep * wy * ((mf - xy[j]) + lg)
+            if smooth:
+                lo += epsn * (sm[j] + wsum * lg)
+            ca = scale * (keep * wy + epsn * wsum)
+            if zl != 0.0:
+                lo += zl * (le * le)
+                ca += zg * le
+            if per_row:
+                loss[p, q0 + j] = lo
+            bsum += lo
+            sb[j] = ca / (1.0 + tv[j])
+            cb[j] = scale * keep * wy
+    if want_grad:
+        cg = np.empty(nw, dtype=grad.dtype)
+        for j in range(nw):
+            cg[j] = cast_to(grad, sb[j])
+        for c in range(n):
+            if smooth:
+                for j in range(nw):
+                    grad[p, c, q0 + j] = cg[j] * grad[p, c, q0 + j] - wg[c]
+            else:
+                for j in range(nw):
+                    grad[p, c, q0 + j] = cg[j] * grad[p, c, q0 + j]
+        for j in range(nw):
+            y = tgt[p, q0 + j]
+            if y == ignore:
+                for c in range(n):
+                    grad[p, c, q0 + j] = zero_of(grad)
+            else:
+                grad[p, y, q0 + j] -= cast_to(grad, cb[j])
+    return bsum
+
+
+@jit
+def _soft_block(
+    x, xp, xq0, q, p, q0, nw, w1, w0, g1, g0, scale, loss, per_row, grad, want_grad, zl, zg,
+    lse, want_lse,
+):  # fmt: skip
+    """``soft_cols``'s block with the LM options: its summed loss."""
+    n = x.shape[1]
+    mb = np.empty(nw, dtype=x.dtype)
+    sb = np.empty(nw)
+    cb = np.empty(nw)
+    tv = np.empty(nw)
+    sbv = np.zeros(nw)
+    av = np.zeros(nw)
+    _cols_max(x, xp, xq0, xq0 + nw, mb)
+    for c in range(n):
+        for j in range(nw):
+            b = w1[c] * q[p, c, q0 + j] + w0[c]
+            sbv[j] += np.float64(b * (mb[j] - x[xp, c, xq0 + j]))
+            av[j] += np.float64(b)
+    _cols_exp_at(x, xp, xq0, nw, mb, want_grad, grad, p, q0, sb, cb, tv)
+    bsum = 0.0
+    for j in range(nw):
+        lg = log1p64(tv[j])
+        lo = sbv[j] + av[j] * lg
+        ca = scale * av[j]
+        le = _col_lse(x, xp, xq0, j, np.float64(mb[j]), lg)
+        if want_lse:
+            lse[p, q0 + j] = cast_to(lse, le)
+        if zl != 0.0:
+            lo += zl * (le * le)
+            ca += zg * le
+        if per_row:
+            loss[p, q0 + j] = lo
+        bsum += lo
+        sb[j] = ca / (1.0 + tv[j])  # gradient coefficient
+    if want_grad:
+        cg = np.empty(nw, dtype=grad.dtype)
+        for j in range(nw):
+            cg[j] = cast_to(grad, sb[j])
+        for c in range(n):
+            for j in range(nw):
+                grad[p, c, q0 + j] = cg[j] * grad[p, c, q0 + j] - (g1[c] * q[p, c, q0 + j] + g0[c])
+    return bsum
+
+
+@jit
+def _cap_block(x, p, q0, nw, cx, cap, rcap):
+    """cx[0, :, :nw] = cap * tanh(x[p, :, q0:q0 + nw] * rcap)."""
+    for c in range(x.shape[1]):
+        for j in range(nw):
+            cx[0, c, j] = cap * tanhx(x[p, c, q0 + j] * rcap)
+
+
+@jit
+def _dcap_block(grad, p, q0, nw, cx, rcap):
+    """grad[p, :, q0:q0 + nw] *= 1 - (cx / cap)**2."""
+    o = one_of(grad)
+    for c in range(grad.shape[1]):
+        for j in range(nw):
+            u = cx[0, c, j] * rcap
+            grad[p, c, q0 + j] = grad[p, c, q0 + j] * (o - u * u)
+
+
+@kernel(error_model="numpy")
+def index_cols_lm(
+    x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, grad, wg, want_grad, zl, zg, lse,
+    want_lse, qchunk, cap,
+):  # fmt: skip
+    """``index_cols`` with the LM options: tasks of column blocks, each with a
+    block scratch for the capped logits."""
+    pn, n, qn = x.shape
+    nq = (qn + qchunk - 1) // qchunk
+    capped = cap > 0.0
+    cp, rc = _cap_consts(x, cap)
+    nblk = pn * nq
+    ntask = min(nblk, MAXTASKS)
+    per = (nblk + ntask - 1) // ntask
+    total = 0.0
+    for tk in prange(ntask):
+        cx = np.empty((1, n, qchunk if capped else 0), dtype=x.dtype)
+        bsum = 0.0
+        for k in range(tk * per, min(nblk, (tk + 1) * per)):
+            p = k // nq
+            q0 = (k % nq) * qchunk
+            nw = min(qn, q0 + qchunk) - q0
+            if capped:
+                _cap_block(x, p, q0, nw, cx, cp, rc)
+                bsum += _index_block(
+                    cx, 0, 0, tgt, p, q0, nw, w, wl, wsum, ignore, eps, scale, loss, per_row,
+                    grad, wg, want_grad, zl, zg, lse, want_lse,
+                )  # fmt: skip
+                if want_grad:
+                    _dcap_block(grad, p, q0, nw, cx, rc)
+            else:
+                bsum += _index_block(
+                    x, p, q0, tgt, p, q0, nw, w, wl, wsum, ignore, eps, scale, loss, per_row,
+                    grad, wg, want_grad, zl, zg, lse, want_lse,
+                )  # fmt: skip
+        total += bsum
+    return total
+
+
+@kernel(error_model="numpy")
+def soft_cols_lm(
+    x, q, w1, w0, g1, g0, scale, loss, per_row, grad, want_grad, zl, zg, lse, want_lse, qchunk,
+    cap,
+):  # fmt: skip
+    """``soft_cols`` with the LM options (see ``index_cols_lm``)."""
+    pn, n, qn = x.shape
+    nq = (qn + qchunk - 1) // qchunk
+    capped = cap > 0.0
+    cp, rc = _cap_consts(x, cap)
+    nblk = pn * nq
+    ntask = min(nblk, MAXTASKS)
+    per = (nblk + ntask - 1) // ntask
+    total = 0.0
+    for tk in prange(ntask):
+        cx = np.empty((1, n, qchunk if capped else 0), dtype=x.dtype)
+        bsum = 0.0
+        for k in range(tk * per, min(nblk, (tk + 1) * per)):
+            p = k // nq
+            q0 = (k % nq) * qchunk
+            nw = min(qn, q0 + qchunk) - q0
+            if capped:
+                _cap_block(x, p, q0, nw, cx, cp, rc)
+                bsum += _soft_block(
+                    cx, 0, 0, q, p, q0, nw, w1, w0, g1, g0, scale, loss, per_row, grad,
+                    want_grad, zl, zg, lse, want_lse,
+                )  # fmt: skip
+                if want_grad:
+                    _dcap_block(grad, p, q0, nw, cx, rc)
+            else:
+                bsum += _soft_block(
+                    x, p, q0, q, p, q0, nw, w1, w0, g1, g0, scale, loss, per_row, grad,
+                    want_grad, zl, zg, lse, want_lse,
+                )  # fmt: skip
+        total += bsum
+    return total
