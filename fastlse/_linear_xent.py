@@ -18,19 +18,28 @@ logits block, and BLAS accumulates ``grad_hidden += g @ W_blk``,
 
 Two schedules, one set of kernels:
 
-* one vocabulary block (``block_vocab >= V``, the default whenever
-  ``MIN_KEEP_ROWS`` rows of logits fit in ``BUDGET`` bytes): the block of rows
-  holds all V logits, so one fused kernel computes the pair, the loss and the
-  gradient of each row while it sits in cache, and every logit is computed by
-  one matmul -- three matmuls in all, as for the unfused computation;
+* one vocabulary block (``block_vocab >= V``; the default whenever
+  ``MIN_KEEP_ROWS`` rows of all V logits fit in ``BUDGET``): the block of rows
+  holds all its logits, so one fused kernel computes the pair, the loss and
+  the gradient of each row while it sits in cache (one exp per element), and
+  every logit comes from one matmul -- three matmuls in all, as unfused;
 * several vocabulary blocks (huge V, or asked for): a forward sweep over the
   blocks merges the pairs; the backward sweep goes over them in reverse,
   reusing the last block still in the buffer and recomputing the others
-  (one more matmul over all but one block).
+  (a fourth matmul, over all but one block).
+
+Measured at N=4096, D=256, V=64000 float32 (2 shared cores): the matmuls are
+~85% of the time.  One vocabulary block of 262 rows (64 MiB) took 3.5-3.9 s
+when 2048 x 4096 blocks took 4.6-4.9 s (the fourth matmul).  Fewer rows
+than ~256 make ``g @ W_blk`` (a K = V reduction with a small M x N) slow in
+OpenBLAS: 160 or 196 rows took 3-4x longer for that product than 262.
 
 The extra memory is the buffer (``block_rows * block_vocab`` elements), a few
-float64 per row, and a scratch of ``ACC_ROWS`` rows of the weight's shape for
-the accumulation of ``grad_weight``.
+float64 per row, and a scratch of ``ACC_BYTES`` for the accumulations into
+``grad_weight`` and ``grad_hidden`` (numpy's matmul cannot add into its
+output).  The kernels over a whole block run on numba's threads; the small
+adds between BLAS calls run serially (a parallel region squeezed between BLAS
+calls fights OpenBLAS's spinning threads).
 """
 
 import math
@@ -58,18 +67,19 @@ from ._parallel import kernel
 __all__ = ["linear_cross_entropy"]
 
 _REDUCTIONS = ("mean", "sum", "none")
-#: bytes of the logits buffer the default block sizes aim at
+#: bytes of the logits buffer the default block sizes aim at (with the
+#: outputs, the benchmark's call stays under 150 MB)
 BUDGET = 64 << 20
-#: fewest rows per block for which one vocabulary block is kept (below this
-#: the ``g.T @ h`` update of grad_weight is a thin matmul, and grad_weight is
-#: read and written once per block of rows)
-MIN_KEEP_ROWS = 128
+#: fewest rows per block for which one vocabulary block is kept: below ~256
+#: rows the K = V product ``g @ W`` is slow in OpenBLAS (see above)
+MIN_KEEP_ROWS = 256
 #: vocabulary block when the whole vocabulary does not fit
 DEFAULT_BLOCK_VOCAB = 8192
 #: most rows per block
 MAX_BLOCK_ROWS = 4096
-#: bytes of the scratch into which ``g.T @ h`` is computed before it is added
-#: to grad_weight (sized to stay in L2 for the add)
+#: bytes of the scratch into which slices of ``g.T @ h`` (and ``g @ W_blk``)
+#: are computed before they are added to grad_weight (grad_hidden): 4096 rows
+#: of D = 256 float32; 1024-row slices were slower (more, smaller BLAS calls)
 ACC_BYTES = 4 << 20
 
 _NAN = np.nan
@@ -680,21 +690,37 @@ def linear_cross_entropy(
     return out[0] if len(out) == 1 else tuple(out)
 
 
-def _acc_rows(w_rows, itemsize, d):
-    return max(16, min(w_rows, ACC_BYTES // max(1, d * itemsize)))
+def _scratch(d, rows, dtype):
+    """The accumulation scratch: ACC_BYTES, and at least one row / column."""
+    return np.empty(max(ACC_BYTES // dtype.itemsize, d, rows), dtype=dtype)
 
 
-def _add_gt_h(gw_blk, g, hb, first, scratch):
-    """gw_blk (+)= g.T @ hb, in slices of the scratch's rows when accumulating."""
+def _add_gt_h(gw_blk, g, hb, first, acc):
+    """gw_blk (+)= g.T @ hb; accumulated in slices of rows that fit in acc."""
     if first:
         np.matmul(g.T, hb, out=gw_blk)
         return
-    step = scratch.shape[0]
-    for c0 in range(0, gw_blk.shape[0], step):
-        c1 = min(c0 + step, gw_blk.shape[0])
-        tmp = scratch[: c1 - c0]
+    nr, d = gw_blk.shape
+    step = max(1, acc.size // d)
+    for c0 in range(0, nr, step):
+        c1 = min(c0 + step, nr)
+        tmp = acc[: (c1 - c0) * d].reshape(c1 - c0, d)
         np.matmul(g[:, c0:c1].T, hb, out=tmp)
         add_into(gw_blk[c0:c1], tmp)
+
+
+def _add_g_w(gh_blk, g, wb, first, acc):
+    """gh_blk (+)= g @ wb; accumulated in slices of columns that fit in acc."""
+    if first:
+        np.matmul(g, wb, out=gh_blk)
+        return
+    r, d = gh_blk.shape
+    step = max(1, acc.size // r)
+    for c0 in range(0, d, step):
+        c1 = min(c0 + step, d)
+        tmp = acc[: r * (c1 - c0)].reshape(r, c1 - c0)
+        np.matmul(g, wb[:, c0:c1], out=tmp)
+        add_into(gh_blk[:, c0:c1], tmp)
 
 
 def _run_one_block(br, args, grads):
@@ -704,7 +730,7 @@ def _run_one_block(br, args, grads):
     buf = np.empty(br * nv, dtype=hc.dtype)
     if want_grad:
         gh, gw, gb = grads
-        scratch = np.empty((_acc_rows(nv, hc.itemsize, d), d), dtype=hc.dtype)
+        acc = _scratch(d, br, hc.dtype)
     total = 0.0
     for r0 in range(0, n, br):
         r1 = min(n, r0 + br)
@@ -717,7 +743,7 @@ def _run_one_block(br, args, grads):
         )  # fmt: skip
         if want_grad:
             np.matmul(x, wc, out=gh[r0:r1])
-            _add_gt_h(gw, x, hb, r0 == 0, scratch)
+            _add_gt_h(gw, x, hb, r0 == 0, acc)
             if has_bias:
                 gb += x.sum(axis=0)
     return total
@@ -737,8 +763,7 @@ def _run_vocab_blocks(br, bv, args, grads):
     starts = list(range(0, nv, bv))
     if want_grad:
         gh, gw, gb = grads
-        scratch = np.empty((_acc_rows(bv, hc.itemsize, d), d), dtype=cdt)
-        tmp_h = np.empty((br, d), dtype=cdt)
+        acc = _scratch(d, br, cdt)
     total = 0.0
     for r0 in range(0, n, br):
         r1 = min(n, r0 + br)
@@ -769,12 +794,8 @@ def _run_vocab_blocks(br, bv, args, grads):
             if k > 0:  # the last forward block is still in the buffer
                 np.matmul(hb, wb.T, out=x)
             backward_block(x.size, x, v0, bc, has_bias, cap, k > 0, tb, sy[:rr], cf[:rr])
-            if k == 0:
-                np.matmul(x, wb, out=gh[r0:r1])
-            else:
-                np.matmul(x, wb, out=tmp_h[:rr])
-                add_into(gh[r0:r1], tmp_h[:rr])
-            _add_gt_h(gw[v0 : v0 + nb], x, hb, r0 == 0, scratch)
+            _add_g_w(gh[r0:r1], x, wb, k == 0, acc)
+            _add_gt_h(gw[v0 : v0 + nb], x, hb, r0 == 0, acc)
             if has_bias:
                 gb[v0 : v0 + nb] += x.sum(axis=0)
     return total

@@ -129,13 +129,24 @@ def test_ignore_index_inside_range(dtype):
     run_and_compare(h, w, t, b, dtype, "mean", 0.1, 1e-2, 3.0, ii=5, blocks=(4, 9))
 
 
-@pytest.mark.parametrize("blocks", [(None, None), (64, 128), (100, 1000)])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-def test_parallel_sizes(dtype, blocks):
-    """Blocks large enough for the parallel kernels; V not a multiple of anything."""
+@pytest.mark.parametrize(
+    "dtype, blocks, cap",
+    [
+        (np.float32, (None, None), None),  # one vocabulary block, parallel
+        (np.float32, (None, None), 4.0),
+        (np.float64, (100, 1000), 4.0),  # vocabulary blocks, parallel
+        (np.float64, (100, 1000), None),
+        (np.float64, (64, 128), None),  # blocks below the parallel threshold
+    ],
+)
+def test_parallel_sizes(dtype, blocks, cap):
+    """Blocks large enough for the parallel kernels; V not a multiple of anything.
+
+    (One dtype per schedule: each parallel compilation takes seconds.)
+    """
     h, w, b, t = data(dtype, seed=2, n=300, d=16, v=1001, scale=0.5)
     t[::7] = -100
-    run_and_compare(h, w, t, b, dtype, "mean", 0.05, 1e-3, 4.0, blocks=blocks)
+    run_and_compare(h, w, t, b, dtype, "mean", 0.05, 1e-3, cap, blocks=blocks)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
@@ -187,6 +198,18 @@ def test_blocks_agree():
         )  # fmt: skip
         for x, y in zip(base, other):
             np.testing.assert_allclose(x, y, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("blocks", [(7, 13), (5, None)])
+def test_accumulation_in_slices(monkeypatch, blocks):
+    """A scratch of a few elements: grad_weight and grad_hidden are accumulated
+    one row / one column at a time."""
+    import fastlse._linear_xent as lx
+
+    monkeypatch.setattr(lx, "ACC_BYTES", 64)
+    h, w, b, t = data(np.float64, seed=9)
+    t[::5] = -100
+    run_and_compare(h, w, t, b, np.float64, "sum", 0.1, 1e-2, 2.0, blocks=blocks)
 
 
 def test_mixed_and_half_dtypes():
