@@ -37,7 +37,7 @@ from ._exp import exp64 as exp64v  # noqa: F401 - the scan tests call it by this
 from ._exp import log1p32 as log1p32v
 from ._exp import log1p64 as log1p64v
 from ._exp import maxnum
-from ._kernels import cast_to, expx, merge, row_pair, zero_of
+from ._kernels import cast_to, expn, merge, row_pair, zero_of
 from ._parallel import CACHE, PARALLEL_MIN_WORK, kernel
 
 __all__ = ["logcumsumexp"]
@@ -76,7 +76,7 @@ def _exp_neg_abs_ol(d):
     def impl(d):
         z = -abs(d)
         tiny = z < lim  # false for nan: nan propagates
-        return 0.0 if tiny else np.float64(expx(lim if tiny else z))
+        return 0.0 if tiny else np.float64(expn(lim if tiny else z))
 
     return impl
 

@@ -28,7 +28,18 @@ from numba.extending import intrinsic
 
 from ._config import CACHE
 
-__all__ = ["EXACT", "FASTMATH", "exp32", "exp64", "log1p32", "log1p64", "maxnum", "minnum"]
+__all__ = [
+    "EXACT",
+    "FASTMATH",
+    "exp32",
+    "exp64",
+    "expneg32",
+    "expneg64",
+    "log1p32",
+    "log1p64",
+    "maxnum",
+    "minnum",
+]
 
 # fast-math flags used by every kernel of the package: never nnan / ninf.
 FASTMATH = set({"nsz", "arcp", "contract", "afn", "reassoc"})
@@ -190,6 +201,83 @@ def exp32(x):
     k1 = (k * _HALF32 + _SHIFT32) - _SHIFT32
     y = p * _pow2_f32(k1) * _pow2_f32(k - k1)
     return y if x == x else x
+
+
+# ----------------------------------------------------------------------------
+# exp of a non-positive argument (every kernel's exp(x - max)): one scaling
+# ----------------------------------------------------------------------------
+# For d <= 0 the result is at most 1, so there is no overflow to guard, and
+# 2**k is built in one step as 2**(k + K) * 2**-K: 2**(k + K) stays normal for
+# every k down to the underflow limit, the final product rounds once, so
+# gradual underflow is right (subnormal results, then 0).  k comes from the
+# low bits of d * log2(e) + 1.5 * 2**p (no float -> int conversion).  A nan d
+# stays nan (the clamp below keeps it); -inf gives 0.  About a third fewer
+# operations than exp32 / exp64; the same accuracy on d <= 0.
+_KOFF32 = 64
+_LOW32 = np.float32(-104.0)  # exp(-104) rounds to 0 in float32
+_SCALE32 = np.float32(2.0**-_KOFF32)
+
+
+def _scale_intrinsic(bits, shift, bias):
+    fty = ir.FloatType() if bits == 32 else ir.DoubleType()
+    nty = types.float32 if bits == 32 else types.float64
+
+    @intrinsic
+    def _impl(typingctx, kd):
+        sig = nty(nty)
+
+        def codegen(context, builder, signature, args):
+            ity = ir.IntType(bits)
+            b = builder.bitcast(args[0], ity)
+            b = builder.shl(builder.sub(b, ir.Constant(ity, bias)), ir.Constant(ity, shift))
+            return builder.bitcast(b, fty)
+
+        return sig, codegen
+
+    return _impl
+
+
+#: 2**(k + 64) from kd = d * log2(e) + 1.5 * 2**23 (k in kd's low bits)
+_pow2_from_shifted32 = _scale_intrinsic(32, 23, 0x4B400000 - 127 - _KOFF32)
+
+
+@_jit
+def expneg32(d):
+    """exp(d) for float32 d <= 0 (or -inf / nan), |error| <= 2 ulp."""
+    dc = _LOW32 if d < _LOW32 else d
+    kd = dc * _LOG2E32 + _SHIFT32
+    k = kd - _SHIFT32
+    r = (dc - k * _LN2HI32) - k * _LN2LO32
+    p = _B6 * r + _B5
+    p = p * r + _B4
+    p = p * r + _B3
+    p = p * r + _B2
+    p = p * r + _B1
+    p = p * r + _B0
+    return (p * _pow2_from_shifted32(kd)) * _SCALE32
+
+
+_KOFF64 = 512
+_LOW64 = np.float64(-746.0)  # exp(-746) rounds to 0 in float64
+_SCALE64 = np.float64(2.0**-_KOFF64)
+#: 2**(k + 512) from kd = d * log2(e) + 1.5 * 2**52
+_pow2_from_shifted64 = _scale_intrinsic(64, 52, 0x4338000000000000 - 1023 - _KOFF64)
+
+
+@_jit
+def expneg64(d):
+    """exp(d) for float64 d <= 0 (or -inf / nan), |error| <= 2 ulp."""
+    dc = _LOW64 if d < _LOW64 else d
+    kd = dc * _LOG2E64 + _SHIFT64
+    k = kd - _SHIFT64
+    r = (dc - k * _LN2HI64) - k * _LN2LO64
+    r2 = r * r
+    r4 = r2 * r2
+    q0 = (_A0 + _A1 * r) + (_A2 + _A3 * r) * r2
+    q1 = (_A4 + _A5 * r) + (_A6 + _A7 * r) * r2
+    q2 = (_A8 + _A9 * r) + (_A10 + _A11 * r) * r2
+    p = q0 + (q1 + q2 * r4) * r4
+    return (p * _pow2_from_shifted64(kd)) * _SCALE64
 
 
 # ----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from ._config import CACHE
-from ._exp import EXACT, FASTMATH, exp32, exp64, log1p64, maxnum
+from ._exp import EXACT, FASTMATH, exp32, exp64, expneg32, expneg64, log1p64, maxnum
 
 _NINF = -np.inf
 _INF = np.inf
@@ -39,6 +39,20 @@ def _expx_ol(x):
         return lambda x: exp32(x)
     if x == types.float64:
         return lambda x: exp64(x)
+    return None
+
+
+def expn(x):  # pragma: no cover - replaced by the overload in compiled code
+    return np.exp(x)
+
+
+@overload(expn)
+def _expn_ol(x):
+    """exp of a non-positive argument (x - max, -log1p(t)): ``expneg32/64``."""
+    if x == types.float32:
+        return lambda x: expneg32(x)
+    if x == types.float64:
+        return lambda x: expneg64(x)
     return None
 
 
@@ -101,7 +115,7 @@ def merge(m1, t1, m2, t2):
         return m1, t1
     if m1 == _INF:
         return m1, 0.0
-    return m1, t1 + (1.0 + t2) * exp64(m2 - m1)
+    return m1, t1 + (1.0 + t2) * expneg64(m2 - m1)
 
 
 @jit
@@ -151,7 +165,7 @@ def row_sum_excl(x, lo, hi, m):
         k = z
         for j in range(c, min(c + CHUNK, main)):
             d = x[j] - m
-            e = expx(d)
+            e = expn(d)
             acc += z if d >= z else e
             k += o if d >= z else z
         total += acc
@@ -162,7 +176,7 @@ def row_sum_excl(x, lo, hi, m):
         for i in range(VW):
             j = hi - VW + i
             d = x[j] - m
-            e = expx(d)
+            e = expn(d)
             keep = j >= main
             acc += (z if d >= z else e) if keep else z
             k += (o if d >= z else z) if keep else z
@@ -215,7 +229,7 @@ def row_exp_store(x, out, lo, hi, m):
     for c in range(lo, main, CHUNK):
         acc = z
         for j in range(c, min(c + CHUNK, main)):
-            e = expx(x[j] - m)
+            e = expn(x[j] - m)
             out[j] = e
             acc += e
         total += acc
@@ -223,7 +237,7 @@ def row_exp_store(x, out, lo, hi, m):
         acc = z
         for i in range(VW):
             j = hi - VW + i
-            e = expx(x[j] - m)
+            e = expn(x[j] - m)
             out[j] = e  # the overlap rewrites the same values
             acc += e if j >= main else z
         total += acc
@@ -305,7 +319,7 @@ def merge_triple(m1, w1, s1, m2, w2, s2):
         return m1, w1, 0.0
     if m1 == m2:
         return m1, w1 + w2, s1 + s2
-    return m1, w1, s1 + (w2 + s2) * exp64(m2 - m1)
+    return m1, w1, s1 + (w2 + s2) * expneg64(m2 - m1)
 
 
 @jit
@@ -370,7 +384,7 @@ def row_triple(a, b, lo, hi):
         if d >= 0.0:
             w += bj
         elif bj != 0.0:
-            s += bj * exp64(d)
+            s += bj * expneg64(d)
     return np.float64(m), w, s
 
 
@@ -447,7 +461,7 @@ def _cols_block_sum(xp, r0, r1, q0, w, mb, tb, cb):
         xr = xp[r, q0 : q0 + w]
         for q in range(w):
             d = xr[q] - mb[q]
-            e = expx(d)
+            e = expn(d)
             tb[q] += z if d >= z else e
             cb[q] += o if d >= z else z
 
@@ -465,7 +479,7 @@ def cols_softmax_store(x, out, p, q0, q1, mv, sv, log):
             if log:
                 out[p, r, q] = (x[p, r, q] - mv[q - q0]) - sv[q - q0]
             else:
-                out[p, r, q] = expx(x[p, r, q] - mv[q - q0]) / sv[q - q0]
+                out[p, r, q] = expn(x[p, r, q] - mv[q - q0]) / sv[q - q0]
 
 
 # ----------------------------------------------------------------------------
@@ -508,12 +522,12 @@ def _flat_exp(xf, rep, e, f, size, excl):
     if excl:
         for k in range(size):
             d = xf[k] - rep[k]
-            v = expx(d)
+            v = expn(d)
             e[k] = z if d >= z else v
             f[k] = o if d >= z else z
     else:
         for k in range(size):
-            e[k] = expx(xf[k] - rep[k])
+            e[k] = expn(xf[k] - rep[k])
 
 
 @jit
@@ -600,7 +614,7 @@ def row_sum_excl_masked(x, w, lo, hi, m):
         k = z
         for j in range(c, min(c + CHUNK, hi)):
             d = x[j] - m
-            e = expx(d)
+            e = expn(d)
             acc += (z if d >= z else e) if w[j] else z
             k += (o if d >= z else z) if w[j] else z
         total += acc
@@ -647,4 +661,4 @@ def row_softmax_masked(x, w, out, lo, hi, log):
     bad = m != m or t != t or m == _INF or m == _NINF
     s = _NAN if bad else 1.0 + t
     for j in range(lo, hi):
-        out[j] = expx(x[j] - cast_to(x, m)) / cast_to(x, s) if w[j] else 0.0
+        out[j] = expn(x[j] - cast_to(x, m)) / cast_to(x, s) if w[j] else 0.0

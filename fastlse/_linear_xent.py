@@ -49,11 +49,11 @@ from numba import njit, prange, types
 from numba.extending import overload
 
 from ._config import CACHE
-from ._exp import EXACT, exp32, exp64, log1p64
+from ._exp import EXACT, exp32, exp64, expneg64, log1p64
 from ._kernels import (
     CHUNK,
     cast_to,
-    expx,
+    expn,
     finish,
     jit,
     jit_fast,
@@ -217,10 +217,10 @@ def _grad_store(x, m, lg, a, c, cap):
         for j in range(n):
             s = x[j]
             r = s * ic
-            x[j] = (aa * expx(s - mm - ll) - cc) * (one - r * r)
+            x[j] = (aa * expn(s - mm - ll) - cc) * (one - r * r)
     else:
         for j in range(n):
-            x[j] = aa * expx(x[j] - mm - ll) - cc
+            x[j] = aa * expn(x[j] - mm - ll) - cc
 
 
 @jit_fast
@@ -242,7 +242,7 @@ def _exp_store_excl(x, m):
         k = z
         for j in range(xc.shape[0]):
             d = xc[j] - m
-            e = expx(d)
+            e = expn(d)
             xc[j] = e
             acc += z if d >= z else e
             k += o if d >= z else z
@@ -263,7 +263,7 @@ def _scale_sub(x, a, c):
 @jit
 def _grad_at(s, m, lg, a, c, b1, cap):
     """The gradient at the target (``s`` its capped logit), in float64."""
-    g = a * exp64((s - m) - lg) - c - b1
+    g = a * expneg64((s - m) - lg) - c - b1
     if cap > 0.0:
         r = s / cap
         g *= 1.0 - r * r

@@ -10,7 +10,7 @@ vectorized exp; reductions along a middle axis -> column blocks in memory order.
 import numpy as np
 from numba import prange
 
-from ._exp import exp64, log1p64
+from ._exp import exp64, expneg64, log1p64
 from ._kernels import (
     NB,
     cast_to,
@@ -237,7 +237,7 @@ def softmax_piece_divisors(mo, so):
         s = 0.0
         for k in range(mo.shape[1]):
             if mo[i, k] != -_INF or so[i, k] != 0.0:
-                s += so[i, k] * exp64(mo[i, k] - big)
+                s += so[i, k] * expneg64(mo[i, k] - big)
         bad = s != s or big == _INF or big == -_INF
         for k in range(mo.shape[1]):
             so[i, k] = _NAN if bad else s * exp64(big - mo[i, k])

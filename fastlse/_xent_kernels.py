@@ -50,12 +50,12 @@ from numba import njit, prange, types
 from numba.extending import overload
 
 from ._config import CACHE
-from ._exp import EXACT, exp32, exp64, log1p32, log1p64, maxnum
+from ._exp import EXACT, exp32, exp64, expneg64, log1p32, log1p64, maxnum
 from ._kernels import (
     CHUNK,
     VW,
     cast_to,
-    expx,
+    expn,
     has_nan,
     jit,
     jit_fast,
@@ -99,7 +99,7 @@ def _store_excl(x, g, m):
         k = z
         for j in range(c, min(c + CHUNK, main)):
             d = x[j] - m
-            e = expx(d)
+            e = expn(d)
             g[j] = e
             acc += z if d >= z else e
             k += o if d >= z else z
@@ -112,7 +112,7 @@ def _store_excl(x, g, m):
             j = hi - VW + i
             keep = j >= main
             d = x[j] - m
-            e = expx(d)
+            e = expn(d)
             g[j] = e if keep else g[j]
             acc += (z if d >= z else e) if keep else z
             k += (o if d >= z else z) if keep else z
@@ -331,7 +331,7 @@ def _block_exp(xt, nb, mv, acc, cnt):
     for j in range(xt.shape[0]):
         for r in range(nb):
             d = xt[j, r] - mv[r]
-            e = expx(d)
+            e = expn(d)
             xt[j, r] = e
             acc[r] += z if d >= z else e
             cnt[r] += o if d >= z else z
@@ -341,7 +341,7 @@ def _block_exp(xt, nb, mv, acc, cnt):
 def _block_grad(xt, nb, lg, a, wg, grad, r0):
     """grad[r0 + r, j] = a[r] * exp(-lg[r]) * xt[j, r] - wg[j] (the softmax times a)."""
     for r in range(nb):
-        lg[r] = cast_to(lg, a[r]) * expx(-lg[r])
+        lg[r] = cast_to(lg, a[r]) * expn(-lg[r])
     n = xt.shape[0]
     for j in range(n):  # vectorized over rows, in place
         wj = wg[j]
@@ -405,7 +405,7 @@ def _cols_exp(x, p, q0, q1, mb, want_grad, grad, sb, cb, tv):
     for c in range(x.shape[1]):
         for j in range(w):
             d = x[p, c, q0 + j] - mb[j]
-            e = expx(d)
+            e = expn(d)
             if want_grad:
                 grad[p, c, q0 + j] = e
             sb[j] += 0.0 if d >= 0 else np.float64(e)
@@ -557,7 +557,7 @@ def log_sigmoid_flat(x, out):
         for i in range(b * 4096, min(x.shape[0], (b + 1) * 4096)):
             v = np.float64(x[i])
             mn = min(v, 0.0) if v == v else v
-            out[i] = cast_to(out, mn - log1p64(exp64(-abs(v))))
+            out[i] = cast_to(out, mn - log1p64(expneg64(-abs(v))))
 
 
 # ----------------------------------------------------------------------------
@@ -896,7 +896,7 @@ def _block_grad_capped(xt, nb, lg, a, wg, r0, tgt, ignore, w, sk, ct, rc):
     """xt = the gradient of the capped block: ``_block_grad``'s, less the
     target's ``sk * w[y]``, times the cap's derivative ``1 - (ct / cap)**2``."""
     for r in range(nb):
-        lg[r] = cast_to(lg, a[r]) * expx(-lg[r])
+        lg[r] = cast_to(lg, a[r]) * expn(-lg[r])
     n = xt.shape[0]
     for j in range(n):
         wj = wg[j]
@@ -992,7 +992,7 @@ def _cols_exp_at(x, xp, xq0, nw, mb, want_grad, grad, p, q0, sb, cb, tv):
     for c in range(x.shape[1]):
         for j in range(nw):
             d = x[xp, c, xq0 + j] - mb[j]
-            e = expx(d)
+            e = expn(d)
             if want_grad:
                 grad[p, c, q0 + j] = e
             sb[j] += 0.0 if d >= 0 else np.float64(e)

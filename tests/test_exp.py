@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastlse._exp import FASTMATH, exp32, exp64, log1p64, maxnum
+from fastlse._exp import FASTMATH, exp32, exp64, expneg32, expneg64, log1p64, maxnum
 
 
 @njit(fastmath=FASTMATH)
@@ -17,6 +17,18 @@ def _map_exp64(x, out):
 def _map_exp32(x, out):
     for i in range(x.size):
         out[i] = exp32(x[i])
+
+
+@njit(fastmath=FASTMATH)
+def _map_expneg64(x, out):
+    for i in range(x.size):
+        out[i] = expneg64(x[i])
+
+
+@njit(fastmath=FASTMATH)
+def _map_expneg32(x, out):
+    for i in range(x.size):
+        out[i] = expneg32(x[i])
 
 
 @njit(fastmath=FASTMATH)
@@ -73,6 +85,51 @@ def test_exp_special_values(f, dtype, big, sub):
     ref = np.exp(np.float64(x[8]))
     assert 0 < out[8] < np.finfo(dtype).tiny
     assert abs(out[8] - ref) <= 2 * np.finfo(dtype).smallest_subnormal
+
+
+def _ulp_with_subnormals(res, ref_ld, dtype):
+    """|res - ref| in ulps of dtype, the subnormal grid's spacing included."""
+    spacing = np.maximum(
+        np.spacing(np.abs(ref_ld.astype(dtype))), np.finfo(dtype).smallest_subnormal
+    ).astype(np.longdouble)
+    return (np.abs(res.astype(np.longdouble) - ref_ld) / spacing).astype(np.float64)
+
+
+@pytest.mark.parametrize(
+    ("f", "dtype", "low"),
+    [(_map_expneg64, np.float64, -746.0), (_map_expneg32, np.float32, -104.0)],
+)
+def test_expneg_ulp_whole_range(rng, f, dtype, low):
+    """exp of d <= 0 (every kernel's exp(x - max)): <= 2 ulp down to the
+    underflow limit, the subnormal range included (gradual underflow)."""
+    x = np.concatenate(
+        [
+            rng.uniform(low, 0.0, 400_000),
+            rng.uniform(-2.0, 0.0, 100_000),
+            -(10.0 ** rng.uniform(-30, 0, 50_000)),
+        ]
+    ).astype(dtype)
+    out = np.empty_like(x)
+    f(x, out)
+    ref = np.exp(x.astype(np.longdouble))
+    assert _ulp_with_subnormals(out, ref, dtype).max() <= 2.0
+
+
+@pytest.mark.parametrize(("f", "dtype"), [(_map_expneg64, np.float64), (_map_expneg32, np.float32)])
+def test_expneg_special_values(f, dtype):
+    tiny = np.finfo(dtype).smallest_subnormal
+    x = np.array([-np.inf, np.nan, 0.0, -0.0, -1e5, -1e300 if dtype == np.float64 else -3e38])
+    x = x.astype(dtype)
+    out = np.empty_like(x)
+    f(x, out)
+    assert out[0] == 0.0 and np.isnan(out[1]) and out[2] == 1.0 and out[3] == 1.0
+    assert out[4] == 0.0 and out[5] == 0.0
+    # the last subnormals: exp(log(tiny)) is tiny, half of it rounds to 0 or tiny
+    d = np.array([np.log(tiny), np.log(tiny) + np.log(5.0)], dtype=np.longdouble).astype(dtype)
+    out = np.empty_like(d)
+    f(d, out)
+    ref = np.exp(d.astype(np.longdouble))
+    assert np.all(np.abs(out.astype(np.longdouble) - ref) <= tiny)
 
 
 def test_log1p64_ulp(rng):
