@@ -17,7 +17,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from ._config import CACHE
-from ._exp import EXACT, FASTMATH, exp32, exp64, expneg32, expneg64, log1p64, maxnum
+from ._exp import EXACT, FASTMATH, div_by, exp32, exp64, expneg32, expneg64, log1p64, maxnum
 
 _NINF = -np.inf
 _INF = np.inf
@@ -246,9 +246,15 @@ def row_exp_store(x, out, lo, hi, m):
 
 @jit
 def row_scale(out, lo, hi, s):
-    """out /= s over [lo, hi) (softmax divides by the sum, like scipy)."""
+    """out /= s over [lo, hi) (softmax divides by the sum, like scipy: the
+    quotients are the division's, computed as ``div_by`` with 1 / s)."""
+    if s == _INF:  # a piece far below its row's max: 0 / inf (div_by: nan)
+        for j in range(lo, hi):
+            out[j] = out[j] / s
+        return
+    rs = one_of(out) / s
     for j in range(lo, hi):
-        out[j] = out[j] / s
+        out[j] = div_by(out[j], s, rs)
 
 
 @jit
@@ -467,10 +473,11 @@ def _cols_block_sum(xp, r0, r1, q0, w, mb, tb, cb):
 
 
 @jit
-def cols_softmax_store(x, out, p, q0, q1, mv, sv, log):
+def cols_softmax_store(x, out, p, q0, q1, mv, sv, rv, log):
     """out[p, :, q] = exp(x - m_q) / s_q  (or (x - m_q) - log1p(t_q) if log).
 
-    mv, sv have x's dtype (float64 for log).  For log, sv holds log1p(t).
+    mv, sv, rv (= 1 / sv) have x's dtype (float64 for log).  For log, sv holds
+    log1p(t) and rv is unused.
     Columns with special m follow scipy: the caller encodes them in mv / sv.
     """
     n = x.shape[1]
@@ -479,7 +486,7 @@ def cols_softmax_store(x, out, p, q0, q1, mv, sv, log):
             if log:
                 out[p, r, q] = (x[p, r, q] - mv[q - q0]) - sv[q - q0]
             else:
-                out[p, r, q] = expn(x[p, r, q] - mv[q - q0]) / sv[q - q0]
+                out[p, r, q] = div_by(expn(x[p, r, q] - mv[q - q0]), sv[q - q0], rv[q - q0])
 
 
 # ----------------------------------------------------------------------------
@@ -566,8 +573,9 @@ def finish_block(mo, to, out, r0, r1):
 
 
 @jit
-def narrow_softmax(x, out, r0, r1, mb, rep, e):
-    """softmax of rows r0..r1: e = exp(x - m) flat, then e / s flat."""
+def narrow_softmax(x, out, r0, r1, mb, rep, e, rr):
+    """softmax of rows r0..r1: e = exp(x - m) flat, then e / s flat (rep holds
+    each element's s, rr its reciprocal)."""
     n = x.shape[1]
     narrow_block(x, r0, r1, mb, rep, e, e, False)
     for i in range(r1 - r0):
@@ -576,16 +584,19 @@ def narrow_softmax(x, out, r0, r1, mb, rep, e):
             s += e[i * n + j]
         m = mb[i]
         s = _NAN if (m == _NINF or m == _INF) else s
+        sx = cast_to(rep, s)
+        rs = one_of(rep) / sx
         for j in range(n):
-            rep[i * n + j] = s
+            rep[i * n + j] = sx
+            rr[i * n + j] = rs
     of = out[r0:r1].reshape((r1 - r0) * n)
-    _flat_div(e, rep, of, (r1 - r0) * n)
+    _flat_div(e, rep, rr, of, (r1 - r0) * n)
 
 
 @jit
-def _flat_div(e, rep, of, size):
+def _flat_div(e, rep, rr, of, size):
     for k in range(size):
-        of[k] = e[k] / rep[k]
+        of[k] = div_by(e[k], rep[k], rr[k])
 
 
 # ----------------------------------------------------------------------------
@@ -659,6 +670,7 @@ def row_softmax_masked(x, w, out, lo, hi, log):
             out[j] = (x[j] - c1) - c2 if w[j] else _NINF
         return
     bad = m != m or t != t or m == _INF or m == _NINF
-    s = _NAN if bad else 1.0 + t
+    s = cast_to(x, _NAN if bad else 1.0 + t)
+    rs = one_of(x) / s
     for j in range(lo, hi):
-        out[j] = expn(x[j] - cast_to(x, m)) / cast_to(x, s) if w[j] else 0.0
+        out[j] = div_by(expn(x[j] - cast_to(x, m)), s, rs) if w[j] else 0.0

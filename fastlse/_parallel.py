@@ -146,8 +146,8 @@ def softmax_narrow(x, out):
     m_ = x.shape[0]
     for b in prange((m_ + NB - 1) // NB):
         r0 = b * NB
-        mb, rep, e, _ = _narrow_scratch(x)
-        narrow_softmax(x, out, r0, min(m_, r0 + NB), mb, rep, e)
+        mb, rep, e, f = _narrow_scratch(x)
+        narrow_softmax(x, out, r0, min(m_, r0 + NB), mb, rep, e, f)
 
 
 @kernel
@@ -295,13 +295,15 @@ def softmax_cols(x, out, mo, to, log):
             c2 = np.empty(q1 - q0)
             for q in range(q0, q1):
                 c1[q - q0], c2[q - q0] = log_softmax_consts(mo[p, q], to[p, q])
-            cols_softmax_store(x, out, p, q0, q1, c1, c2, True)
+            cols_softmax_store(x, out, p, q0, q1, c1, c2, c2, True)
         else:
             mv = np.empty(q1 - q0, dtype=x.dtype)
             sv = np.empty(q1 - q0, dtype=x.dtype)
+            rv = np.empty(q1 - q0, dtype=x.dtype)
             for q in range(q0, q1):
                 m, t = mo[p, q], to[p, q]
                 bad = m != m or t != t or m == _INF or m == -_INF
                 mv[q - q0] = m
                 sv[q - q0] = _NAN if bad else 1.0 + t
-            cols_softmax_store(x, out, p, q0, q1, mv, sv, False)
+                rv[q - q0] = 1.0 / sv[q - q0]
+            cols_softmax_store(x, out, p, q0, q1, mv, sv, rv, False)
