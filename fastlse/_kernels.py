@@ -17,7 +17,21 @@ from numba import njit, types
 from numba.extending import overload
 
 from ._config import CACHE
-from ._exp import EXACT, FASTMATH, div_by, exp32, exp64, expneg32, expneg64, log1p64, maxnum
+from ._exp import (
+    EXACT,
+    FASTMATH,
+    SUMSCALE32,
+    SUMSCALE64,
+    div_by,
+    exp32,
+    exp64,
+    expneg32,
+    expneg64,
+    expterm32,
+    expterm64,
+    log1p64,
+    maxnum,
+)
 
 _NINF = -np.inf
 _INF = np.inf
@@ -53,6 +67,36 @@ def _expn_ol(x):
         return lambda x: expneg32(x)
     if x == types.float64:
         return lambda x: expneg64(x)
+    return None
+
+
+def expt(x):  # pragma: no cover - replaced by the overload in compiled code
+    return np.exp(x)
+
+
+@overload(expt)
+def _expt_ol(x):
+    """A term of a sum of exp(x - max): exp(x) * 2**K (``expterm32/64``); the
+    sum is multiplied by ``sumscale_of`` once."""
+    if x == types.float32:
+        return lambda x: expterm32(x)
+    if x == types.float64:
+        return lambda x: expterm64(x)
+    return None
+
+
+def sumscale_of(a):  # pragma: no cover
+    return 1.0
+
+
+@overload(sumscale_of)
+def _sumscale_of_ol(a):
+    """2**-K for a sum of ``expt`` terms of a's dtype, as float64."""
+    dt = a.dtype if isinstance(a, types.Array) else a
+    if dt == types.float32:
+        return lambda a: np.float64(SUMSCALE32)
+    if dt == types.float64:
+        return lambda a: SUMSCALE64
     return None
 
 
@@ -128,8 +172,9 @@ def finish(m, t):
 
 @jit_fast
 def has_nan(x, lo, hi):
-    for j in range(lo, hi):
-        if x[j] != x[j]:
+    xs = x[lo:hi]
+    for j in range(xs.shape[0]):
+        if xs[j] != xs[j]:
             return True
     return False
 
@@ -142,8 +187,9 @@ def row_max(x, lo, hi):
     row loop trips an LLVM vectorizer assertion for float32.)
     """
     m = cast_to(x, _NINF)
-    for j in range(lo, hi):
-        m = maxnum(m, x[j])
+    xs = x[lo:hi]
+    for j in range(xs.shape[0]):
+        m = maxnum(m, xs[j])
     return m
 
 
@@ -154,35 +200,43 @@ def row_sum_excl(x, lo, hi, m):
     nan elements make the sum nan.  Summed per CHUNK in the array's dtype,
     then in float64, so float32 rows of millions keep their accuracy.  The
     last partial vector is done as a full masked vector (no scalar exp tail).
+
+    Every loop here (and in the other row kernels) runs over a slice from
+    index 0: with ``x[j]`` for j from a variable ``lo`` LLVM cannot prove the
+    index non-negative (numba wraps negative indices) and the loop ran 2-3x
+    slower (the blocked and piecewise paths hit that).
     """
     z = zero_of(x)
     o = one_of(x)
     total = 0.0
     cnt = 0.0
-    main = hi if hi - lo < VW else lo + ((hi - lo) // VW) * VW
-    for c in range(lo, main, CHUNK):
+    n = hi - lo
+    main = n if n < VW else (n // VW) * VW
+    for c in range(0, main, CHUNK):
+        xc = x[lo + c : lo + min(c + CHUNK, main)]
         acc = z
         k = z
-        for j in range(c, min(c + CHUNK, main)):
-            d = x[j] - m
-            e = expn(d)
+        for j in range(xc.shape[0]):
+            d = xc[j] - m
+            e = expt(d)
             acc += z if d >= z else e
             k += o if d >= z else z
         total += acc
         cnt += k
-    if main < hi:
+    if main < n:
+        xt = x[hi - VW : hi]
+        first = VW - (n - main)  # xt[first:] are the elements not yet summed
         acc = z
         k = z
         for i in range(VW):
-            j = hi - VW + i
-            d = x[j] - m
-            e = expn(d)
-            keep = j >= main
+            d = xt[i] - m
+            e = expt(d)
+            keep = i >= first
             acc += (z if d >= z else e) if keep else z
             k += (o if d >= z else z) if keep else z
         total += acc
         cnt += k
-    return total, cnt
+    return total * sumscale_of(x), cnt
 
 
 @jit
@@ -225,21 +279,27 @@ def row_exp_store(x, out, lo, hi, m):
     """out = exp(x - m) over [lo, hi); returns the sum (float64)."""
     z = zero_of(x)
     total = 0.0
-    main = hi if hi - lo < VW else lo + ((hi - lo) // VW) * VW
-    for c in range(lo, main, CHUNK):
+    n = hi - lo
+    main = n if n < VW else (n // VW) * VW
+    for c in range(0, main, CHUNK):
+        c1 = lo + min(c + CHUNK, main)
+        xc = x[lo + c : c1]
+        oc = out[lo + c : c1]
         acc = z
-        for j in range(c, min(c + CHUNK, main)):
-            e = expn(x[j] - m)
-            out[j] = e
+        for j in range(xc.shape[0]):
+            e = expn(xc[j] - m)
+            oc[j] = e
             acc += e
         total += acc
-    if main < hi:
+    if main < n:
+        xt = x[hi - VW : hi]
+        ot = out[hi - VW : hi]
+        first = VW - (n - main)
         acc = z
         for i in range(VW):
-            j = hi - VW + i
-            e = expn(x[j] - m)
-            out[j] = e  # the overlap rewrites the same values
-            acc += e if j >= main else z
+            e = expn(xt[i] - m)
+            ot[i] = e  # the overlap rewrites the same values
+            acc += e if i >= first else z
         total += acc
     return total
 
@@ -248,13 +308,14 @@ def row_exp_store(x, out, lo, hi, m):
 def row_scale(out, lo, hi, s):
     """out /= s over [lo, hi) (softmax divides by the sum, like scipy: the
     quotients are the division's, computed as ``div_by`` with 1 / s)."""
+    os = out[lo:hi]
     if s == _INF:  # a piece far below its row's max: 0 / inf (div_by: nan)
-        for j in range(lo, hi):
-            out[j] = out[j] / s
+        for j in range(os.shape[0]):
+            os[j] = os[j] / s
         return
     rs = one_of(out) / s
-    for j in range(lo, hi):
-        out[j] = div_by(out[j], s, rs)
+    for j in range(os.shape[0]):
+        os[j] = div_by(os[j], s, rs)
 
 
 @jit
@@ -296,9 +357,14 @@ def row_log_softmax(x, out, lo, hi):
 
 @jit
 def log_softmax_store(x, out, lo, hi, m, lg):
-    """out = (x - m) - lg: the shift is exact-ish, lg = log1p(t) is small."""
-    for j in range(lo, hi):
-        out[j] = (x[j] - m) - lg
+    """out = (x - m) - lg in out's dtype (m is x's max, or a special value;
+    lg = log1p(t) >= 0): two roundings, within an ulp of the result."""
+    xs = x[lo:hi]
+    os = out[lo:hi]
+    mx = cast_to(out, m)
+    lx = cast_to(out, lg)
+    for j in range(xs.shape[0]):
+        os[j] = (xs[j] - mx) - lx
 
 
 # ----------------------------------------------------------------------------
@@ -506,8 +572,9 @@ def narrow_block(x, r0, r1, mb, rep, e, f, excl):
     The exp runs over the block's R * N elements in one flat loop, so it is
     vectorized however short the rows are.  With ``excl``, elements at (or
     above) the max give e = 0 and a flag f = 1 instead (the pair's t excludes
-    one max and counts the others); nan is ignored by the max and propagates
-    through e.
+    one max and counts the others), and e holds the scaled terms of ``expt``
+    (the caller multiplies their sum by ``sumscale_of``); nan is ignored by
+    the max and propagates through e.
     """
     n = x.shape[1]
     for i in range(r1 - r0):
@@ -527,9 +594,9 @@ def _flat_exp(xf, rep, e, f, size, excl):
     z = zero_of(xf)
     o = one_of(xf)
     if excl:
-        for k in range(size):
+        for k in range(size):  # terms of sums only: scaled (see expt)
             d = xf[k] - rep[k]
-            v = expn(d)
+            v = expt(d)
             e[k] = z if d >= z else v
             f[k] = o if d >= z else z
     else:
@@ -555,7 +622,7 @@ def narrow_pairs(x, r0, r1, mo, to, off, mb, rep, e, f):
             c += f[i * n + j]
         mf = np.float64(mb[i])
         mo[off + i] = mf
-        to[off + i] = s + c
+        to[off + i] = s * sumscale_of(x) + c
         if mf == _NINF or mf == _INF:
             to[off + i] = 0.0
             for j in range(n):
@@ -625,12 +692,12 @@ def row_sum_excl_masked(x, w, lo, hi, m):
         k = z
         for j in range(c, min(c + CHUNK, hi)):
             d = x[j] - m
-            e = expn(d)
+            e = expt(d)
             acc += (z if d >= z else e) if w[j] else z
             k += (o if d >= z else z) if w[j] else z
         total += acc
         cnt += k
-    return total, cnt
+    return total * sumscale_of(x), cnt
 
 
 @jit

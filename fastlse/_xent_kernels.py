@@ -56,12 +56,14 @@ from ._kernels import (
     VW,
     cast_to,
     expn,
+    expt,
     has_nan,
     jit,
     jit_fast,
     one_of,
     row_max,
     row_sum_excl,
+    sumscale_of,
     zero_of,
 )
 from ._parallel import kernel
@@ -85,40 +87,49 @@ MAXTASKS = 256
 def _store_excl(x, g, m):
     """``row_sum_excl`` of a whole row that also stores g = exp(x - m).
 
-    The last partial vector is one full overlapping vector whose stores are
-    masked, so ``g`` may be ``x`` itself (nothing is read after it is written).
+    The same loops as ``row_sum_excl`` (slices from 0, ``expt`` terms summed
+    and scaled once), so a loss computed with the gradient has the bits of
+    the loss alone.  The last partial vector is one full overlapping vector
+    whose stores are masked, so ``g`` may be ``x`` itself (nothing is read
+    after it is written).
     """
     z = zero_of(x)
     o = one_of(x)
-    hi = x.shape[0]
+    sc = cast_to(x, sumscale_of(x))
+    n = x.shape[0]
     total = 0.0
     cnt = 0.0
-    main = hi if hi < VW else (hi // VW) * VW
+    main = n if n < VW else (n // VW) * VW
     for c in range(0, main, CHUNK):
+        c1 = min(c + CHUNK, main)
+        xc = x[c:c1]
+        gc = g[c:c1]
         acc = z
         k = z
-        for j in range(c, min(c + CHUNK, main)):
-            d = x[j] - m
-            e = expn(d)
-            g[j] = e
+        for j in range(xc.shape[0]):
+            d = xc[j] - m
+            e = expt(d)
+            gc[j] = e * sc
             acc += z if d >= z else e
             k += o if d >= z else z
         total += acc
         cnt += k
-    if main < hi:
+    if main < n:
+        xt = x[n - VW : n]
+        gt = g[n - VW : n]
+        first = VW - (n - main)
         acc = z
         k = z
         for i in range(VW):
-            j = hi - VW + i
-            keep = j >= main
-            d = x[j] - m
-            e = expn(d)
-            g[j] = e if keep else g[j]
+            keep = i >= first
+            d = xt[i] - m
+            e = expt(d)
+            gt[i] = e * sc if keep else gt[i]
             acc += (z if d >= z else e) if keep else z
             k += (o if d >= z else z) if keep else z
         total += acc
         cnt += k
-    return total, cnt
+    return total * sumscale_of(x), cnt
 
 
 @jit_fast
