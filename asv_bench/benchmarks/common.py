@@ -155,3 +155,24 @@ def prepare(op, peer, case, dtype):
 def peers(op):
     """Every peer of ``op``, installed or not (asv lists the missing ones as skipped)."""
     return list(IMPLS[op])
+
+
+class PeerBenchmark:
+    """Base of a benchmark of one op over datasets x dtypes x peers.
+
+    A subclass names ``op`` (a key of ``IMPLS``), optionally ``cases`` (the dataset
+    names, all of ``CASES`` by default), and defines one ``time_<op>`` method that
+    calls ``self.run()``; ``params``, ``param_names`` and ``setup`` come from here.
+    """
+
+    op = None
+    cases = None
+    param_names = ("shape", "dtype", "peer")
+    timeout = 300
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.params = (list(cls.cases or CASES), DTYPES, peers(cls.op))
+
+    def setup(self, shape, dtype, peer):
+        self.run = prepare(self.op, peer, shape, dtype)
