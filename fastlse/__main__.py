@@ -17,9 +17,7 @@ peer time / fastlse time, so 12.3x means fastlse is 12.3 times faster.
 
 import argparse
 import contextlib
-import functools
 import glob
-import importlib.util
 import math
 import os
 import platform
@@ -34,6 +32,8 @@ import numba
 import numpy as np
 
 import fastlse
+
+from . import _peers
 
 OPS = ("logsumexp", "softmax", "log_softmax")
 XENT_OPS = ("cross_entropy", "cross_entropy+grad")
@@ -50,7 +50,7 @@ SHAPES = {
 PEERS = ("fastlse", "scipy", "numpy", "torch", "jax")
 #: peers whose first call depends on the input (compilation per shape, thread pools):
 #: that call is made on the real input and not timed
-WARM_ON_INPUT = {"fastlse", "torch", "jax"}
+WARM_ON_INPUT = _peers.WARM_ON_INPUT
 
 
 # =============================================================================
@@ -259,118 +259,27 @@ def run_checks(impl=fastlse, ref=None, file=None):
 
 
 # =============================================================================
-# peers
+# peers (fastlse/_peers.py, shared with the asv suite)
 # =============================================================================
-@functools.cache
 def _have(name):
-    return importlib.util.find_spec(name) is not None
+    return _peers.available(name)
 
 
-def _jax():
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
-    return jax
-
-
-def _np_xent(x, y, axis, grad):
-    z = x - np.max(x, axis=axis, keepdims=True)
-    e = np.exp(z)
-    s = np.sum(e, axis=axis, keepdims=True)
-    idx = np.expand_dims(y, axis)
-    loss = np.mean(np.log(s) - np.take_along_axis(z, idx, axis=axis))
-    if not grad:
-        return loss
-    g = e / s
-    np.put_along_axis(g, idx, np.take_along_axis(g, idx, axis=axis) - 1, axis=axis)
-    g /= y.size
-    return loss, g
-
-
-def _np_logsumexp(x, axis):
-    m = np.max(x, axis=axis, keepdims=True)
-    return np.squeeze(m, axis) + np.log(np.sum(np.exp(x - m), axis=axis))
-
-
-def _np_softmax(x, axis):
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return e / np.sum(e, axis=axis, keepdims=True)
-
-
-def _np_log_softmax(x, axis):
-    z = x - np.max(x, axis=axis, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
-
-
-#: the "numpy" column: max-shifted, as a careful user writes it by hand
-_NUMPY = {"logsumexp": _np_logsumexp, "softmax": _np_softmax, "log_softmax": _np_log_softmax}
+#: this table's names -> the peer table's (asv parameter values)
+_PEER_NAMES = {"numpy": "numpy_naive"}
+_OP_NAMES = {"cross_entropy+grad": "cross_entropy_grad"}
 
 
 def make_peer(peer, op, x, axis, y=None):
     """A zero-argument callable computing ``op`` with ``peer``, or None if it has none."""
-    grad = op == "cross_entropy+grad"
-    xent = op in XENT_OPS
-    if peer == "fastlse":
-        if xent:
-            f = fastlse.cross_entropy
-            return lambda: f(x, y, axis=axis, return_grad=grad)
-        f = getattr(fastlse, op)
-        return lambda: f(x, axis=axis)
-    if peer == "scipy":
-        if xent or not _have("scipy"):
-            return None
-        import scipy.special
-
-        f = getattr(scipy.special, op)
-        return lambda: f(x, axis=axis)
-    if peer == "numpy":
-        if xent:
-            return lambda: _np_xent(x, y, axis, grad)
-        f = _NUMPY[op]
-        return lambda: f(x, axis)
-    if peer == "torch":
-        if not _have("torch"):
-            return None
-        import torch
-
-        torch.set_num_threads(numba.get_num_threads())
-        t = torch.from_numpy(x)
-        if not xent:
-            f = getattr(torch, op)
-            return lambda: f(t, axis)
-        import torch.nn.functional as F
-
-        if axis % x.ndim != 1:
-            t = torch.movedim(t, axis, 1)
-        yt = torch.from_numpy(y)
-        if not grad:
-            return lambda: F.cross_entropy(t, yt)
-        t = t.detach().requires_grad_()
-
-        def fwd_bwd():
-            t.grad = None
-            F.cross_entropy(t, yt).backward()
-
-        return fwd_bwd
-    if peer == "jax":
-        if not _have("jax"):
-            return None
-        jax = _jax()
-        xa = jax.device_put(x)
-        if not xent:
-            mod = jax.scipy.special if op == "logsumexp" else jax.nn
-            f = jax.jit(functools.partial(getattr(mod, op), axis=axis))
-            return lambda: f(xa).block_until_ready()
-        jnp = jax.numpy
-
-        def loss(a, lab):
-            logp = jax.nn.log_softmax(a, axis=axis)
-            return -jnp.mean(jnp.take_along_axis(logp, jnp.expand_dims(lab, axis), axis=axis))
-
-        f = jax.jit(jax.value_and_grad(loss) if grad else loss)
-        ya = jax.device_put(y)
-        return lambda: jax.block_until_ready(f(xa, ya))
-    raise ValueError(f"unknown peer {peer!r}")
+    if peer not in PEERS:
+        raise ValueError(f"unknown peer {peer!r}")
+    op = _OP_NAMES.get(op, op)
+    args = (x, axis, y) if op in _peers.TARGET_OPS else (x, axis)
+    try:
+        return _peers.make(op, _PEER_NAMES.get(peer, peer), *args)
+    except NotImplementedError:
+        return None
 
 
 # =============================================================================

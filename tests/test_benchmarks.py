@@ -87,6 +87,7 @@ def tiny_cases(monkeypatch):
 def test_every_module_found():
     names = {m.__name__.split(".")[-1] for m in MODULES}
     assert {"bench_logsumexp", "bench_softmax", "bench_log_softmax", "bench_proxies"} <= names
+    assert {"bench_where", "bench_nll_loss", "bench_log_sigmoid", "bench_logcumsumexp"} <= names
 
 
 def test_cases_are_the_documented_shapes():
@@ -111,12 +112,25 @@ def test_asv_discovers_the_suite():
         "bench_log_softmax.LogSoftmax.time_log_softmax",
         "bench_proxies.LimitProxies.time_row_sum",
         "bench_proxies.LimitProxies.time_row_copy",
+        "bench_proxies.MaskedLimitProxies.time_row_sum_where",
+        "bench_where.LogSumExpWhere.time_logsumexp_where",
+        "bench_where.SoftmaxWhere.time_softmax_where",
+        "bench_where.LogSoftmaxWhere.time_log_softmax_where",
+        "bench_nll_loss.NllLoss.time_nll_loss",
+        "bench_log_sigmoid.LogSigmoid.time_log_sigmoid",
+        "bench_logcumsumexp.LogCumSumExpPeers.time_logcumsumexp",
     ):
         assert name in found
     assert not any(".common." in n for n in found)
     lse = found["bench_logsumexp.LogSumExp.time_logsumexp"]
     assert lse.param_names == ["shape", "dtype", "peer"]
     assert {"'fastlse'", "'scipy'", "'numpy_naive'", "'torch'", "'jax'"} <= set(lse.params[2])
+    where = found["bench_where.SoftmaxWhere.time_softmax_where"]
+    assert where.param_names == ["shape", "dtype", "peer"]
+    assert set(where.params[0]) == {"'wide_4096x1000'", "'vocab_64x50257'"}
+    assert {"'fastlse'", "'numpy_naive'", "'torch'", "'jax'"} == set(where.params[2])
+    sig = found["bench_log_sigmoid.LogSigmoid.time_log_sigmoid"]
+    assert {"'fastlse'", "'scipy'", "'numpy_naive'", "'torch'", "'jax'"} == set(sig.params[2])
 
 
 def test_missing_peer_is_skipped(monkeypatch, tiny_cases):
@@ -153,8 +167,9 @@ def test_benchmark_runs_once(cls, tiny_cases):
 def test_peers_agree_on_tiny_data(tiny_cases):
     """The peers compute the same thing, so their times are comparable."""
     np = pytest.importorskip("numpy")
-    for op in ("logsumexp", "softmax", "log_softmax", "cross_entropy", "cross_entropy_grad"):
-        for case in ("wide_4096x1000", "mid_64x1000x64_ax1"):
+    for op in common.IMPLS:
+        masked = op.endswith("_where")
+        for case in ["wide_4096x1000"] + ([] if masked else ["mid_64x1000x64_ax1"]):
             ref = None
             for peer in common.peers(op):
                 try:
@@ -179,3 +194,26 @@ def test_datasets_are_fixed_and_read_only(tiny_cases):
     y, _ = common.dataset("wide_4096x1000", "float64")
     assert x is not y and np.array_equal(x, y)
     assert np.array_equal(common.dataset("wide_4096x1000", "float32")[0], y.astype("float32"))
+
+
+def test_mask_is_causal_style(tiny_cases):
+    np = pytest.importorskip("numpy")
+    for case in common.MASK_CASES:
+        m = common.mask(case)
+        x, _ = common.dataset(case, "float64")
+        assert m.shape == x.shape and m.dtype == bool and not m.flags.writeable
+        kept = m.sum(axis=1)
+        assert kept[0] >= 1 and kept[-1] == x.shape[1] and np.all(np.diff(kept) >= 0)
+        assert np.array_equal(m, np.cumsum(m, axis=1) == np.arange(1, x.shape[1] + 1))
+    with pytest.raises(ValueError):
+        common.mask("mid_64x1000x64_ax1")
+
+
+def test_peer_table_is_shared():
+    """The suite and ``python -m fastlse`` time the same peer code."""
+    import fastlse.__main__ as cli
+    import fastlse._peers
+
+    assert cli._peers is fastlse._peers
+    assert Path(common._peers.__file__).resolve() == Path(fastlse._peers.__file__).resolve()
+    assert set(common.IMPLS) == set(fastlse._peers.IMPLS)

@@ -1,10 +1,9 @@
 """fastlse.log_softmax against scipy, max-shifted numpy, torch and jax (CPU)."""
 
-from . import common
-from .common import CASES, DTYPES
+from .common import PeerBenchmark
 
 
-class LogSoftmax:
+class LogSoftmax(PeerBenchmark):
     """``log_softmax(x, axis)`` on every dataset by every peer: one table, ratios from one run.
 
     The peer is a parameter, so each asv process prepares (and compiles) only the
@@ -12,12 +11,7 @@ class LogSoftmax:
     asv's parameter regex, e.g. ``--bench "LogSoftmax\\.time.*'fastlse'"``.
     """
 
-    params = (list(CASES), DTYPES, common.peers("log_softmax"))
-    param_names = ("shape", "dtype", "peer")
-    timeout = 300
-
-    def setup(self, shape, dtype, peer):
-        self.run = common.prepare("log_softmax", peer, shape, dtype)
+    op = "log_softmax"
 
     def time_log_softmax(self, shape, dtype, peer):
         self.run()

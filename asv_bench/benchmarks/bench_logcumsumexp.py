@@ -1,6 +1,10 @@
-"""fastlse.logcumsumexp against torch.logcumsumexp and np.logaddexp.accumulate.
+"""fastlse.logcumsumexp against torch.logcumsumexp, jax.lax.cumlogsumexp and
+np.logaddexp.accumulate.
 
-Self-contained: fixed-seed data built here (``np.random.default_rng(0)``).
+``LogCumSumExpPeers``: the suite's peer table on ``common.CASES`` along each
+dataset's axis, the peer a parameter like the other ``bench_*`` files.
+``LogCumSumExp`` / ``LogCumSumExpTorch``: self-contained, fixed-seed data built
+here (``np.random.default_rng(0)``), both axes and ``reverse=True``.
 torch runs on numba's thread count, so the ratios compare equal threads;
 ``np.logaddexp.accumulate`` is single-threaded (and less accurate).
 """
@@ -9,6 +13,18 @@ import numba
 import numpy as np
 
 import fastlse
+
+from .common import PeerBenchmark
+
+
+class LogCumSumExpPeers(PeerBenchmark):
+    """``logcumsumexp(x, axis)`` on every dataset by every peer."""
+
+    op = "logcumsumexp"
+
+    def time_logcumsumexp(self, shape, dtype, peer):
+        self.run()
+
 
 SHAPES = [(4096, 1000), (1_000_000, 10)]
 DTYPES = ["float32", "float64"]

@@ -1,10 +1,9 @@
 """fastlse.logsumexp against scipy, max-shifted numpy, torch and jax (CPU)."""
 
-from . import common
-from .common import CASES, DTYPES
+from .common import PeerBenchmark
 
 
-class LogSumExp:
+class LogSumExp(PeerBenchmark):
     """``logsumexp(x, axis)`` on every dataset by every peer: one table, ratios from one run.
 
     The peer is a parameter, so each asv process prepares (and compiles) only the
@@ -12,12 +11,7 @@ class LogSumExp:
     asv's parameter regex, e.g. ``--bench "LogSumExp\\.time.*'fastlse'"``.
     """
 
-    params = (list(CASES), DTYPES, common.peers("logsumexp"))
-    param_names = ("shape", "dtype", "peer")
-    timeout = 300
-
-    def setup(self, shape, dtype, peer):
-        self.run = common.prepare("logsumexp", peer, shape, dtype)
+    op = "logsumexp"
 
     def time_logsumexp(self, shape, dtype, peer):
         self.run()

@@ -7,6 +7,10 @@ allocation included, as they allocate their result).  Both are parallel numba
 kernels on numba's threads, split like fastlse's drivers: threads over rows, or
 over pieces of rows when there are few rows; the middle-axis dataset is summed
 along axis 1 in memory order.  Compare fastlse to them within one run.
+
+``MaskedLimitProxies.time_row_sum_where`` is the ``where=`` ops' bound on the
+masked datasets: it reads every element and its mask byte once and writes one
+value per row.
 """
 
 import numba
@@ -29,6 +33,18 @@ def row_sum(x, piece, partial):
         s = x[i, lo]
         for j in range(lo + 1, hi):
             s += x[i, j]
+        partial[i, k % npc] = s
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def row_sum_where(x, m, piece, partial):
+    """partial[i, k] = sum of x[i, j] over j in piece k where m[i, j]."""
+    npc = partial.shape[1]
+    for k in prange(x.shape[0] * npc):
+        i, lo = k // npc, (k % npc) * piece
+        s = x.dtype.type(0)
+        for j in range(lo, min(x.shape[1], lo + piece)):
+            s += x[i, j] if m[i, j] else 0
         partial[i, k % npc] = s
 
 
@@ -77,6 +93,14 @@ def sum_proxy(x, axis):
     return partial[:, 0] if partial.shape[1] == 1 else partial.sum(axis=1)
 
 
+def sum_where_proxy(x, m):
+    """One read of ``x`` and of its mask: a masked sum along the last axis."""
+    piece = split(*x.shape)
+    partial = np.empty((x.shape[0], -(-x.shape[1] // piece)), dtype=x.dtype)
+    row_sum_where(x, m, piece, partial)
+    return partial.sum(axis=1)
+
+
 def copy_proxy(x):
     """One read and one write into a new array."""
     x2 = x.reshape(-1, x.shape[-1])
@@ -102,3 +126,19 @@ class LimitProxies:
 
     def time_row_copy(self, shape, dtype):
         copy_proxy(self.x)
+
+
+class MaskedLimitProxies:
+    """The memory-limit proxy of the ``where=`` benchmarks, on their datasets and mask."""
+
+    params = (common.MASK_CASES, DTYPES)
+    param_names = ("shape", "dtype")
+    timeout = 300
+
+    def setup(self, shape, dtype):
+        self.x, _ = common.dataset(shape, dtype)
+        self.m = common.mask(shape)
+        sum_where_proxy(self.x, self.m)  # compile (or load from cache) outside the timing
+
+    def time_row_sum_where(self, shape, dtype):
+        sum_where_proxy(self.x, self.m)

@@ -1,10 +1,9 @@
 """fastlse.softmax against scipy, max-shifted numpy, torch and jax (CPU)."""
 
-from . import common
-from .common import CASES, DTYPES
+from .common import PeerBenchmark
 
 
-class Softmax:
+class Softmax(PeerBenchmark):
     """``softmax(x, axis)`` on every dataset by every peer: one table, ratios from one run.
 
     The peer is a parameter, so each asv process prepares (and compiles) only the
@@ -12,12 +11,7 @@ class Softmax:
     asv's parameter regex, e.g. ``--bench "Softmax\\.time.*'fastlse'"``.
     """
 
-    params = (list(CASES), DTYPES, common.peers("softmax"))
-    param_names = ("shape", "dtype", "peer")
-    timeout = 300
-
-    def setup(self, shape, dtype, peer):
-        self.run = common.prepare("softmax", peer, shape, dtype)
+    op = "softmax"
 
     def time_softmax(self, shape, dtype, peer):
         self.run()

@@ -1,0 +1,448 @@
+"""The peers fastlse is timed against: one table for ``python -m fastlse`` and the asv suite.
+
+``IMPLS[op][peer]`` is a factory: called with one input, it does the conversions
+(torch tensors, jax device arrays, ``jax.jit``) and returns a zero-argument
+callable computing ``op`` by ``peer`` on that input, so that only the computation
+is timed.  A factory raises ``NotImplementedError`` when its peer's package is
+not installed or (for fastlse) the function does not exist in this version.
+
+Arguments by op:
+
+* ``logsumexp``, ``softmax``, ``log_softmax``, ``logcumsumexp``, ``log_sigmoid``:
+  ``(x, axis)`` (``log_sigmoid`` is elementwise and ignores ``axis``);
+* ``cross_entropy``, ``cross_entropy_grad``, ``nll_loss``: ``(x, axis, y)``, ``y``
+  the integer class of each sample (``nll_loss`` takes ``x`` as log-probabilities);
+* ``logsumexp_where``, ``softmax_where``, ``log_softmax_where``: ``(x, axis, mask)``,
+  a boolean ``mask`` of x's shape, True for the elements included.
+
+Losses are mean-reduced everywhere.  torch runs on numba's thread count
+(``equal_threads``); jax keeps XLA's pool (all cores by default), float64 enabled.
+
+Private and loaded lazily: ``import fastlse`` never imports it, and it imports
+torch, jax and scipy only inside the factories.  It never imports fastlse at
+module level either: the asv suite loads this file by path, so its peers stay
+those of the suite whatever fastlse commit is installed.
+"""
+
+import functools
+import importlib.util
+import sys
+import warnings
+
+import numba
+import numpy as np
+
+#: peers that are optional (peer -> package); numpy is always there
+OPTIONAL = {"scipy": "scipy", "torch": "torch", "jax": "jax"}
+
+
+@functools.cache
+def available(peer):
+    """True when the peer's package can be imported (checked without importing it)."""
+    name = OPTIONAL.get(peer)
+    return name is None or importlib.util.find_spec(name) is not None
+
+
+def equal_threads():
+    """Give torch, if loaded, numba's thread count (fastlse runs on numba's); return it."""
+    n = numba.get_num_threads()
+    torch = sys.modules.get("torch")  # never imported here: a fastlse process stays lean
+    if torch is not None and torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
+def _need(peer):
+    if not available(peer):
+        raise NotImplementedError(f"{peer} is not installed")
+
+
+def _jax():
+    _need("jax")
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # float64 inputs stay float64
+    return jax
+
+
+def _torch():
+    _need("torch")
+    import torch
+
+    equal_threads()
+    return torch
+
+
+def torch_tensor(x):
+    """A torch tensor sharing ``x``'s memory (read-only inputs are never written)."""
+    torch = _torch()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(np.asarray(x))
+
+
+def _classes_on_dim1(t, axis):
+    """torch's losses want the classes on dim 1."""
+    return t if axis % t.ndim == 1 else t.movedim(axis, 1)
+
+
+def _fastlse_function(name):
+    """``fastlse.<name>``; NotImplementedError on a version that predates it."""
+    import fastlse
+
+    f = getattr(fastlse, name, None)
+    if f is None:
+        raise NotImplementedError(f"this fastlse has no {name}")
+    return f
+
+
+# ------------------------------------------------------- numpy references -----
+def np_logsumexp(x, axis):
+    m = np.max(x, axis=axis, keepdims=True)
+    return np.squeeze(m, axis) + np.log(np.sum(np.exp(x - m), axis=axis))
+
+
+def np_softmax(x, axis):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def np_log_softmax(x, axis):
+    z = x - np.max(x, axis=axis, keepdims=True)
+    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+
+
+def np_cross_entropy(x, y, axis, grad=False):
+    """Max-shifted numpy cross-entropy (mean over samples), optionally with its gradient."""
+    z = x - np.max(x, axis=axis, keepdims=True)
+    e = np.exp(z)
+    s = np.sum(e, axis=axis, keepdims=True)
+    idx = np.expand_dims(y, axis)
+    loss = np.mean(np.log(s) - np.take_along_axis(z, idx, axis=axis))
+    if not grad:
+        return loss
+    g = e / s
+    np.put_along_axis(g, idx, np.take_along_axis(g, idx, axis=axis) - 1, axis=axis)
+    g /= y.size
+    return loss, g
+
+
+def np_nll_loss(x, y, axis):
+    return -np.mean(np.take_along_axis(x, np.expand_dims(y, axis), axis=axis))
+
+
+def np_log_sigmoid(x):
+    return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
+
+
+def np_logcumsumexp(x, axis):
+    return np.logaddexp.accumulate(x, axis=axis)
+
+
+def masked(x, mask):
+    """``x`` with the excluded elements set to -inf (what a mask-less API is given)."""
+    return np.where(mask, x, -np.inf).astype(x.dtype, copy=False)
+
+
+# ------------------------------------------------------------ factories -----
+def _fastlse(op):
+    def make(x, axis):
+        f = _fastlse_function(op)
+        return lambda: f(x, axis=axis)
+
+    return make
+
+
+def _scipy(name):
+    def make(x, axis):
+        _need("scipy")
+        import scipy.special
+
+        f = getattr(scipy.special, name)
+        return lambda: f(x, axis=axis)
+
+    return make
+
+
+def _numpy(fn):
+    def make(x, axis):
+        return lambda: fn(x, axis)
+
+    return make
+
+
+def _torch_op(name):
+    def make(x, axis):
+        torch = _torch()
+        f = getattr(torch, name)
+        t = torch_tensor(x)
+        dim = axis % x.ndim
+        return lambda: f(t, dim)
+
+    return make
+
+
+def _jax_jit(fn, *arrays):
+    """``fn`` jitted, on the arrays put on the device once: a blocking zero-arg callable."""
+    jax = _jax()
+    f = jax.jit(fn)
+    args = [jax.device_put(a) for a in arrays]
+    return lambda: jax.block_until_ready(f(*args))
+
+
+def _jax_op(path):
+    """``path`` names a jax function taking ``axis=``, e.g. ``"scipy.special.logsumexp"``."""
+
+    def make(x, axis):
+        f = functools.reduce(getattr, path.split("."), _jax())
+        return _jax_jit(functools.partial(f, axis=axis), x)
+
+    return make
+
+
+# cross-entropy and nll: factories take (x, axis, y)
+def _fastlse_xent(grad):
+    def make(x, axis, y):
+        f = _fastlse_function("cross_entropy")
+        return lambda: f(x, y, axis=axis, return_grad=grad)
+
+    return make
+
+
+def _numpy_xent(grad):
+    def make(x, axis, y):
+        return lambda: np_cross_entropy(x, y, axis, grad)
+
+    return make
+
+
+def _torch_xent(grad):
+    def make(x, axis, y):
+        torch = _torch()
+        F = torch.nn.functional
+        t = _classes_on_dim1(torch_tensor(x), axis)
+        yt = torch_tensor(y)
+        if not grad:
+            return lambda: F.cross_entropy(t, yt)
+        t = t.detach().requires_grad_()
+
+        def run():
+            t.grad = None
+            F.cross_entropy(t, yt).backward()
+
+        return run
+
+    return make
+
+
+def _jax_xent(grad):
+    def make(x, axis, y):
+        jax = _jax()
+        jnp = jax.numpy
+
+        def loss(a, lab):
+            logp = jax.nn.log_softmax(a, axis=axis)
+            picked = jnp.take_along_axis(logp, jnp.expand_dims(lab, axis), axis=axis)
+            return -jnp.mean(picked)
+
+        return _jax_jit(jax.value_and_grad(loss) if grad else loss, x, y)
+
+    return make
+
+
+def _fastlse_nll(x, axis, y):
+    f = _fastlse_function("nll_loss")
+    return lambda: f(x, y, axis=axis)
+
+
+def _numpy_nll(x, axis, y):
+    return lambda: np_nll_loss(x, y, axis)
+
+
+def _torch_nll(x, axis, y):
+    F = _torch().nn.functional
+    t = _classes_on_dim1(torch_tensor(x), axis)
+    yt = torch_tensor(y)
+    return lambda: F.nll_loss(t, yt)
+
+
+def _jax_nll(x, axis, y):
+    jnp = _jax().numpy
+
+    def loss(a, lab):
+        return -jnp.mean(jnp.take_along_axis(a, jnp.expand_dims(lab, axis), axis=axis))
+
+    return _jax_jit(loss, x, y)
+
+
+# log_sigmoid: elementwise, (x, axis) with axis ignored
+def _fastlse_log_sigmoid(x, axis):
+    f = _fastlse_function("log_sigmoid")
+    return lambda: f(x)
+
+
+def _scipy_log_sigmoid(x, axis):
+    _need("scipy")
+    import scipy.special
+
+    return lambda: scipy.special.log_expit(x)
+
+
+def _torch_log_sigmoid(x, axis):
+    F = _torch().nn.functional
+    t = torch_tensor(x)
+    return lambda: F.logsigmoid(t)
+
+
+def _jax_log_sigmoid(x, axis):
+    return _jax_jit(_jax().nn.log_sigmoid, x)
+
+
+# logcumsumexp
+def _jax_logcumsumexp(x, axis):
+    jax = _jax()
+    return _jax_jit(functools.partial(jax.lax.cumlogsumexp, axis=axis % x.ndim), x)
+
+
+# where= masks: factories take (x, axis, mask)
+def _fastlse_where(op):
+    def make(x, axis, mask):
+        f = _fastlse_function(op)
+        return lambda: f(x, axis=axis, where=mask)
+
+    return make
+
+
+def _numpy_where(fn):
+    def make(x, axis, mask):
+        return lambda: fn(masked(x, mask), axis)
+
+    return make
+
+
+def _torch_where(name):
+    """masked_fill with -inf, then the op: the fill is part of the torch user's cost."""
+
+    def make(x, axis, mask):
+        torch = _torch()
+        f = getattr(torch, name)
+        t, excluded = torch_tensor(x), torch_tensor(~np.asarray(mask))
+        dim = axis % x.ndim
+        return lambda: f(t.masked_fill(excluded, -torch.inf), dim)
+
+    return make
+
+
+def _jax_where(name):
+    def make(x, axis, mask):
+        f = getattr(_jax().nn, name)
+        return _jax_jit(lambda a, m: f(a, axis=axis, where=m), x, mask)
+
+    return make
+
+
+#: op -> peer -> factory; an op gains a peer (or a new op appears) in one place
+IMPLS = {
+    "logsumexp": {
+        "fastlse": _fastlse("logsumexp"),
+        "scipy": _scipy("logsumexp"),
+        "numpy_naive": _numpy(np_logsumexp),
+        "torch": _torch_op("logsumexp"),
+        "jax": _jax_op("scipy.special.logsumexp"),
+    },
+    "softmax": {
+        "fastlse": _fastlse("softmax"),
+        "scipy": _scipy("softmax"),
+        "numpy_naive": _numpy(np_softmax),
+        "torch": _torch_op("softmax"),
+        "jax": _jax_op("nn.softmax"),
+    },
+    "log_softmax": {
+        "fastlse": _fastlse("log_softmax"),
+        "scipy": _scipy("log_softmax"),
+        "numpy_naive": _numpy(np_log_softmax),
+        "torch": _torch_op("log_softmax"),
+        "jax": _jax_op("nn.log_softmax"),
+    },
+    "cross_entropy": {
+        "fastlse": _fastlse_xent(False),
+        "numpy_naive": _numpy_xent(False),
+        "torch": _torch_xent(False),
+        "jax": _jax_xent(False),
+    },
+    "cross_entropy_grad": {
+        "fastlse": _fastlse_xent(True),
+        "numpy_naive": _numpy_xent(True),
+        "torch": _torch_xent(True),
+        "jax": _jax_xent(True),
+    },
+    "nll_loss": {
+        "fastlse": _fastlse_nll,
+        "numpy_naive": _numpy_nll,
+        "torch": _torch_nll,
+        "jax": _jax_nll,
+    },
+    "log_sigmoid": {
+        "fastlse": _fastlse_log_sigmoid,
+        "scipy": _scipy_log_sigmoid,
+        "numpy_naive": _numpy(lambda x, axis: np_log_sigmoid(x)),
+        "torch": _torch_log_sigmoid,
+        "jax": _jax_log_sigmoid,
+    },
+    "logcumsumexp": {
+        "fastlse": _fastlse("logcumsumexp"),
+        "numpy_naive": _numpy(np_logcumsumexp),
+        "torch": _torch_op("logcumsumexp"),
+        "jax": _jax_logcumsumexp,
+    },
+    "logsumexp_where": {
+        "fastlse": _fastlse_where("logsumexp"),
+        "numpy_naive": _numpy_where(np_logsumexp),
+        "torch": _torch_where("logsumexp"),
+        "jax": _jax_where("logsumexp"),
+    },
+    "softmax_where": {
+        "fastlse": _fastlse_where("softmax"),
+        "numpy_naive": _numpy_where(np_softmax),
+        "torch": _torch_where("softmax"),
+        "jax": _jax_where("softmax"),
+    },
+    "log_softmax_where": {
+        "fastlse": _fastlse_where("log_softmax"),
+        "numpy_naive": _numpy_where(np_log_softmax),
+        "torch": _torch_where("log_softmax"),
+        "jax": _jax_where("log_softmax"),
+    },
+}
+
+#: ops whose factories take integer targets ``y`` as the third argument
+TARGET_OPS = {"cross_entropy", "cross_entropy_grad", "nll_loss"}
+#: ops whose factories take a boolean ``mask`` as the third argument
+MASK_OPS = {"logsumexp_where", "softmax_where", "log_softmax_where"}
+
+#: peers with a first-call cost tied to the input (compilation per shape, thread
+#: pools): warmed on the real input.  The others warm on a tiny input of the
+#: same dtype and ndim, which covers their lazy imports at no cost.
+WARM_ON_INPUT = {"fastlse", "torch", "jax"}
+
+
+def make(op, peer, *args):
+    """The zero-argument callable computing ``op`` by ``peer`` on ``args``.
+
+    Raises ``NotImplementedError`` when ``peer`` has no ``op`` or is not installed.
+    """
+    factory = IMPLS[op].get(peer)
+    if factory is None:
+        raise NotImplementedError(f"{peer} has no {op}")
+    _need(peer)
+    return factory(*args)
+
+
+def tiny_args(op, ndim, axis, dtype):
+    """Arguments of ``op`` of shape ``(2,) * ndim``: for warming a peer's lazy imports."""
+    x = np.zeros((2,) * ndim, dtype=dtype)
+    if op in TARGET_OPS:
+        return x, axis, np.zeros((2,) * (ndim - 1), dtype=np.int64)
+    if op in MASK_OPS:
+        return x, axis, np.ones(x.shape, dtype=bool)
+    return x, axis
