@@ -188,9 +188,16 @@ def _as_rows(arr, axes, dtype):
     return np.ascontiguousarray(moved, dtype=dtype).reshape(m, n), perm, moved.shape
 
 
+def _mask_rows(w, axes):
+    """The bool mask in the rows arrangement, as uint8 for the kernels (a view
+    of the mask's bytes: no conversion copy)."""
+    wv, _, _ = _as_rows(w, axes, np.bool_)
+    return wv.view(np.uint8)
+
+
 def _lse_masked(a, w, axes, keepdims, cdt, rdt):
     x, _, moved = _as_rows(a, axes, cdt)
-    wv, _, _ = _as_rows(w, axes, np.uint8)
+    wv = _mask_rows(w, axes)
     mo = np.empty(x.shape[0])
     to = np.empty(x.shape[0])
     if x.shape[1] == 0:
@@ -209,10 +216,19 @@ def _lse_masked(a, w, axes, keepdims, cdt, rdt):
 def _softmax_masked(x, w, axes, rdt, out, log):
     cdt = _compute_dtype(rdt)
     xv, perm, moved = _as_rows(x, axes, cdt)
-    wv, _, _ = _as_rows(w, axes, np.uint8)
-    buf = np.empty(xv.shape, dtype=cdt)
+    wv = _mask_rows(w, axes)
+    direct = (
+        out is not None
+        and perm == sorted(perm)
+        and out.dtype == cdt
+        and out.flags.c_contiguous
+        and not np.may_share_memory(out, x)
+    )
+    buf = out.reshape(xv.shape) if direct else np.empty(xv.shape, dtype=cdt)
     if xv.size:
         P.softmax_rows_masked(xv.size, xv, wv, buf, log)
+    if direct:
+        return out
     res = np.transpose(buf.reshape(moved), np.argsort(perm))
     if out is not None:
         np.copyto(out, res, casting="unsafe")

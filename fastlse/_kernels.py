@@ -672,29 +672,38 @@ def _flat_div(e, rep, rr, of, size):
 @jit_fast
 def row_max_masked(x, w, lo, hi):
     """max over the elements with w != 0, ignoring nan; and their count."""
-    m = cast_to(x, _NINF)
     ninf = cast_to(x, _NINF)
+    m = ninf
+    xs = x[lo:hi]
+    ws = w[lo:hi]
+    for j in range(xs.shape[0]):
+        m = maxnum(m, xs[j] if ws[j] else ninf)
     cnt = 0
-    for j in range(lo, hi):
-        m = maxnum(m, x[j] if w[j] else ninf)
-        cnt += 1 if w[j] else 0
+    for j in range(ws.shape[0]):
+        cnt += ws[j] != 0
     return m, cnt
 
 
 @jit_fast
 def row_sum_excl_masked(x, w, lo, hi, m):
+    """row_sum_excl over the elements with w != 0."""
     z = zero_of(x)
     o = one_of(x)
     total = 0.0
     cnt = 0.0
-    for c in range(lo, hi, CHUNK):
+    n = hi - lo
+    for c in range(0, n, CHUNK):
+        c1 = lo + min(c + CHUNK, n)
+        xc = x[lo + c : c1]
+        wc = w[lo + c : c1]
         acc = z
         k = z
-        for j in range(c, min(c + CHUNK, hi)):
-            d = x[j] - m
+        for j in range(xc.shape[0]):
+            d = xc[j] - m
             e = expt(d)
-            acc += (z if d >= z else e) if w[j] else z
-            k += (o if d >= z else z) if w[j] else z
+            keep = wc[j] != 0
+            acc += (z if d >= z else e) if keep else z  # a selected nan stays
+            k += (o if d >= z else z) if keep else z
         total += acc
         cnt += k
     return total * sumscale_of(x), cnt
@@ -741,3 +750,43 @@ def row_softmax_masked(x, w, out, lo, hi, log):
     rs = one_of(x) / s
     for j in range(lo, hi):
         out[j] = div_by(expn(x[j] - cast_to(x, m)), s, rs) if w[j] else 0.0
+
+
+@jit
+def row_softmax_masked_fast(x, w, out, lo, hi):
+    """softmax over the elements with w != 0 (row_softmax_masked's results):
+    the exp is computed once, stored, then divided in place (three sweeps,
+    like row_softmax); rows with an infinite max take row_softmax_masked."""
+    m, cnt = row_max_masked(x, w, lo, hi)
+    if cnt == 0 or m == _INF or m == _NINF:
+        row_softmax_masked(x, w, out, lo, hi, False)
+        return
+    s = cast_to(out, _exp_store_masked(x[lo:hi], w[lo:hi], out[lo:hi], m))
+    rs = one_of(out) / s
+    os = out[lo:hi]
+    ws = w[lo:hi]
+    z = zero_of(out)
+    for j in range(os.shape[0]):
+        os[j] = div_by(os[j], s, rs) if ws[j] else z
+
+
+@jit_fast
+def _exp_store_masked(x, w, out, m):
+    """out = exp(x - m) where w, else 0; returns the sum (float64, per CHUNK
+    in x's dtype); a nan among the selected elements makes it nan."""
+    z = zero_of(x)
+    total = 0.0
+    n = x.shape[0]
+    for c in range(0, n, CHUNK):
+        c1 = min(c + CHUNK, n)
+        xc = x[c:c1]
+        wc = w[c:c1]
+        oc = out[c:c1]
+        acc = z
+        for j in range(xc.shape[0]):
+            e = expn(xc[j] - m)
+            e = e if wc[j] else z
+            oc[j] = e
+            acc += e
+        total += acc
+    return total

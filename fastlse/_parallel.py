@@ -33,6 +33,7 @@ from ._kernels import (
     row_scale,
     row_softmax,
     row_softmax_masked,
+    row_softmax_masked_fast,
 )
 from ._threads import CACHE, PARALLEL_MIN_WORK, Kernel, kernel, num_threads
 
@@ -104,7 +105,10 @@ def pair_rows_masked(x, w, mo, to):
 def softmax_rows_masked(x, w, out, log):
     n = x.shape[1]
     for i in prange(x.shape[0]):
-        row_softmax_masked(x[i], w[i], out[i], 0, n, log)
+        if log:
+            row_softmax_masked(x[i], w[i], out[i], 0, n, True)
+        else:
+            row_softmax_masked_fast(x[i], w[i], out[i], 0, n)
 
 
 # ------------------------------------------- narrow rows: blocks of rows -----
