@@ -58,24 +58,25 @@ _jit = njit(fastmath=EXACT, error_model="numpy", cache=CACHE, nogil=True)
 # ----------------------------------------------------------------------------
 # LLVM intrinsics numba does not expose
 # ----------------------------------------------------------------------------
-@intrinsic
-def _f64_as_i64(typingctx, x):
-    sig = types.int64(types.float64)
+def _bitcast(src, dst, lty):
+    """An intrinsic reinterpreting the bits of a ``src`` value as ``dst``."""
 
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
+    @intrinsic
+    def _impl(typingctx, x):
+        sig = dst(src)
 
-    return sig, codegen
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], lty)
+
+        return sig, codegen
+
+    return _impl
 
 
-@intrinsic
-def _i64_as_f64(typingctx, x):
-    sig = types.float64(types.int64)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-
-    return sig, codegen
+_f64_as_i64 = _bitcast(types.float64, types.int64, ir.IntType(64))
+_i64_as_f64 = _bitcast(types.int64, types.float64, ir.DoubleType())
+_f32_as_i32 = _bitcast(types.float32, types.int32, ir.IntType(32))
+_i32_as_f32 = _bitcast(types.int32, types.float32, ir.FloatType())
 
 
 @intrinsic
@@ -407,26 +408,6 @@ _FMAX32 = np.finfo(np.float32).max
 (_M0, _M1, _M2, _M3, _M4) = tuple(np.float32(1.0 / (2 * i + 1)) for i in range(5))
 _F0, _F1, _F2 = np.float32(0.0), np.float32(1.0), np.float32(2.0)
 _FH, _F3H = np.float32(0.5), np.float32(1.5)
-
-
-@intrinsic
-def _f32_as_i32(typingctx, x):
-    sig = types.int32(types.float32)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(32))
-
-    return sig, codegen
-
-
-@intrinsic
-def _i32_as_f32(typingctx, x):
-    sig = types.float32(types.int32)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-
-    return sig, codegen
 
 
 @_jit

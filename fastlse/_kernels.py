@@ -14,6 +14,7 @@ These functions know nothing about axes, threads or Python objects.
 
 import numpy as np
 from numba import njit, types
+from numba.core.registry import CPUDispatcher as Dispatcher
 from numba.extending import overload
 
 from ._config import CACHE
@@ -23,8 +24,6 @@ from ._exp import (
     SUMSCALE32,
     SUMSCALE64,
     div_by,
-    exp32,
-    exp64,
     expneg32,
     expneg64,
     expterm32,
@@ -43,76 +42,52 @@ CHUNK = 2048
 VW = 32
 
 
-def expx(x):  # pragma: no cover - replaced by the overload in compiled code
-    return np.exp(x)
+def _by_dtype(name, f32, f64, doc):
+    """A function of one float or float array ``a`` that compiled code resolves
+    by a's dtype to ``f32(a)`` or ``f64(a)`` (other types: no overload)."""
+
+    def stub(a):  # pragma: no cover - replaced by the overload in compiled code
+        raise NotImplementedError(f"{name} runs in compiled code only")
+
+    stub.__name__ = stub.__qualname__ = name
+    stub.__doc__ = doc
+
+    # a jitted function is called; a plain Python function is the overload's
+    # implementation itself (compiled where it is used)
+    impl32 = (lambda a: f32(a)) if isinstance(f32, Dispatcher) else f32
+    impl64 = (lambda a: f64(a)) if isinstance(f64, Dispatcher) else f64
+
+    @overload(stub)
+    def _ol(a):
+        dt = a.dtype if isinstance(a, types.Array) else a
+        if dt == types.float32:
+            return impl32
+        if dt == types.float64:
+            return impl64
+        return None
+
+    return stub
 
 
-@overload(expx)
-def _expx_ol(x):
-    if x == types.float32:
-        return lambda x: exp32(x)
-    if x == types.float64:
-        return lambda x: exp64(x)
-    return None
+expn = _by_dtype("expn", expneg32, expneg64, "exp of a non-positive argument (x - max, -log1p(t)).")
+expt = _by_dtype(
+    "expt",
+    expterm32,
+    expterm64,
+    "A term of a sum of exp(x - max): exp(x) * 2**K; the sum is multiplied by"
+    " ``sumscale_of`` once.",
+)
+sumscale_of = _by_dtype(
+    "sumscale_of",
+    lambda a: np.float64(SUMSCALE32),
+    lambda a: SUMSCALE64,
+    "2**-K (as float64) for a sum of ``expt`` terms of a's dtype.",
+)
+zero_of = _by_dtype("zero_of", lambda a: np.float32(0.0), lambda a: 0.0, "0 in a's dtype.")
+one_of = _by_dtype("one_of", lambda a: np.float32(1.0), lambda a: 1.0, "1 in a's dtype.")
 
 
-def expn(x):  # pragma: no cover - replaced by the overload in compiled code
-    return np.exp(x)
-
-
-@overload(expn)
-def _expn_ol(x):
-    """exp of a non-positive argument (x - max, -log1p(t)): ``expneg32/64``."""
-    if x == types.float32:
-        return lambda x: expneg32(x)
-    if x == types.float64:
-        return lambda x: expneg64(x)
-    return None
-
-
-def expt(x):  # pragma: no cover - replaced by the overload in compiled code
-    return np.exp(x)
-
-
-@overload(expt)
-def _expt_ol(x):
-    """A term of a sum of exp(x - max): exp(x) * 2**K (``expterm32/64``); the
-    sum is multiplied by ``sumscale_of`` once."""
-    if x == types.float32:
-        return lambda x: expterm32(x)
-    if x == types.float64:
-        return lambda x: expterm64(x)
-    return None
-
-
-def sumscale_of(a):  # pragma: no cover
-    return 1.0
-
-
-@overload(sumscale_of)
-def _sumscale_of_ol(a):
-    """2**-K for a sum of ``expt`` terms of a's dtype, as float64."""
-    dt = a.dtype if isinstance(a, types.Array) else a
-    if dt == types.float32:
-        return lambda a: np.float64(SUMSCALE32)
-    if dt == types.float64:
-        return lambda a: SUMSCALE64
-    return None
-
-
-def zero_of(a):  # pragma: no cover
-    return a.dtype.type(0)
-
-
-@overload(zero_of)
-def _zero_of_ol(a):
-    dt = a.dtype
-    if dt == types.float32:
-        return lambda a: np.float32(0.0)
-    return lambda a: np.float64(0.0)
-
-
-def cast_to(a, v):  # pragma: no cover
+def cast_to(a, v):  # pragma: no cover - replaced by the overload in compiled code
     return a.dtype.type(v)
 
 
@@ -121,18 +96,6 @@ def _cast_to_ol(a, v):
     if a.dtype == types.float32:
         return lambda a, v: np.float32(v)
     return lambda a, v: np.float64(v)
-
-
-def one_of(a):  # pragma: no cover
-    return a.dtype.type(1)
-
-
-@overload(one_of)
-def _one_of_ol(a):
-    dt = a.dtype
-    if dt == types.float32:
-        return lambda a: np.float32(1.0)
-    return lambda a: np.float64(1.0)
 
 
 #: scalar logic and stores: IEEE arithmetic with FMA contraction only. The
