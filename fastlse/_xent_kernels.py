@@ -1287,6 +1287,15 @@ def soft_cols_lm(
 # term, the cap's derivative.  With a softcap, each pass caps the piece into a
 # per-task scratch first.
 @jit
+def _tasks(nall):
+    """(tasks, items per task) for nall >= 1 items: at most ``MAXTASKS`` tasks
+    and none empty, so that prange's even split of the tasks between the
+    threads is an even split of the items."""
+    per = (nall + MAXTASKS - 1) // MAXTASKS
+    return (nall + per - 1) // per, per
+
+
+@jit
 def _piece_view(x, i, lo, hi, capped, cx, cp, rc):
     """Piece [lo, hi) of row i: a view of x, or its capped copy in cx."""
     if capped:
@@ -1352,9 +1361,8 @@ def index_pieces_sums(x, tgt, ignore, wl, smooth, piece, cap, mo, to, so, wo, xy
     npc = mo.shape[1]
     capped = cap > 0.0
     cp, rc = _cap_consts(x, cap)
+    ntask, per = _tasks(nr * npc)
     nall = nr * npc
-    ntask = min(nall, MAXTASKS)
-    per = (nall + ntask - 1) // ntask
     for tk in prange(ntask):
         cx = np.empty(piece if capped else 0, dtype=x.dtype)
         for k in range(tk * per, min(nall, (tk + 1) * per)):
@@ -1422,9 +1430,8 @@ def index_pieces_grad(x, tgt, ignore, piece, cap, mr, cr, sr, wg, smooth, grad):
     npc = (n + piece - 1) // piece
     capped = cap > 0.0
     cp, rc = _cap_consts(x, cap)
+    ntask, per = _tasks(nr * npc)
     nall = nr * npc
-    ntask = min(nall, MAXTASKS)
-    per = (nall + ntask - 1) // ntask
     for tk in prange(ntask):
         cx = np.empty(piece if capped else 0, dtype=x.dtype)
         for k in range(tk * per, min(nall, (tk + 1) * per)):
@@ -1455,9 +1462,8 @@ def soft_pieces_sums(x, q, w1, w0, piece, cap, mo, to, so, ao):
     npc = mo.shape[1]
     capped = cap > 0.0
     cp, rc = _cap_consts(x, cap)
+    ntask, per = _tasks(nr * npc)
     nall = nr * npc
-    ntask = min(nall, MAXTASKS)
-    per = (nall + ntask - 1) // ntask
     for tk in prange(ntask):
         cx = np.empty(piece if capped else 0, dtype=x.dtype)
         for k in range(tk * per, min(nall, (tk + 1) * per)):
@@ -1508,9 +1514,8 @@ def soft_pieces_grad(x, q, g1, g0, piece, cap, mr, cr, grad):
     npc = (n + piece - 1) // piece
     capped = cap > 0.0
     cp, rc = _cap_consts(x, cap)
+    ntask, per = _tasks(nr * npc)
     nall = nr * npc
-    ntask = min(nall, MAXTASKS)
-    per = (nall + ntask - 1) // ntask
     for tk in prange(ntask):
         cx = np.empty(piece if capped else 0, dtype=x.dtype)
         for k in range(tk * per, min(nall, (tk + 1) * per)):
