@@ -112,6 +112,17 @@ def _part_ol(w, lo, hi):
     return lambda w, lo, hi: w
 
 
+@jit
+def _tasks(nall):
+    """(tasks, items per task) for nall items: at most ``MAXTASKS`` tasks and
+    none empty, so that prange's even split of the tasks between the threads
+    is an even split of the items (``min(nall, MAXTASKS)`` tasks of
+    ``ceil(nall / tasks)`` items leave the last tasks empty: 300 rows in 256
+    tasks of 2 gave one of two threads 256 rows, the other 44)."""
+    per = max(1, (nall + MAXTASKS - 1) // MAXTASKS)
+    return (nall + per - 1) // per, per
+
+
 # ----------------------------------------------------------------------------
 # row helpers (x is one row, float32 or float64)
 # ----------------------------------------------------------------------------
@@ -284,8 +295,7 @@ def index_rows_small(x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, gra
     smooth = eps > 0.0
     epsn = eps / n
     nblk = (nr + SBLOCK - 1) // SBLOCK
-    ntask = min(nblk, MAXTASKS)
-    per = (nblk + ntask - 1) // ntask
+    ntask, per = _tasks(nblk)
     total = 0.0
     for tk in prange(ntask):
         xt = np.empty((n, SBLOCK), dtype=x.dtype)
@@ -791,8 +801,7 @@ def index_rows_lm(
     keep = 1.0 - eps
     capped = cap > 0.0
     cp, rc = _cap_consts(x, cap)
-    ntask = min(nr, MAXTASKS)
-    per = (nr + ntask - 1) // ntask
+    ntask, per = _tasks(nr)
     total = 0.0
     for tk in prange(ntask):
         cx = np.empty(n if capped else 0, dtype=x.dtype)
@@ -842,8 +851,7 @@ def index_rows_small_lm(
     epsn = eps / n
     sk = scale * keep
     nblk = (nr + SBLOCK - 1) // SBLOCK
-    ntask = min(nblk, MAXTASKS)
-    per = (nblk + ntask - 1) // ntask
+    ntask, per = _tasks(nblk)
     total = 0.0
     for tk in prange(ntask):
         xt = np.empty((n, SBLOCK), dtype=x.dtype)
@@ -992,8 +1000,7 @@ def soft_rows_lm(
     nr, n = x.shape
     capped = cap > 0.0
     cp, rc = _cap_consts(x, cap)
-    ntask = min(nr, MAXTASKS)
-    per = (nr + ntask - 1) // ntask
+    ntask, per = _tasks(nr)
     total = 0.0
     for tk in prange(ntask):
         cx = np.empty(n if capped else 0, dtype=x.dtype)
@@ -1199,8 +1206,7 @@ def index_cols_lm(
     capped = cap > 0.0
     cp, rc = _cap_consts(x, cap)
     nblk = pn * nq
-    ntask = min(nblk, MAXTASKS)
-    per = (nblk + ntask - 1) // ntask
+    ntask, per = _tasks(nblk)
     total = 0.0
     for tk in prange(ntask):
         cx = np.empty((1, n, qchunk if capped else 0), dtype=x.dtype)
@@ -1237,8 +1243,7 @@ def soft_cols_lm(
     capped = cap > 0.0
     cp, rc = _cap_consts(x, cap)
     nblk = pn * nq
-    ntask = min(nblk, MAXTASKS)
-    per = (nblk + ntask - 1) // ntask
+    ntask, per = _tasks(nblk)
     total = 0.0
     for tk in prange(ntask):
         cx = np.empty((1, n, qchunk if capped else 0), dtype=x.dtype)
@@ -1286,15 +1291,6 @@ def soft_cols_lm(
 # again, one read and one write: ``g = c * exp(x - m) - B'_j``, the target's
 # term, the cap's derivative.  With a softcap, each pass caps the piece into a
 # per-task scratch first.
-@jit
-def _tasks(nall):
-    """(tasks, items per task) for nall >= 1 items: at most ``MAXTASKS`` tasks
-    and none empty, so that prange's even split of the tasks between the
-    threads is an even split of the items."""
-    per = (nall + MAXTASKS - 1) // MAXTASKS
-    return (nall + per - 1) // per, per
-
-
 @jit
 def _piece_view(x, i, lo, hi, capped, cx, cp, rc):
     """Piece [lo, hi) of row i: a view of x, or its capped copy in cx."""
