@@ -13,6 +13,11 @@ Layouts (no copy of the logits in the common cases):
 * F-contiguous logits: the same, on the C-contiguous transpose;
 * any other strided view, and float16 / longdouble logits (computed in
   float32 / float64): one contiguous copy of the logits first.
+
+Few long rows (fewer than twice the threads, each at least ``2 * PIECE``
+long, as logsumexp decides in ``_api``) are split into pieces of about
+``PIECE`` classes that the threads share (``_few_long_rows``, then
+``_long_rows_index`` or ``_long_rows_soft``).
 """
 
 import math
@@ -20,8 +25,9 @@ import math
 import numpy as np
 
 from . import _xent_kernels as K
-from ._api import _is_dask
+from ._api import PIECE, _is_dask, _nthreads
 from ._axis import normalize_axes
+from ._config import PARALLEL_MIN_WORK
 
 __all__ = ["cross_entropy", "log_sigmoid", "nll_loss"]
 
@@ -414,7 +420,8 @@ def cross_entropy(
     z = _check_z_loss(z_loss, fn)
     cap = _check_softcap(softcap, logits.dtype, fn)
     n = logits.shape[ax]
-    w, _ = _check_weight(weight, n, fn)
+    # no weights: one scalar weight, made an array for the kernels that need one
+    w = np.float64(1.0) if weight is None else _check_weight(weight, n, fn)[0]
     if out is not None:
         if not return_grad:
             raise ValueError(f"{fn}: out is the gradient's buffer; it needs return_grad=True")
@@ -446,6 +453,11 @@ def cross_entropy(
     lossk = loss if lay.rows else loss.reshape((lay.p, lay.q) if per_row else (0, 0))
     lse = np.empty(nrows, dtype=cdt) if return_lse else None  # the per-row lse
     total = 0.0
+    # few long rows: pieces of each row in parallel (every option); they take
+    # a scalar weight, so no array of C weights is made for C in the millions
+    long_rows = nrows > 0 and lay.rows and _few_long_rows(nrows, n)
+    if weight is None and not long_rows:
+        w = np.ones(n)
     if soft:
         q = lay.like_x(tarr, cdt)
         with np.errstate(divide="ignore"):
@@ -469,6 +481,7 @@ def cross_entropy(
             lsek = lse.reshape(ksh) if return_lse else np.empty((0,) * len(ksh), dtype=cdt)
             lm = (zl, zg, lsek, return_lse)
         qc = () if lay.rows else (lay.qchunk(),)  # the column kernels' block width
+        lmv = (zl, zg, lse if return_lse else np.empty(0, dtype=cdt), return_lse, cap)
         if soft:
             w1 = (w * (1.0 - eps)).astype(cdt)
             w0 = (w * (eps / max(n, 1))).astype(cdt)
@@ -476,14 +489,16 @@ def cross_entropy(
                 g1 = (scale * w1.astype(np.float64)).astype(cdt)
                 g0 = (scale * w0.astype(np.float64)).astype(cdt)
             args = (x, q, w1, w0, g1, g0, scale, lossk, per_row, gbuf, return_grad)
-            if lm is None:
+            if long_rows:
+                total = _long_rows_soft(*args, *lmv)
+            elif lm is None:
                 total = (K.soft_rows if lay.rows else K.soft_cols)(x.size, *args, *qc)
             else:
                 kern = K.soft_rows_lm if lay.rows else K.soft_cols_lm
                 total = kern(x.size, *args, *lm, *qc, cap)
         else:
             wl = w.astype(cdt)
-            wsum = float(w.sum())
+            wsum = float(w.sum()) if weight is not None else float(n)
             with np.errstate(invalid="ignore"):  # inf * 0 -> nan, as torch's grad
                 wg = (w * (scale * eps / max(n, 1))).astype(cdt)
             args = (x, tk, w, wl, wsum, ii, eps, scale, lossk, per_row, gbuf, wg, return_grad)
@@ -493,7 +508,9 @@ def cross_entropy(
                 kerns = (K.index_rows, K.index_rows_lm)
             else:
                 kerns = (K.index_cols, K.index_cols_lm)
-            if lm is None:
+            if long_rows:
+                total = _long_rows_index(*args, *lmv)
+            elif lm is None:
                 total = kerns[0](x.size, *args, *qc)
             else:
                 total = kerns[1](x.size, *args, *lm, *qc, cap)
@@ -517,6 +534,71 @@ def cross_entropy(
     if return_lse:
         outs.append(_as_result(lay.loss_shape(lse), rdt))
     return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+def _few_long_rows(nrows, n):
+    """True when rows (M, C) are split into pieces: the condition of logsumexp's."""
+    return nrows < 2 * _nthreads() and n >= 2 * PIECE and nrows * n >= PARALLEL_MIN_WORK
+
+
+def _pieces(n):
+    """(number of pieces, piece length) of a row of n classes: pieces of at most
+    about ``PIECE`` classes, all of one length but the last (none empty)."""
+    piece = -(-n // -(-n // PIECE))
+    return -(-n // piece), piece
+
+
+def _long_rows_index(
+    x, tk, w, wl, wsum, ii, eps, scale, loss, per_row, gbuf, wg, want_grad, zl, zg, lse,
+    want_lse, cap,
+):  # fmt: skip
+    """Class-index targets on few long rows x (M, C): the pieces in parallel.
+
+    The row kernels' arguments (``index_rows_lm``'s: ``w`` the float64 class
+    weights, ``wl`` / ``wg`` the smoothing term's weights in x's dtype,
+    ``zl, zg`` the z-loss coefficients, ``cap`` 0 for none), but each of
+    ``w, wl, wg`` may be one scalar for every class (no weights); returns
+    the summed loss.  Scratch: a few float64 per row and piece.
+    """
+    nr, n = x.shape
+    npc, piece = _pieces(n)
+    smooth = eps > 0.0
+    mo = np.empty((nr, npc))
+    to = np.empty((nr, npc))
+    so = np.empty((nr, npc) if smooth else (0, 0))
+    wo = np.empty_like(so)
+    xy = np.zeros(nr)
+    K.index_pieces_sums(x.size, x, tk, ii, wl, smooth, piece, cap, mo, to, so, wo, xy)
+    mr = np.empty(nr)
+    cr = np.zeros(nr)
+    sr = np.zeros(nr)
+    total = K.index_pieces_merge(
+        mo, to, so, wo, xy, tk, w, wsum, ii, eps, scale, n, zl, zg, loss, per_row, lse,
+        want_lse, mr, cr, sr,
+    )  # fmt: skip
+    if want_grad:
+        K.index_pieces_grad(x.size, x, tk, ii, piece, cap, mr, cr, sr, wg, smooth, gbuf)
+    return total
+
+
+def _long_rows_soft(
+    x, q, w1, w0, g1, g0, scale, loss, per_row, gbuf, want_grad, zl, zg, lse, want_lse, cap
+):
+    """Probability targets on few long rows: as ``_long_rows_index``, with
+    ``soft_rows_lm``'s arguments (``w1, w0, g1, g0`` arrays or scalars)."""
+    nr, n = x.shape
+    npc, piece = _pieces(n)
+    mo = np.empty((nr, npc))
+    to = np.empty((nr, npc))
+    so = np.empty((nr, npc))
+    ao = np.empty((nr, npc))
+    K.soft_pieces_sums(x.size, x, q, w1, w0, piece, cap, mo, to, so, ao)
+    mr = np.empty(nr)
+    cr = np.empty(nr)
+    total = K.soft_pieces_merge(mo, to, so, ao, scale, zl, zg, loss, per_row, lse, want_lse, mr, cr)
+    if want_grad:
+        K.soft_pieces_grad(x.size, x, q, g1, g0, piece, cap, mr, cr, gbuf)
+    return total
 
 
 def _z_coefficients(z, reduction, weighted, tk, ii, den):

@@ -41,6 +41,11 @@ gradient, and with ``cap > 0`` each row (or column block) is first capped,
 sweeps then read the scratch and the gradient is multiplied by the cap's
 derivative ``1 - (capped / cap)**2`` in one more in-cache sweep.
 
+Few long rows (fewer rows than threads, rows of many pieces): the
+``*_pieces_*`` kernels at the end split each row into cache-sized pieces that
+the threads share, the pieces' pairs and partial sums merged per row (the
+same loss and gradient formulas, every option included).
+
 The gradient may alias the logits (``out=logits``): each element is read
 before it is overwritten.  Nothing here knows about Python objects or axes.
 """
@@ -60,7 +65,9 @@ from ._kernels import (
     has_nan,
     jit,
     jit_fast,
+    merge,
     one_of,
+    range_pair,
     row_max,
     row_sum_excl,
     sumscale_of,
@@ -78,6 +85,44 @@ SMALL_C = 32
 #: tasks of the small-C kernel (each allocates its scratch once; a numba
 #: kernel that calls get_num_threads() cannot be cached)
 MAXTASKS = 256
+
+
+# ----------------------------------------------------------------------------
+# per-class coefficients: an array, or one scalar for all classes (unweighted)
+# ----------------------------------------------------------------------------
+def _at(w, j):  # pragma: no cover - replaced by the overload in compiled code
+    return w[j] if isinstance(w, np.ndarray) else w
+
+
+@overload(_at)
+def _at_ol(w, j):
+    """w[j] for an array of per-class values; w itself for a scalar."""
+    if isinstance(w, types.Array):
+        return lambda w, j: w[j]
+    return lambda w, j: w
+
+
+def _part(w, lo, hi):  # pragma: no cover - replaced by the overload
+    return w[lo:hi] if isinstance(w, np.ndarray) else w
+
+
+@overload(_part)
+def _part_ol(w, lo, hi):
+    """w[lo:hi] for an array of per-class values; w itself for a scalar."""
+    if isinstance(w, types.Array):
+        return lambda w, lo, hi: w[lo:hi]
+    return lambda w, lo, hi: w
+
+
+@jit
+def _tasks(nall):
+    """(tasks, items per task) for nall items: at most ``MAXTASKS`` tasks and
+    none empty, so that prange's even split of the tasks between the threads
+    is an even split of the items (``min(nall, MAXTASKS)`` tasks of
+    ``ceil(nall / tasks)`` items leave the last tasks empty: 300 rows in 256
+    tasks of 2 gave one of two threads 256 rows, the other 44)."""
+    per = max(1, (nall + MAXTASKS - 1) // MAXTASKS)
+    return (nall + per - 1) // per, per
 
 
 # ----------------------------------------------------------------------------
@@ -134,21 +179,22 @@ def _store_excl(x, g, m):
 
 @jit_fast
 def _wdev(x, w, m):
-    """sum_j w_j * (m - x_j) in float64 (w in x's dtype)."""
+    """sum_j w_j * (m - x_j) in float64 (w in x's dtype, or one scalar)."""
     z = zero_of(x)
     n = x.shape[0]
     total = 0.0
     for c in range(0, n, CHUNK):
         acc = z
         for j in range(c, min(c + CHUNK, n)):
-            acc += w[j] * (m - x[j])
+            acc += _at(w, j) * (m - x[j])
         total += acc
     return total
 
 
 @jit_fast
 def _soft_coef(x, q, w1, w0, m):
-    """(sum_j B_j (m - x_j), sum_j B_j) with B_j = w1_j q_j + w0_j, float64."""
+    """(sum_j B_j (m - x_j), sum_j B_j) with B_j = w1_j q_j + w0_j, float64
+    (w1, w0 arrays in x's dtype, or scalars)."""
     z = zero_of(x)
     n = x.shape[0]
     s = 0.0
@@ -157,7 +203,7 @@ def _soft_coef(x, q, w1, w0, m):
         acc = z
         acb = z
         for j in range(c, min(c + CHUNK, n)):
-            b = w1[j] * q[j] + w0[j]
+            b = _at(w1, j) * q[j] + _at(w0, j)
             acc += b * (m - x[j])
             acb += b
         s += acc
@@ -260,8 +306,7 @@ def index_rows_small(x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, gra
     smooth = eps > 0.0
     epsn = eps / n
     nblk = (nr + SBLOCK - 1) // SBLOCK
-    ntask = min(nblk, MAXTASKS)
-    per = (nblk + ntask - 1) // ntask
+    ntask, per = _tasks(nblk)
     total = 0.0
     for tk in prange(ntask):
         xt = np.empty((n, SBLOCK), dtype=x.dtype)
@@ -543,7 +588,8 @@ def soft_cols(x, q, w1, w0, g1, g0, scale, loss, per_row, grad, want_grad, qchun
 # ----------------------------------------------------------------------------
 @kernel(error_model="numpy")
 def check_targets(tgt, n, ignore, w):
-    """(number of targets outside [0, n) other than ignore, sum of w[y] over kept rows)."""
+    """(number of targets outside [0, n) other than ignore, sum of w[y] over kept rows);
+    w: the class weights, or one scalar weight of every class."""
     nbad = 0
     den = 0.0
     for i in prange(tgt.shape[0]):
@@ -552,7 +598,7 @@ def check_targets(tgt, n, ignore, w):
             if y < 0 or y >= n:
                 nbad += 1
             else:
-                den += w[y]
+                den += _at(w, y)
     return nbad, den
 
 
@@ -766,8 +812,7 @@ def index_rows_lm(
     keep = 1.0 - eps
     capped = cap > 0.0
     cp, rc = _cap_consts(x, cap)
-    ntask = min(nr, MAXTASKS)
-    per = (nr + ntask - 1) // ntask
+    ntask, per = _tasks(nr)
     total = 0.0
     for tk in prange(ntask):
         cx = np.empty(n if capped else 0, dtype=x.dtype)
@@ -817,8 +862,7 @@ def index_rows_small_lm(
     epsn = eps / n
     sk = scale * keep
     nblk = (nr + SBLOCK - 1) // SBLOCK
-    ntask = min(nblk, MAXTASKS)
-    per = (nblk + ntask - 1) // ntask
+    ntask, per = _tasks(nblk)
     total = 0.0
     for tk in prange(ntask):
         xt = np.empty((n, SBLOCK), dtype=x.dtype)
@@ -967,8 +1011,7 @@ def soft_rows_lm(
     nr, n = x.shape
     capped = cap > 0.0
     cp, rc = _cap_consts(x, cap)
-    ntask = min(nr, MAXTASKS)
-    per = (nr + ntask - 1) // ntask
+    ntask, per = _tasks(nr)
     total = 0.0
     for tk in prange(ntask):
         cx = np.empty(n if capped else 0, dtype=x.dtype)
@@ -1174,8 +1217,7 @@ def index_cols_lm(
     capped = cap > 0.0
     cp, rc = _cap_consts(x, cap)
     nblk = pn * nq
-    ntask = min(nblk, MAXTASKS)
-    per = (nblk + ntask - 1) // ntask
+    ntask, per = _tasks(nblk)
     total = 0.0
     for tk in prange(ntask):
         cx = np.empty((1, n, qchunk if capped else 0), dtype=x.dtype)
@@ -1212,8 +1254,7 @@ def soft_cols_lm(
     capped = cap > 0.0
     cp, rc = _cap_consts(x, cap)
     nblk = pn * nq
-    ntask = min(nblk, MAXTASKS)
-    per = (nblk + ntask - 1) // ntask
+    ntask, per = _tasks(nblk)
     total = 0.0
     for tk in prange(ntask):
         cx = np.empty((1, n, qchunk if capped else 0), dtype=x.dtype)
@@ -1237,3 +1278,268 @@ def soft_cols_lm(
                 )  # fmt: skip
         total += bsum
     return total
+
+
+# ============================================================================
+# few long rows: the pieces of each row in parallel
+# ============================================================================
+# With fewer rows than threads, row i is cut into pieces [p * piece, (p + 1) *
+# piece) (the last one shorter), each small enough for L2.
+#
+# Pass 1 (``*_pieces_sums``), parallel over (row, piece), one read of the
+# logits: each piece's (m, t) pair (``range_pair``) and the partial sums the
+# loss needs.  The row kernels' ``sum_j b_j (m - x_j)`` (b = the smoothing
+# weights, or the probability targets' B) needs the row's max m; a piece sums
+# ``S = sum_j b_j (r - x_j)`` and ``W = sum_j b_j`` with r its own max (0 if
+# that is not finite) and the merge adds ``S + (m - r) W``.
+#
+# The merge (``*_pieces_merge``, serial, O(rows * pieces)) gives each row's m,
+# ``lg = log1p(t)``, lse, loss (the row kernels' formulas) and the gradient's
+# coefficients.  A row whose max is +-inf gets t = nan, as in the row kernels
+# (whose exp-sum of x - m is then nan), so losses and gradients match theirs.
+#
+# Pass 2 (``*_pieces_grad``, only for the gradient), parallel over the pieces
+# again, one read and one write: ``g = c * exp(x - m) - B'_j``, the target's
+# term, the cap's derivative.  With a softcap, each pass caps the piece into a
+# per-task scratch first.
+@jit
+def _piece_view(x, i, lo, hi, capped, cx, cp, rc):
+    """Piece [lo, hi) of row i: a view of x, or its capped copy in cx."""
+    if capped:
+        c = cx[: hi - lo]
+        _cap_row(x[i, lo:hi], c, cp, rc)
+        return c
+    return x[i, lo:hi]
+
+
+@jit
+def _piece_ref(m):
+    """The reference of a piece's deviation sums: its max, 0 if not finite."""
+    return m if m - m == 0.0 else 0.0
+
+
+@jit_fast
+def _wsum(w, n):
+    """sum(w) of n per-class values in float64 (an array, or a scalar: n * w)."""
+    total = 0.0
+    for j in range(n):
+        total += np.float64(_at(w, j))
+    return total
+
+
+@jit
+def _row_of_pieces(mo, to, i):
+    """(m, t, lg, lse) of row i from its pieces' pairs."""
+    m, t = _NINF, 0.0
+    for p in range(mo.shape[1]):
+        m, t = merge(m, t, mo[i, p], to[i, p])
+    if m == _INF or m == _NINF:
+        return m, _NAN, _NAN, m  # (nan in the row: m is nan already)
+    lg = log1p64(t)
+    return m, t, lg, m + lg
+
+
+@jit
+def _dev_of_pieces(mo, so, wo, i, m):
+    """``sum_j b_j (m - x_j)`` of row i from its pieces' (S, W)."""
+    s = 0.0
+    for p in range(mo.shape[1]):
+        s += so[i, p] + (m - _piece_ref(mo[i, p])) * wo[i, p]
+    return s
+
+
+@jit
+def _exp_grad(xs, g, m, c, wg, smooth):
+    """g = c * exp(xs - m) (- wg where smoothing)."""
+    if smooth:
+        for j in range(xs.shape[0]):
+            g[j] = c * expn(xs[j] - m) - _at(wg, j)
+    else:
+        for j in range(xs.shape[0]):
+            g[j] = c * expn(xs[j] - m)
+
+
+@kernel(error_model="numpy")
+def index_pieces_sums(x, tgt, ignore, wl, smooth, piece, cap, mo, to, so, wo, xy):
+    """Pass 1 for class-index targets: per piece (m, t) into ``mo, to`` (rows,
+    pieces); with smoothing ``so, wo`` = S, W of the weights ``wl``; each kept
+    row's (capped) target logit into ``xy``."""
+    nr, n = x.shape
+    npc = mo.shape[1]
+    capped = cap > 0.0
+    cp, rc = _cap_consts(x, cap)
+    ntask, per = _tasks(nr * npc)
+    nall = nr * npc
+    for tk in prange(ntask):
+        cx = np.empty(piece if capped else 0, dtype=x.dtype)
+        for k in range(tk * per, min(nall, (tk + 1) * per)):
+            i = k // npc
+            p = k - i * npc
+            lo = p * piece
+            hi = min(n, lo + piece)
+            xs = _piece_view(x, i, lo, hi, capped, cx, cp, rc)
+            m, t = range_pair(xs, 0, hi - lo)
+            mo[i, p] = m
+            to[i, p] = t
+            y = tgt[i]
+            if y != ignore and lo <= y < hi:
+                xy[i] = np.float64(xs[y - lo])
+            if smooth:
+                wp = _part(wl, lo, hi)
+                so[i, p] = _wdev(xs, wp, cast_to(x, _piece_ref(m)))
+                wo[i, p] = _wsum(wp, hi - lo)
+
+
+@jit
+def index_pieces_merge(
+    mo, to, so, wo, xy, tgt, w, wsum, ignore, eps, scale, n, zl, zg, loss, per_row, lse,
+    want_lse, mr, cr, sr,
+):  # fmt: skip
+    """Merge of pass 1 for class-index targets: the summed loss (float64).
+
+    Per row: ``loss`` (if ``per_row``), ``lse`` (if ``want_lse``), and for
+    pass 2 the max ``mr``, the coefficient ``cr`` of ``exp(x - m)`` and the
+    target's subtrahend ``sr``.
+    """
+    keep = 1.0 - eps
+    smooth = eps > 0.0
+    epsn = eps / n
+    total = 0.0
+    for i in range(mo.shape[0]):
+        m, t, lg, le = _row_of_pieces(mo, to, i)
+        mr[i] = m
+        if want_lse:
+            lse[i] = cast_to(lse, le)
+        y = tgt[i]
+        li = 0.0
+        if y != ignore:
+            wy = _at(w, y)
+            li = keep * wy * ((m - xy[i]) + lg)
+            if smooth:
+                li += epsn * (_dev_of_pieces(mo, so, wo, i, m) + wsum * lg)
+            ca = scale * (keep * wy + epsn * wsum)
+            if zl != 0.0:
+                li += zl * (le * le)
+            if zg != 0.0:
+                ca += zg * le
+            cr[i] = ca / (1.0 + t)
+            sr[i] = scale * keep * wy
+        if per_row:
+            loss[i] = li
+        total += li
+    return total
+
+
+@kernel(error_model="numpy")
+def index_pieces_grad(x, tgt, ignore, piece, cap, mr, cr, sr, wg, smooth, grad):
+    """Pass 2 for class-index targets: the gradient, piece by piece."""
+    nr, n = x.shape
+    npc = (n + piece - 1) // piece
+    capped = cap > 0.0
+    cp, rc = _cap_consts(x, cap)
+    ntask, per = _tasks(nr * npc)
+    nall = nr * npc
+    for tk in prange(ntask):
+        cx = np.empty(piece if capped else 0, dtype=x.dtype)
+        for k in range(tk * per, min(nall, (tk + 1) * per)):
+            i = k // npc
+            lo = (k - i * npc) * piece
+            hi = min(n, lo + piece)
+            g = grad[i, lo:hi]
+            y = tgt[i]
+            if y == ignore:
+                gz = zero_of(grad)
+                for j in range(hi - lo):
+                    g[j] = gz
+                continue
+            xs = _piece_view(x, i, lo, hi, capped, cx, cp, rc)
+            m = cast_to(x, mr[i])
+            _exp_grad(xs, g, m, cast_to(grad, cr[i]), _part(wg, lo, hi), smooth)
+            if lo <= y < hi:
+                g[y - lo] -= cast_to(grad, sr[i])
+            if capped:
+                _dcap_row(g, xs, rc)
+
+
+@kernel(error_model="numpy")
+def soft_pieces_sums(x, q, w1, w0, piece, cap, mo, to, so, ao):
+    """Pass 1 for probability targets: per piece (m, t) into ``mo, to``, and
+    S, W of ``B_j = w1_j q_j + w0_j`` into ``so, ao``."""
+    nr, n = x.shape
+    npc = mo.shape[1]
+    capped = cap > 0.0
+    cp, rc = _cap_consts(x, cap)
+    ntask, per = _tasks(nr * npc)
+    nall = nr * npc
+    for tk in prange(ntask):
+        cx = np.empty(piece if capped else 0, dtype=x.dtype)
+        for k in range(tk * per, min(nall, (tk + 1) * per)):
+            i = k // npc
+            p = k - i * npc
+            lo = p * piece
+            hi = min(n, lo + piece)
+            xs = _piece_view(x, i, lo, hi, capped, cx, cp, rc)
+            m, t = range_pair(xs, 0, hi - lo)
+            mo[i, p] = m
+            to[i, p] = t
+            r = cast_to(x, _piece_ref(m))
+            so[i, p], ao[i, p] = _soft_coef(
+                xs, q[i, lo:hi], _part(w1, lo, hi), _part(w0, lo, hi), r
+            )
+
+
+@jit
+def soft_pieces_merge(mo, to, so, ao, scale, zl, zg, loss, per_row, lse, want_lse, mr, cr):
+    """Merge of pass 1 for probability targets: the summed loss (float64); per
+    row ``loss``, ``lse`` and pass 2's ``mr``, ``cr`` as ``index_pieces_merge``."""
+    total = 0.0
+    for i in range(mo.shape[0]):
+        m, t, lg, le = _row_of_pieces(mo, to, i)
+        mr[i] = m
+        if want_lse:
+            lse[i] = cast_to(lse, le)
+        a = 0.0
+        for p in range(mo.shape[1]):
+            a += ao[i, p]
+        li = _dev_of_pieces(mo, so, ao, i, m) + a * lg
+        ca = scale * a
+        if zl != 0.0:
+            li += zl * (le * le)
+        if zg != 0.0:
+            ca += zg * le
+        cr[i] = ca / (1.0 + t)
+        if per_row:
+            loss[i] = li
+        total += li
+    return total
+
+
+@kernel(error_model="numpy")
+def soft_pieces_grad(x, q, g1, g0, piece, cap, mr, cr, grad):
+    """Pass 2 for probability targets: the gradient, piece by piece."""
+    nr, n = x.shape
+    npc = (n + piece - 1) // piece
+    capped = cap > 0.0
+    cp, rc = _cap_consts(x, cap)
+    ntask, per = _tasks(nr * npc)
+    nall = nr * npc
+    for tk in prange(ntask):
+        cx = np.empty(piece if capped else 0, dtype=x.dtype)
+        for k in range(tk * per, min(nall, (tk + 1) * per)):
+            i = k // npc
+            lo = (k - i * npc) * piece
+            hi = min(n, lo + piece)
+            g = grad[i, lo:hi]
+            xs = _piece_view(x, i, lo, hi, capped, cx, cp, rc)
+            m = cast_to(x, mr[i])
+            c = cast_to(grad, cr[i])
+            _soft_piece_grad(xs, q[i, lo:hi], _part(g1, lo, hi), _part(g0, lo, hi), g, m, c)
+            if capped:
+                _dcap_row(g, xs, rc)
+
+
+@jit
+def _soft_piece_grad(xs, q, g1, g0, g, m, c):
+    """g = c * exp(xs - m) - (g1 q + g0)."""
+    for j in range(xs.shape[0]):
+        g[j] = c * expn(xs[j] - m) - (_at(g1, j) * q[j] + _at(g0, j))
