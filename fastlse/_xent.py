@@ -369,7 +369,7 @@ def cross_entropy(
     np.float32(1.4185398)
     >>> loss, grad = cross_entropy(logits, [0, 2], return_grad=True)
     >>> grad
-    array([[-0.17049944,  0.12121648,  0.04928295],
+    array([[-0.17049944,  0.12121648,  0.04928294],
            [ 0.05430187,  0.40123954, -0.4555414 ]], dtype=float32)
     >>> cross_entropy(logits, [0, -100], reduction="none")  # second row ignored
     array([0.41703, 0.     ], dtype=float32)
