@@ -8,6 +8,7 @@ then makes one call into the axis layer and one into a driver.
 import numba
 import numpy as np
 
+from . import _columns as C
 from . import _parallel as P
 from ._axis import Plan, normalize_axes
 from ._kernels import NARROW
@@ -100,7 +101,8 @@ def _pairs(plan):
         mo.fill(-np.inf)
         to.fill(0.0)
     else:
-        P.pair_cols(v.size, v, mo, to)
+        w = C.col_width(n_, q_, v.itemsize, False)
+        C.pairs_cols(v.size, v, w, C.block_rows(w, v.itemsize), mo, to)
     return mo, to
 
 
@@ -453,8 +455,9 @@ def _softmax_kernel(x, axes, rdt, out, log):
         else:
             P.softmax_rows(v.size, v, dest)
     else:
-        mo, to = _pairs(plan)
-        P.softmax_cols(v.size, v, dest, mo, to, log)
+        _, n_, q_ = v.shape
+        w = C.col_width(n_, q_, v.itemsize, True)
+        C.softmax_cols(v.size, v, dest, w, C.block_rows(w, v.itemsize), log)
     return full
 
 

@@ -121,6 +121,38 @@ def test_special_values_long_rows(name, f, ref_f):
         np.testing.assert_allclose(f(r), ref, rtol=1e-12, atol=1e-300)
 
 
+@pytest.mark.parametrize(("name", "f", "ref_f"), [*FUNCS, ("lse", fastlse.logsumexp, sp.logsumexp)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_special_values_middle_axis_across_blocks(name, f, ref_f, dtype):
+    # (P, N, Q) reduced over N, N spanning many row blocks: specials and max
+    # changes in early / late blocks, a running max of -inf, columns far below
+    # their max in early blocks (softmax rescales or recomputes those blocks)
+    rng = np.random.default_rng(7)
+    n = 2000
+    x = rng.standard_normal((3, n, 40)) * 4
+    x[0, :, 0] = -np.inf
+    x[0, 1500, 0] = 2.0  # -inf for many blocks, then finite
+    x[0, :1200, 1] = -np.inf
+    x[0, 5, 2] = np.nan
+    x[0, 1900, 3] = np.nan
+    x[0, 10, 4] = np.inf
+    x[0, 1999, 5] = np.inf
+    x[0, 700, 6] = np.inf
+    x[0, 3, 6] = np.nan
+    x[0, :, 7] = -np.inf
+    x[0, 1, 7] = np.nan
+    x[0, :, 8] = np.linspace(-500.0, 0.0, n)  # max last: early blocks far below
+    x[0, :, 9] = np.linspace(-80.0, 0.0, n)
+    x[0, :, 10] = 3.0  # ties everywhere
+    x[1, :, 11] = np.linspace(0.0, 1e4, n)  # huge spread: exp underflows
+    x = x.astype(dtype)
+    with np.errstate(all="ignore"):
+        ref = ref_f(x.astype(np.float64), axis=1)
+    res = f(x, axis=1)
+    rtol = 1e-5 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(res, ref, rtol=rtol, atol=1e-300 if name == "lse" else 1e-30)
+
+
 # ------------------------------------------------------- parallel paths ----
 @pytest.mark.parametrize(("name", "f", "ref_f"), FUNCS, ids=IDS)
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
