@@ -28,8 +28,8 @@ for nan (rare), as are blocks whose softmax divisor would overflow.
 import numpy as np
 from numba import prange
 
-from ._exp import div_by, expneg64, log1p64, maxnum
-from ._kernels import cast_to, expn, jit, one_of, zero_of
+from ._exp import div_by, expneg64, maxnum
+from ._kernels import cast_to, expn, jit, log_softmax_consts, one_of, zero_of
 from ._threads import kernel
 
 _NINF = -np.inf
@@ -287,16 +287,6 @@ def slab_softmax_scale(x, out, p, q0, w, rows, mv, tv, shifts):
                     for r in range(r0, r1):
                         op[r, q0 + q] = div_by(expn(xp[r, q0 + q] - m), s, rs)
         b += 1
-
-
-@jit
-def log_softmax_consts(m, t):
-    """(c1, c2) with log_softmax = (x - c1) - c2, scipy's specials encoded."""
-    if m != m or t != t or m == _NINF:
-        return _NAN, 0.0
-    if m == _INF:
-        return _INF, 0.0
-    return m, log1p64(t)
 
 
 @jit

@@ -133,6 +133,16 @@ def finish(m, t):
     return m + log1p64(t)
 
 
+@jit
+def log_softmax_consts(m, t):
+    """(c1, c2) with log_softmax = (x - c1) - c2, scipy's specials encoded."""
+    if m != m or t != t or m == _NINF:
+        return _NAN, 0.0
+    if m == _INF:
+        return _INF, 0.0
+    return m, log1p64(t)
+
+
 @jit_fast
 def has_nan(x, lo, hi):
     xs = x[lo:hi]
@@ -432,90 +442,6 @@ def row_lse_weighted(a, b, lo, hi):
     """
     m, w, s = row_triple(a, b, lo, hi)
     return finish_triple(m, w, s)
-
-
-# ----------------------------------------------------------------------------
-# columns: x3[p, :, q0:q1], reduce over the middle axis
-# ----------------------------------------------------------------------------
-#: rows of a column block processed with two sweeps while in cache
-COLBLOCK = 64
-
-
-@jit
-def cols_pair(x, p, q0, q1, mv, tv, mb, sc):
-    """(m, t) per column q in [q0, q1) of x[p]; results in mv, tv (float64).
-
-    Rows are taken in blocks of COLBLOCK: within a block a max sweep and an
-    exp-sum sweep (the block is in cache), between blocks pairs are merged, so
-    memory is read once.  ``mb`` and ``sc`` (2 rows) are scratch of x's dtype
-    and length >= q1 - q0: per-block sums of COLBLOCK terms stay in x's dtype.
-    """
-    n = x.shape[1]
-    w = q1 - q0
-    xp = x[p]
-    tb = sc[0]
-    cb = sc[1]
-    for q in range(w):
-        mv[q] = _NINF
-        tv[q] = 0.0
-    for r0 in range(0, n, COLBLOCK):
-        r1 = min(r0 + COLBLOCK, n)
-        _cols_block_max(xp, r0, r1, q0, w, mb)
-        _cols_block_sum(xp, r0, r1, q0, w, mb, tb, cb)
-        for q in range(w):
-            mq = np.float64(mb[q])
-            tq = np.float64(tb[q]) + (np.float64(cb[q]) - 1.0)
-            if mq == _NINF or mq == _INF:
-                nan = False
-                for r in range(r0, r1):
-                    v = xp[r, q0 + q]
-                    if v != v:
-                        nan = True
-                mq, tq = (_NAN, _NAN) if nan else (mq, 0.0)
-            mv[q], tv[q] = merge(mv[q], tv[q], mq, tq)
-
-
-@jit
-def _cols_block_max(xp, r0, r1, q0, w, mb):
-    for q in range(w):
-        mb[q] = cast_to(xp, _NINF)
-    for r in range(r0, r1):
-        xr = xp[r, q0 : q0 + w]
-        for q in range(w):
-            mb[q] = maxnum(mb[q], xr[q])
-
-
-@jit
-def _cols_block_sum(xp, r0, r1, q0, w, mb, tb, cb):
-    z = zero_of(xp)
-    o = one_of(xp)
-    for q in range(w):
-        tb[q] = z
-        cb[q] = z
-    for r in range(r0, r1):
-        xr = xp[r, q0 : q0 + w]
-        for q in range(w):
-            d = xr[q] - mb[q]
-            e = expn(d)
-            tb[q] += z if d >= z else e
-            cb[q] += o if d >= z else z
-
-
-@jit
-def cols_softmax_store(x, out, p, q0, q1, mv, sv, rv, log):
-    """out[p, :, q] = exp(x - m_q) / s_q  (or (x - m_q) - log1p(t_q) if log).
-
-    mv, sv, rv (= 1 / sv) have x's dtype (float64 for log).  For log, sv holds
-    log1p(t) and rv is unused.
-    Columns with special m follow scipy: the caller encodes them in mv / sv.
-    """
-    n = x.shape[1]
-    for r in range(n):
-        for q in range(q0, q1):
-            if log:
-                out[p, r, q] = (x[p, r, q] - mv[q - q0]) - sv[q - q0]
-            else:
-                out[p, r, q] = div_by(expn(x[p, r, q] - mv[q - q0]), sv[q - q0], rv[q - q0])
 
 
 # ----------------------------------------------------------------------------

@@ -10,16 +10,15 @@ vectorized exp; reductions along a middle axis -> column blocks in memory order.
 import numpy as np
 from numba import prange
 
-from ._exp import exp64, expneg64, log1p64
+from ._exp import exp64, expneg64
 from ._kernels import (
     NB,
     cast_to,
-    cols_pair,
-    cols_softmax_store,
     finish,
     finish_block,
     has_nan,
     jit,
+    log_softmax_consts,
     log_softmax_store,
     merge,
     narrow_pairs,
@@ -41,19 +40,6 @@ __all__ = ["CACHE", "PARALLEL_MIN_WORK", "Kernel", "kernel", "num_threads"]  # +
 
 _NAN = np.nan
 _INF = np.inf
-
-#: columns per task in the column kernels
-QCHUNK = 256
-
-
-@jit
-def log_softmax_consts(m, t):
-    """(c1, c2) with log_softmax = (x - c1) - c2, scipy's specials encoded."""
-    if m != m or t != t or m == -_INF:
-        return _NAN, 0.0
-    if m == _INF:
-        return _INF, 0.0
-    return m, log1p64(t)
 
 
 # ---------------------------------------------------------------- rows -----
@@ -268,46 +254,3 @@ def log_softmax_pieces(x, out, piece, mr, tr):
         hi = min(n, lo + piece)
         c1, c2 = log_softmax_consts(mr[i], tr[i])
         log_softmax_store(x[i], out[i], lo, hi, c1, c2)
-
-
-# ------------------------------------------------------------- columns -----
-@kernel
-def pair_cols(x, mo, to):
-    """(m, t) over axis 1 of x (P, N, Q) into mo, to (P, Q) float64."""
-    p_, q_ = x.shape[0], x.shape[2]
-    nq = (q_ + QCHUNK - 1) // QCHUNK
-    for k in prange(p_ * nq):
-        p = k // nq
-        q0 = (k % nq) * QCHUNK
-        q1 = min(q_, q0 + QCHUNK)
-        mb = np.empty(q1 - q0, dtype=x.dtype)
-        sc = np.empty((2, q1 - q0), dtype=x.dtype)
-        cols_pair(x, p, q0, q1, mo[p, q0:q1], to[p, q0:q1], mb, sc)
-
-
-@kernel
-def softmax_cols(x, out, mo, to, log):
-    """softmax / log_softmax over axis 1 of x (P, N, Q) given the pairs."""
-    p_, q_ = x.shape[0], x.shape[2]
-    nq = (q_ + QCHUNK - 1) // QCHUNK
-    for k in prange(p_ * nq):
-        p = k // nq
-        q0 = (k % nq) * QCHUNK
-        q1 = min(q_, q0 + QCHUNK)
-        if log:
-            c1 = np.empty(q1 - q0)
-            c2 = np.empty(q1 - q0)
-            for q in range(q0, q1):
-                c1[q - q0], c2[q - q0] = log_softmax_consts(mo[p, q], to[p, q])
-            cols_softmax_store(x, out, p, q0, q1, c1, c2, c2, True)
-        else:
-            mv = np.empty(q1 - q0, dtype=x.dtype)
-            sv = np.empty(q1 - q0, dtype=x.dtype)
-            rv = np.empty(q1 - q0, dtype=x.dtype)
-            for q in range(q0, q1):
-                m, t = mo[p, q], to[p, q]
-                bad = m != m or t != t or m == _INF or m == -_INF
-                mv[q - q0] = m
-                sv[q - q0] = _NAN if bad else 1.0 + t
-                rv[q - q0] = 1.0 / sv[q - q0]
-            cols_softmax_store(x, out, p, q0, q1, mv, sv, rv, False)
