@@ -444,30 +444,19 @@ def soft_rows(x, q, w1, w0, g1, g0, scale, loss, per_row, grad, want_grad):
 @jit
 def _cols_max(x, p, q0, q1, mb):
     """mb[j] = max over classes of x[p, :, q0 + j] (nan ignored)."""
-    for j in range(q1 - q0):
+    w = q1 - q0
+    for j in range(w):
         mb[j] = _NINF
     for c in range(x.shape[1]):
-        for j in range(q1 - q0):
-            mb[j] = maxnum(mb[j], x[p, c, q0 + j])
+        xr = x[p, c, q0:q1]  # a slice from 0: LLVM sees non-negative indices
+        for j in range(w):
+            mb[j] = maxnum(mb[j], xr[j])
 
 
 @jit
 def _cols_exp(x, p, q0, q1, mb, want_grad, grad, sb, cb, tv):
     """tv[j] = t of column q0 + j (float64 sums); grad = exp(x - m) if wanted."""
-    w = q1 - q0
-    for j in range(w):
-        sb[j] = 0.0
-        cb[j] = 0.0
-    for c in range(x.shape[1]):
-        for j in range(w):
-            d = x[p, c, q0 + j] - mb[j]
-            e = expn(d)
-            if want_grad:
-                grad[p, c, q0 + j] = e
-            sb[j] += 0.0 if d >= 0 else np.float64(e)
-            cb[j] += 1.0 if d >= 0 else 0.0
-    for j in range(w):
-        tv[j] = sb[j] + (cb[j] - 1.0)
+    _cols_exp_at(x, p, q0, q1 - q0, mb, want_grad, grad, p, q0, sb, cb, tv)
 
 
 @kernel(error_model="numpy")
@@ -524,12 +513,14 @@ def index_cols(x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, grad, wg,
             for j in range(nw):
                 cg[j] = cast_to(grad, sb[j])
             for c in range(n):
+                gr = grad[p, c, q0 : q0 + nw]
                 if smooth:
+                    wc = wg[c]
                     for j in range(nw):
-                        grad[p, c, q0 + j] = cg[j] * grad[p, c, q0 + j] - wg[c]
+                        gr[j] = cg[j] * gr[j] - wc
                 else:
                     for j in range(nw):
-                        grad[p, c, q0 + j] = cg[j] * grad[p, c, q0 + j]
+                        gr[j] = cg[j] * gr[j]
             for j in range(nw):
                 y = tgt[p, q0 + j]
                 if y == ignore:
@@ -1037,20 +1028,49 @@ def soft_rows_lm(
 # The block helpers read the logits at x[xp, :, xq0 + j] and write everything
 # else (targets' losses, lse, grad) at [p, :, q0 + j], j < nw: without a cap
 # both are the kernel's, with one x is a capped scratch copy of the block.
+#: classes per block in the column kernels' sums (in x's dtype, then float64)
+_CBLOCK = 64
+
+
 @jit
 def _cols_exp_at(x, xp, xq0, nw, mb, want_grad, grad, p, q0, sb, cb, tv):
-    """``_cols_exp`` with separate offsets for x and grad."""
+    """``_cols_exp`` with separate offsets for x and grad.
+
+    Vectorized over the columns (slices from 0, the want_grad test outside
+    the loops); both branches sum in the same order, so the loss does not
+    depend on want_grad.
+    """
     for j in range(nw):
         sb[j] = 0.0
         cb[j] = 0.0
-    for c in range(x.shape[1]):
+    z = zero_of(x)
+    o = one_of(x)
+    tb = np.empty(nw, dtype=x.dtype)  # per block of classes, in x's dtype
+    kb = np.empty(nw, dtype=x.dtype)
+    n = x.shape[1]
+    for c0 in range(0, n, _CBLOCK):
         for j in range(nw):
-            d = x[xp, c, xq0 + j] - mb[j]
-            e = expn(d)
+            tb[j] = z
+            kb[j] = z
+        for c in range(c0, min(n, c0 + _CBLOCK)):
+            xr = x[xp, c, xq0 : xq0 + nw]
             if want_grad:
-                grad[p, c, q0 + j] = e
-            sb[j] += 0.0 if d >= 0 else np.float64(e)
-            cb[j] += 1.0 if d >= 0 else 0.0
+                gr = grad[p, c, q0 : q0 + nw]
+                for j in range(nw):
+                    d = xr[j] - mb[j]
+                    e = expn(d)
+                    gr[j] = e
+                    tb[j] += z if d >= z else e
+                    kb[j] += o if d >= z else z
+            else:
+                for j in range(nw):
+                    d = xr[j] - mb[j]
+                    e = expn(d)
+                    tb[j] += z if d >= z else e
+                    kb[j] += o if d >= z else z
+        for j in range(nw):
+            sb[j] += np.float64(tb[j])
+            cb[j] += np.float64(kb[j])
     for j in range(nw):
         tv[j] = sb[j] + (cb[j] - 1.0)
 
