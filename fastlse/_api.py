@@ -9,6 +9,7 @@ import numba
 import numpy as np
 
 from . import _columns as C
+from . import _kernels as K
 from . import _parallel as P
 from ._axis import Plan, normalize_axes
 from ._kernels import NARROW
@@ -19,6 +20,10 @@ __all__ = ["log_softmax", "logsumexp", "softmax"]
 #: threads, is split into pieces of about this size (L2-sized, so the max and
 #: exp-sum sweeps read memory once) that threads share, merged as pairs
 PIECE = 1 << 15
+#: logsumexp of a 1-d float32 / float64 vector up to this length skips the
+#: planning and calls the serial row kernel (tiny inputs: a few microseconds)
+_SMALL = 4096
+_FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 # ----------------------------------------------------------------------------
@@ -336,6 +341,19 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, where=Non
     >>> logsumexp([0.0, np.nan, 0.0], where=[True, False, True])  # log 2
     np.float64(0.6931471805599453)
     """
+    if (
+        type(a) is np.ndarray
+        and b is None
+        and where is None
+        and not return_sign
+        and not keepdims
+        and a.ndim == 1
+        and (axis is None or (type(axis) is int and -1 <= axis <= 0))
+        and a.dtype in _FAST_DTYPES
+        and 0 < a.shape[0] <= _SMALL
+    ):
+        # a small vector: no planning, the serial kernel directly (a few us)
+        return a.dtype.type(K.row_lse(a, 0, a.shape[0]))
     if _is_dask(a) or _is_dask(b):
         from . import _dask
 

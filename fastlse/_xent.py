@@ -679,6 +679,19 @@ def nll_loss(log_probs, target, *, axis=-1, weight=None, ignore_index=-100, redu
     w, _ = _check_weight(weight, n, fn)
     t = _index_target(target, lp.shape, ax, fn)
     den = _check_targets(t, n, ii, w, fn)
+    if n and lp.dtype in (np.float32, np.float64):
+        # one gather kernel over the (P, C, Q) view: no index arrays
+        lay = _Layout(lp, ax, lp.dtype)
+        tk = lay.like_target(t)
+        v3 = lay.view if not lay.rows else lay.view.reshape(lay.p, lay.n, 1)
+        per = np.empty((lay.p, lay.q))
+        # threads pay off from a few thousand rows: each gather is a cache miss
+        K.nll_gather(per.size * 64, v3, tk.reshape(lay.p, lay.q), w, ii, per)
+        if reduction == "none":
+            return _as_result(lay.loss_shape(per), lp.dtype)
+        total = per.sum()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return _as_result(total if reduction == "sum" else total / np.float64(den), lp.dtype)
     keep = t != ii
     if n == 0:
         picked = np.zeros(t.shape)

@@ -578,6 +578,19 @@ def soft_cols(x, q, w1, w0, g1, g0, scale, loss, per_row, grad, want_grad, qchun
 # targets: validation and the mean's denominator in one pass (O(rows))
 # ----------------------------------------------------------------------------
 @kernel(error_model="numpy")
+def nll_gather(lp, tgt, w, ignore, per):
+    """per[p, q] = -w[y] * lp[p, y, q] for y = tgt[p, q] (0 where ignored), in
+    float64 (targets already checked)."""
+    for p in prange(lp.shape[0]):
+        for q in range(lp.shape[2]):
+            y = tgt[p, q]
+            if y == ignore:
+                per[p, q] = 0.0
+            else:
+                per[p, q] = -(w[y] * np.float64(lp[p, y, q]))
+
+
+@kernel(error_model="numpy")
 def check_targets(tgt, n, ignore, w):
     """(number of targets outside [0, n) other than ignore, sum of w[y] over kept rows);
     w: the class weights, or one scalar weight of every class."""

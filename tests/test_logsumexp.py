@@ -314,3 +314,24 @@ def test_empty_weighted_and_masked():
     assert res.shape == (0,)
     res = fastlse.logsumexp(np.zeros((3, 0)), axis=1, where=np.ones((3, 0), bool))
     np.testing.assert_array_equal(res, [-np.inf] * 3)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("n", [1, 2, 7, 31, 32, 33, 1000, 4096, 4097])
+@pytest.mark.parametrize("axis", [None, 0, -1])
+def test_small_vectors_match_scipy(rng, dtype, n, axis):
+    """1-d vectors (the no-planning path up to 4096 elements, the general one
+    above), specials included, against scipy."""
+    a = (rng.standard_normal(n) * 10).astype(dtype)
+    res = fastlse.logsumexp(a, axis=axis)
+    ref = sp.logsumexp(a, axis=axis)
+    assert type(res) is type(ref) and res.dtype == ref.dtype
+    np.testing.assert_allclose(res, ref, rtol=4 * np.finfo(dtype).eps)
+    for special in ([-np.inf], [np.inf], [np.nan], [np.inf, -np.inf], [1000.0, 1000.0]):
+        b = np.array(special + [0.0] * (n - len(special)) if n >= len(special) else special)
+        b = b.astype(dtype)
+        with np.errstate(all="ignore"):
+            ref = sp.logsumexp(b, axis=axis)
+        np.testing.assert_allclose(
+            fastlse.logsumexp(b, axis=axis), ref, rtol=4 * np.finfo(dtype).eps
+        )
