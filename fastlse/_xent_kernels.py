@@ -615,10 +615,15 @@ def log_sigmoid_flat(x, out):
     (float32 results are then correctly rounded but for rare ties)."""
     nb = (x.shape[0] + 4095) // 4096
     for b in prange(nb):
-        for i in range(b * 4096, min(x.shape[0], (b + 1) * 4096)):
-            v = np.float64(x[i])
-            mn = min(v, 0.0) if v == v else v
-            out[i] = cast_to(out, mn - log1p64(expneg64(-abs(v))))
+        lo = b * 4096
+        hi = min(x.shape[0], lo + 4096)
+        xs = x[lo:hi]  # slices from 0: the loop vectorizes
+        os = out[lo:hi]
+        for i in range(xs.shape[0]):
+            v = np.float64(xs[i])
+            mn = v if v < 0.0 else 0.0
+            mn = v if v != v else mn
+            os[i] = cast_to(out, mn - log1p64(expneg64(-abs(v))))
 
 
 # ----------------------------------------------------------------------------
