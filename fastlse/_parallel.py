@@ -10,7 +10,7 @@ vectorized exp; reductions along a middle axis -> column blocks in memory order.
 import numpy as np
 from numba import prange
 
-from ._exp import exp64, expneg64
+from ._exp import exp64, expneg64, log1p64
 from ._kernels import (
     NB,
     cast_to,
@@ -150,22 +150,44 @@ def log_softmax_narrow(x, out):
         mo = np.empty(NB)
         to = np.empty(NB)
         narrow_pairs(x, r0, r1, mo, to, 0, mb, rep, e, f)
-        for i in range(r1 - r0):
-            c1, c2 = log_softmax_consts(mo[i], to[i])
-            mo[i] = c1
-            to[i] = c2
-        narrow_log_softmax_store(x, out, r0, r1, mo, to, rep)
+        _block_log_softmax_consts(mo, to, r1 - r0)
+        narrow_log_softmax_store(x, out, r0, r1, mo, to, rep, f)
 
 
 @jit
-def narrow_log_softmax_store(x, out, r0, r1, c1, c2, rep):
-    """out = (x - c1) - c2 per row, as flat loops over the block."""
+def _block_log_softmax_consts(mo, to, nr):
+    """(mo, to) -> (c1, c2) of log_softmax_consts for nr rows: the log1p as
+    one vectorized loop (a scalar log per row cost as much as the rows), the
+    special rows fixed with selects."""
+    for i in range(nr):
+        to[i] = log1p64(to[i])
+    for i in range(nr):
+        m = mo[i]
+        c2 = to[i]
+        bad = m != m or c2 != c2 or m == -_INF
+        mo[i] = _NAN if bad else m
+        to[i] = 0.0 if (bad or m == _INF) else c2
+
+
+@jit
+def narrow_log_softmax_store(x, out, r0, r1, c1, c2, rep, rep2):
+    """out = (x - c1) - c2 per row in out's dtype: the row constants spread
+    over the block (rep, rep2), then one flat, vectorized loop."""
     n = x.shape[1]
-    xf = x[r0:r1].reshape((r1 - r0) * n)
-    of = out[r0:r1].reshape((r1 - r0) * n)
+    size = (r1 - r0) * n
     for i in range(r1 - r0):
+        a = cast_to(rep, c1[i])
+        b = cast_to(rep, c2[i])
         for j in range(n):
-            of[i * n + j] = (xf[i * n + j] - c1[i]) - c2[i]
+            rep[i * n + j] = a
+            rep2[i * n + j] = b
+    _flat_shift(x[r0:r1].reshape(size), rep, rep2, out[r0:r1].reshape(size), size)
+
+
+@jit
+def _flat_shift(xf, c1, c2, of, size):
+    for k in range(size):
+        of[k] = (xf[k] - c1[k]) - c2[k]
 
 
 # ------------------------------------------------ few long rows: pieces -----
