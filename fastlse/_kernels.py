@@ -30,6 +30,8 @@ from ._exp import (
     expterm64,
     log1p64,
     maxnum,
+    tanh32,
+    tanh64,
 )
 
 _NINF = -np.inf
@@ -85,6 +87,20 @@ sumscale_of = _by_dtype(
 )
 zero_of = _by_dtype("zero_of", lambda a: np.float32(0.0), lambda a: 0.0, "0 in a's dtype.")
 one_of = _by_dtype("one_of", lambda a: np.float32(1.0), lambda a: 1.0, "1 in a's dtype.")
+
+
+def tanhx(y):  # pragma: no cover - replaced by the overload in compiled code
+    """tanh for float32 / float64 (``tanh32`` / ``tanh64``), inlined by numba."""
+    return np.tanh(y)
+
+
+@overload(tanhx, inline="always")
+def _tanhx_ol(y):
+    if y == types.float32:
+        return lambda y: tanh32(y)
+    if y == types.float64:
+        return lambda y: tanh64(y)
+    return None
 
 
 def cast_to(a, v):  # pragma: no cover - replaced by the overload in compiled code

@@ -45,11 +45,9 @@ calls fights OpenBLAS's spinning threads).
 import math
 
 import numpy as np
-from numba import njit, prange, types
-from numba.extending import overload
+from numba import prange
 
-from ._config import CACHE
-from ._exp import EXACT, exp32, exp64, expneg64, log1p64
+from ._exp import expneg64, log1p64
 from ._kernels import (
     CHUNK,
     cast_to,
@@ -60,6 +58,7 @@ from ._kernels import (
     merge,
     range_pair,
     row_max,
+    tanhx,
     zero_of,
 )
 from ._parallel import kernel
@@ -83,86 +82,6 @@ MAX_BLOCK_ROWS = 4096
 ACC_BYTES = 4 << 20
 
 _NAN = np.nan
-
-
-# ----------------------------------------------------------------------------
-# tanh, vectorizable (for the softcap): odd Taylor polynomial near 0, and
-# (1 - e) / (1 + e) with e = exp(-2|x|) elsewhere, selected without a branch
-# ----------------------------------------------------------------------------
-_TANH_CUT = 0.25
-#: Taylor coefficients of tanh (x, x**3, ..., x**21): at |x| <= 0.25 the
-#: truncation is below 1e-17 relative (float64); float32 uses the first five
-_T = (
-    1.0,
-    -0.33333333333333333333,
-    0.13333333333333333333,
-    -0.053968253968253968254,
-    0.021869488536155202822,
-    -0.0088632355299021965689,
-    0.0035921280365724810169,
-    -0.0014558343870513182682,
-    0.00059002744094558598138,
-    -0.00023912911424355248149,
-    0.000096915379569294503256,
-)
-_T64 = tuple(np.float64(c) for c in _T)
-_T32 = tuple(np.float32(c) for c in _T[:5])
-_CUT64, _CUT32 = np.float64(_TANH_CUT), np.float32(_TANH_CUT)
-_ONE64, _ONE32 = np.float64(1.0), np.float32(1.0)
-_M2_64, _M2_32 = np.float64(-2.0), np.float32(-2.0)
-(_P0, _P1, _P2, _P3, _P4, _P5, _P6, _P7, _P8, _P9, _P10) = _T64
-(_Q0, _Q1, _Q2, _Q3, _Q4) = _T32
-
-
-#: numba-level inlining: LLVM's inliner finds tanh (exp included) too big, and
-#: a call keeps the caller's loop scalar
-_jit_inline = njit(fastmath=EXACT, error_model="numpy", cache=CACHE, inline="always")
-
-
-@_jit_inline
-def tanh64(x):
-    a = abs(x)
-    e = exp64(_M2_64 * a)
-    big = (_ONE64 - e) / (_ONE64 + e)
-    z = x * x
-    z2 = z * z
-    z4 = z2 * z2
-    p = (
-        ((_P0 + _P1 * z) + (_P2 + _P3 * z) * z2)
-        + ((_P4 + _P5 * z) + (_P6 + _P7 * z) * z2) * z4
-        + ((_P8 + _P9 * z) + _P10 * z2) * (z4 * z4)
-    )
-    small = p * a
-    r = small if a < _CUT64 else big
-    r = r if x >= 0 else -r
-    return r if x == x else x
-
-
-@_jit_inline
-def tanh32(x):
-    a = abs(x)
-    e = exp32(_M2_32 * a)
-    big = (_ONE32 - e) / (_ONE32 + e)
-    z = x * x
-    z2 = z * z
-    p = (_Q0 + _Q1 * z) + (_Q2 + _Q3 * z) * z2 + _Q4 * (z2 * z2)
-    small = p * a
-    r = small if a < _CUT32 else big
-    r = r if x >= 0 else -r
-    return r if x == x else x
-
-
-def tanhx(x):  # pragma: no cover - replaced by the overload in compiled code
-    return np.tanh(x)
-
-
-@overload(tanhx, inline="always")
-def _tanhx_ol(x):
-    if x == types.float32:
-        return lambda x: tanh32(x)
-    if x == types.float64:
-        return lambda x: tanh64(x)
-    return None
 
 
 # ----------------------------------------------------------------------------

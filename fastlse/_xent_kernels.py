@@ -51,11 +51,10 @@ before it is overwritten.  Nothing here knows about Python objects or axes.
 """
 
 import numpy as np
-from numba import njit, prange, types
+from numba import prange, types
 from numba.extending import overload
 
-from ._config import CACHE
-from ._exp import EXACT, exp32, exp64, expneg64, log1p32, log1p64, maxnum
+from ._exp import expneg64, log1p32, log1p64, maxnum
 from ._kernels import (
     CHUNK,
     VW,
@@ -71,6 +70,7 @@ from ._kernels import (
     row_max,
     row_sum_excl,
     sumscale_of,
+    tanhx,
     zero_of,
 )
 from ._parallel import kernel
@@ -624,90 +624,6 @@ def log_sigmoid_flat(x, out):
             mn = v if v < 0.0 else 0.0
             mn = v if v != v else mn
             os[i] = cast_to(out, mn - log1p64(expneg64(-abs(v))))
-
-
-# ----------------------------------------------------------------------------
-# tanh, vectorizable (numba's np.tanh / math.tanh is a scalar libm call)
-# ----------------------------------------------------------------------------
-# |y| < 0.625: Cephes' minimax forms, y + y**3 P(y**2) / Q(y**2) (float64) and
-# y + y**3 P(y**2) (float32); above: (e - 1) / (e + 1), e = exp(2|y|), which
-# has no cancellation there (e > 3.4).  Both are formed as one numerator and
-# one denominator and selected, so there is one division and no branch.  The
-# argument of exp is clamped where tanh rounds to 1 (e +- 1 == e), so e never
-# overflows to inf / inf.
-_TP64 = tuple(
-    np.float64(c)
-    for c in (-9.64399179425052238628e-1, -9.92877231001918586564e1, -1.61468768441708447952e3)
-)
-_TQ64 = tuple(
-    np.float64(c)
-    for c in (1.12811678491632931402e2, 2.23548839060100448583e3, 4.84406305325125486048e3)
-)
-(_TP0, _TP1, _TP2), (_TQ0, _TQ1, _TQ2) = _TP64, _TQ64
-_TSMALL64 = np.float64(0.625)
-_TCLAMP64 = np.float64(20.0)  # 1 - tanh(20) < 2**-54
-_T32 = tuple(
-    np.float32(c)
-    for c in (
-        -5.70498872745e-3,
-        2.06390887954e-2,
-        -5.37397155531e-2,
-        1.33314422036e-1,
-        -3.33332819422e-1,
-    )
-)
-(_T0, _T1, _T2, _T3, _T4) = _T32
-_TSMALL32 = np.float32(0.625)
-_TCLAMP32 = np.float32(10.0)  # 1 - tanh(10) < 2**-25
-_ZERO32 = np.float32(0.0)
-_ONE32 = np.float32(1.0)
-_TWO32 = np.float32(2.0)
-#: numba-level inlining (LLVM's inliner finds tanh, its exp included, too big,
-#: and a call keeps the caller's loop scalar); the caller's fastmath flags then
-#: apply: only call these from ``jit`` (exact) code
-_jit_inline = njit(fastmath=EXACT, error_model="numpy", cache=CACHE, nogil=True, inline="always")
-
-
-@_jit_inline
-def tanh64(y):
-    """tanh(y) for float64, branch-free, within a few ulp; nan stays nan."""
-    a = abs(y)
-    s = a * a
-    p = (_TP0 * s + _TP1) * s + _TP2
-    q = ((s + _TQ0) * s + _TQ1) * s + _TQ2
-    e = exp64(2.0 * (_TCLAMP64 if a > _TCLAMP64 else a))
-    small = a < _TSMALL64
-    num = (a * q + (a * s) * p) if small else e - 1.0
-    den = q if small else e + 1.0
-    r = num / den
-    return -r if y < 0.0 else r
-
-
-@_jit_inline
-def tanh32(y):
-    """tanh(y) for float32, computed in float32, branch-free; nan stays nan."""
-    a = abs(y)
-    s = a * a
-    p = (((_T0 * s + _T1) * s + _T2) * s + _T3) * s + _T4
-    e = exp32(_TWO32 * (_TCLAMP32 if a > _TCLAMP32 else a))
-    small = a < _TSMALL32
-    num = (a + (a * s) * p) if small else e - _ONE32
-    den = _ONE32 if small else e + _ONE32
-    r = num / den
-    return -r if y < _ZERO32 else r
-
-
-def tanhx(y):  # pragma: no cover - replaced by the overload in compiled code
-    return np.tanh(y)
-
-
-@overload(tanhx, inline="always")
-def _tanhx_ol(y):
-    if y == types.float32:
-        return lambda y: tanh32(y)
-    if y == types.float64:
-        return lambda y: tanh64(y)
-    return None
 
 
 @kernel(error_model="numpy")
