@@ -152,11 +152,16 @@ def finish(m, t):
 @jit
 def log_softmax_consts(m, t):
     """(c1, c2) with log_softmax = (x - c1) - c2, scipy's specials encoded."""
-    if m != m or t != t or m == _NINF:
-        return _NAN, 0.0
-    if m == _INF:
-        return _INF, 0.0
-    return m, log1p64(t)
+    return log_softmax_consts_lg(m, log1p64(t))
+
+
+@jit
+def log_softmax_consts_lg(m, lg):
+    """``log_softmax_consts`` given lg = log1p(t) (nan for a nan t), with
+    selects only, so a loop over rows stays vectorized: nan, or -inf (only
+    -inf or nan elements), gives (nan, 0); +inf gives (inf, 0)."""
+    bad = m != m or lg != lg or m == _NINF
+    return (_NAN if bad else m), (0.0 if (bad or m == _INF) else lg)
 
 
 @jit_fast

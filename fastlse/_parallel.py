@@ -19,6 +19,7 @@ from ._kernels import (
     has_nan,
     jit,
     log_softmax_consts,
+    log_softmax_consts_lg,
     log_softmax_store,
     merge,
     narrow_pairs,
@@ -162,11 +163,7 @@ def _block_log_softmax_consts(mo, to, nr):
     for i in range(nr):
         to[i] = log1p64(to[i])
     for i in range(nr):
-        m = mo[i]
-        c2 = to[i]
-        bad = m != m or c2 != c2 or m == -_INF
-        mo[i] = _NAN if bad else m
-        to[i] = 0.0 if (bad or m == _INF) else c2
+        mo[i], to[i] = log_softmax_consts_lg(mo[i], to[i])
 
 
 @jit
