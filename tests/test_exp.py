@@ -7,34 +7,22 @@ from numba import njit
 from fastlse._exp import FASTMATH, div_by, exp32, exp64, expneg32, expneg64, log1p64, maxnum
 
 
-@njit(fastmath=FASTMATH)
-def _map_exp64(x, out):
-    for i in range(x.size):
-        out[i] = exp64(x[i])
+def _mapper(f):
+    """out[i] = f(x[i]), compiled (f inlined into a vectorizable loop)."""
+
+    @njit(fastmath=FASTMATH)
+    def _map(x, out):
+        for i in range(x.size):
+            out[i] = f(x[i])
+
+    return _map
 
 
-@njit(fastmath=FASTMATH)
-def _map_exp32(x, out):
-    for i in range(x.size):
-        out[i] = exp32(x[i])
-
-
-@njit(fastmath=FASTMATH)
-def _map_expneg64(x, out):
-    for i in range(x.size):
-        out[i] = expneg64(x[i])
-
-
-@njit(fastmath=FASTMATH)
-def _map_expneg32(x, out):
-    for i in range(x.size):
-        out[i] = expneg32(x[i])
-
-
-@njit(fastmath=FASTMATH)
-def _map_log1p(x, out):
-    for i in range(x.size):
-        out[i] = log1p64(x[i])
+_map_exp64 = _mapper(exp64)
+_map_exp32 = _mapper(exp32)
+_map_expneg64 = _mapper(expneg64)
+_map_expneg32 = _mapper(expneg32)
+_map_log1p = _mapper(log1p64)
 
 
 @njit(fastmath=FASTMATH)
