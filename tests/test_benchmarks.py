@@ -217,3 +217,25 @@ def test_peer_table_is_shared():
     assert cli._peers is fastlse._peers
     assert Path(common._peers.__file__).resolve() == Path(fastlse._peers.__file__).resolve()
     assert set(common.IMPLS) == set(fastlse._peers.IMPLS)
+
+
+@pytest.mark.parametrize("shape", [(7, 300), (3, 5003), (500, 10), (1, 140_000), (4, 50, 8)])
+def test_limit_proxies_read_and_copy_everything(shape):
+    """The one-read proxy sums every element once (narrow rows as one flat row),
+    the copy proxy reproduces the input: neither skips work."""
+    np = pytest.importorskip("numpy")
+    proxies = next(m for m in MODULES if m.__name__.endswith("bench_proxies"))
+    x = np.random.default_rng(1).standard_normal(shape)
+    axis = 1 if len(shape) == 3 else -1
+    got = np.asarray(proxies.sum_proxy(x, axis))
+    np.testing.assert_allclose(got.sum(), x.sum(), rtol=1e-12, atol=1e-9)
+    if len(shape) == 3:
+        np.testing.assert_allclose(got, x.sum(axis=1), rtol=1e-12, atol=1e-12)
+    elif shape[-1] >= proxies.NARROW:
+        np.testing.assert_allclose(got, x.sum(axis=-1), rtol=1e-12, atol=1e-12)
+    assert np.array_equal(proxies.copy_proxy(x), x)
+    where = np.arange(shape[-1]) % 3 != 0
+    if len(shape) == 2:
+        m = np.broadcast_to(where, shape)
+        got = proxies.sum_where_proxy(x, np.ascontiguousarray(m))
+        np.testing.assert_allclose(got, np.where(m, x, 0).sum(axis=1), rtol=1e-12, atol=1e-12)

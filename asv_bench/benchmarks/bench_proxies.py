@@ -6,7 +6,10 @@ it into a freshly allocated array (what softmax / log_softmax must at least do,
 allocation included, as they allocate their result).  Both are parallel numba
 kernels on numba's threads, split like fastlse's drivers: threads over rows, or
 over pieces of rows when there are few rows; the middle-axis dataset is summed
-along axis 1 in memory order.  Compare fastlse to them within one run.
+along axis 1 in memory order, and narrow rows are read as one flat row (so the
+proxy measures memory, not a loop per ten elements).  Their inner loops
+vectorize (slices from index 0, see ``row_copy``).  Compare fastlse to them
+within one run.
 
 ``MaskedLimitProxies.time_row_sum_where`` is the ``where=`` ops' bound on the
 masked datasets: it reads every element and its mask byte once and writes one
@@ -29,10 +32,10 @@ def row_sum(x, piece, partial):
     for k in prange(x.shape[0] * npc):
         i = k // npc
         lo = (k % npc) * piece
-        hi = min(n, lo + piece)
-        s = x[i, lo]
-        for j in range(lo + 1, hi):
-            s += x[i, j]
+        xs = x[i, lo : min(n, lo + piece)]  # a slice from 0: see row_copy
+        s = x.dtype.type(0)
+        for j in range(xs.shape[0]):
+            s += xs[j]
         partial[i, k % npc] = s
 
 
@@ -42,9 +45,11 @@ def row_sum_where(x, m, piece, partial):
     npc = partial.shape[1]
     for k in prange(x.shape[0] * npc):
         i, lo = k // npc, (k % npc) * piece
+        hi = min(x.shape[1], lo + piece)
+        xs, ms = x[i, lo:hi], m[i, lo:hi]
         s = x.dtype.type(0)
-        for j in range(lo, min(x.shape[1], lo + piece)):
-            s += x[i, j] if m[i, j] else 0
+        for j in range(xs.shape[0]):
+            s += xs[j] if ms[j] else 0
         partial[i, k % npc] = s
 
 
@@ -67,8 +72,12 @@ def row_copy(x, piece, out):
         i = k // npc
         lo = (k % npc) * piece
         hi = min(n, lo + piece)
-        for j in range(lo, hi):
-            out[i, j] = x[i, j]
+        # loops over slices from index 0: with x[i, j] for j from a variable
+        # lo, LLVM cannot prove j >= 0 (numba wraps negative indices) and the
+        # loop stays scalar, which made these proxies 2-4x slower than memory
+        xs, os = x[i, lo:hi], out[i, lo:hi]
+        for j in range(xs.shape[0]):
+            os[j] = xs[j]
 
 
 def split(rows, n):
@@ -86,11 +95,21 @@ def sum_proxy(x, axis):
         out = np.empty((x.shape[0], x.shape[2]), dtype=x.dtype)
         mid_sum(x, out)
         return out
-    x2 = x.reshape(-1, x.shape[-1])
+    x2 = _rows(x)
     piece = split(*x2.shape)
     partial = np.empty((x2.shape[0], -(-x2.shape[1] // piece)), dtype=x.dtype)
     row_sum(x2, piece, partial)
     return partial[:, 0] if partial.shape[1] == 1 else partial.sum(axis=1)
+
+
+#: rows narrower than this are read as one flat row: a loop per row of ten
+#: elements measures loop overhead, not memory
+NARROW = 64
+
+
+def _rows(x):
+    """x as 2-d rows along its last axis, or as one flat row if they are narrow."""
+    return x.reshape(1, -1) if x.shape[-1] < NARROW else x.reshape(-1, x.shape[-1])
 
 
 def sum_where_proxy(x, m):
@@ -103,7 +122,7 @@ def sum_where_proxy(x, m):
 
 def copy_proxy(x):
     """One read and one write into a new array."""
-    x2 = x.reshape(-1, x.shape[-1])
+    x2 = _rows(x)
     out = np.empty_like(x2)
     row_copy(x2, split(*x2.shape), out)
     return out.reshape(x.shape)
