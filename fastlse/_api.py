@@ -442,7 +442,12 @@ def _softmax_kernel(x, axes, rdt, out, log):
     cdt = _compute_dtype(rdt)
     plan = Plan(x, axes, dtype=cdt)
     v = plan.view
-    dest = plan.out_view(out) if out is not None else None
+    # out sharing x's memory (in place, or overlapping): the kernels write
+    # into a buffer, copied at the end (as numpy's ufuncs do); in place, the
+    # vectorized loops would fall back to their scalar versions anyway, which
+    # sum in another order
+    shared = out is not None and np.may_share_memory(out, x)
+    dest = plan.out_view(out) if out is not None and not shared else None
     if dest is None:
         dest, full = plan.empty_like_view(cdt)
     else:

@@ -58,6 +58,7 @@ from ._kernels import (
     merge,
     range_pair,
     row_max,
+    sum_excl_exp,
     tanhx,
     zero_of,
 )
@@ -142,34 +143,6 @@ def _grad_store(x, m, lg, a, c, cap):
             x[j] = aa * expn(x[j] - mm - ll) - cc
 
 
-@jit_fast
-def _exp_store_excl(x, m):
-    """x = exp(x - m) in place; returns the sum over x < m (float64, CHUNK
-    elements at a time in x's dtype) and the count of x >= m (see row_sum_excl)."""
-    n = x.shape[0]
-    z = zero_of(x)
-    o = cast_to(x, 1.0)
-    total = 0.0
-    cnt = 0.0
-    for c in range(0, n, CHUNK):
-        # a slice per chunk: with x[j] indexed from range(c, ...) LLVM cannot
-        # prove the index non-negative, sees "unsafe dependent memory
-        # operations" between the load and the store, and keeps the loop
-        # scalar (measured 8.4 vs 0.76 ns per element)
-        xc = x[c : min(c + CHUNK, n)]
-        acc = z
-        k = z
-        for j in range(xc.shape[0]):
-            d = xc[j] - m
-            e = expn(d)
-            xc[j] = e
-            acc += z if d >= z else e
-            k += o if d >= z else z
-        total += acc
-        cnt += k
-    return total, cnt
-
-
 @jit
 def _scale_sub(x, a, c):
     """x = a * x - c in place (a, c float64, applied in x's dtype)."""
@@ -240,7 +213,7 @@ def fused_block(x, bias, has_bias, cap, tgt, ignore, base, eps, z, want_sum, wan
         mx = row_max(xi, 0, nv) if one_exp else cast_to(xi, 0.0)
         one_exp = one_exp and abs(mx) < np.inf
         if one_exp:
-            se, cnt = _exp_store_excl(xi, mx)
+            se, cnt = sum_excl_exp(xi, xi, mx)
             m, t = np.float64(mx), se + (cnt - 1.0)
         else:
             m, t = range_pair(xi, 0, nv)

@@ -12,6 +12,7 @@ from numba import prange
 
 from ._exp import exp64, expneg64, log1p64
 from ._kernels import (
+    FUSED_BYTES,
     NB,
     cast_to,
     finish,
@@ -26,6 +27,7 @@ from ._kernels import (
     narrow_softmax,
     range_pair,
     row_exp_store,
+    row_log_softmax,
     row_lse,
     row_lse_weighted,
     row_max,
@@ -68,10 +70,14 @@ def softmax_rows(x, out):
 @kernel
 def log_softmax_rows(x, out):
     n = x.shape[1]
+    fused = n * x.itemsize <= FUSED_BYTES
     for i in prange(x.shape[0]):
-        m, t = range_pair(x[i], 0, n)
-        c1, c2 = log_softmax_consts(m, t)
-        log_softmax_store(x[i], out[i], 0, n, c1, c2)
+        if fused:
+            row_log_softmax(x[i], out[i])
+        else:
+            m, t = range_pair(x[i], 0, n)
+            c1, c2 = log_softmax_consts(m, t)
+            log_softmax_store(x[i], out[i], 0, n, c1, c2)
 
 
 @kernel

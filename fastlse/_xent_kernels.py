@@ -57,10 +57,8 @@ from numba.extending import overload
 from ._exp import expneg64, log1p32, log1p64, maxnum
 from ._kernels import (
     CHUNK,
-    VW,
     cast_to,
     expn,
-    expt,
     has_nan,
     jit,
     jit_fast,
@@ -69,7 +67,7 @@ from ._kernels import (
     range_pair,
     row_max,
     row_sum_excl,
-    sumscale_of,
+    sum_excl_exp,
     tanhx,
     zero_of,
 )
@@ -129,55 +127,6 @@ def _tasks(nall):
 # row helpers (x is one row, float32 or float64)
 # ----------------------------------------------------------------------------
 @jit_fast
-def _store_excl(x, g, m):
-    """``row_sum_excl`` of a whole row that also stores g = exp(x - m).
-
-    The same loops as ``row_sum_excl`` (slices from 0, ``expt`` terms summed
-    and scaled once), so a loss computed with the gradient has the bits of
-    the loss alone.  The last partial vector is one full overlapping vector
-    whose stores are masked, so ``g`` may be ``x`` itself (nothing is read
-    after it is written).
-    """
-    z = zero_of(x)
-    o = one_of(x)
-    sc = cast_to(x, sumscale_of(x))
-    n = x.shape[0]
-    total = 0.0
-    cnt = 0.0
-    main = n if n < VW else (n // VW) * VW
-    for c in range(0, main, CHUNK):
-        c1 = min(c + CHUNK, main)
-        xc = x[c:c1]
-        gc = g[c:c1]
-        acc = z
-        k = z
-        for j in range(xc.shape[0]):
-            d = xc[j] - m
-            e = expt(d)
-            gc[j] = e * sc
-            acc += z if d >= z else e
-            k += o if d >= z else z
-        total += acc
-        cnt += k
-    if main < n:
-        xt = x[n - VW : n]
-        gt = g[n - VW : n]
-        first = VW - (n - main)
-        acc = z
-        k = z
-        for i in range(VW):
-            keep = i >= first
-            d = xt[i] - m
-            e = expt(d)
-            gt[i] = e * sc if keep else gt[i]
-            acc += (z if d >= z else e) if keep else z
-            k += (o if d >= z else z) if keep else z
-        total += acc
-        cnt += k
-    return total * sumscale_of(x), cnt
-
-
-@jit_fast
 def _wdev(x, w, m):
     """sum_j w_j * (m - x_j) in float64 (w in x's dtype, or one scalar)."""
     z = zero_of(x)
@@ -230,7 +179,7 @@ def _index_row(x, y, wy, wl, wsum, keep, eps, scale, g, wg, want_grad):
     smooth = eps > 0.0
     sm = _wdev(x, wl, m) if smooth else 0.0
     if want_grad:
-        s, cnt = _store_excl(x, g, m)
+        s, cnt = sum_excl_exp(x, g, m)
     else:
         s, cnt = row_sum_excl(x, 0, n, m)
     t = s + (cnt - 1.0)
@@ -423,7 +372,7 @@ def soft_rows(x, q, w1, w0, g1, g0, scale, loss, per_row, grad, want_grad):
         sb, a = _soft_coef(xi, qi, w1, w0, m)
         gi = grad[i]
         if want_grad:
-            s, cnt = _store_excl(xi, gi, m)
+            s, cnt = sum_excl_exp(xi, gi, m)
         else:
             s, cnt = row_sum_excl(xi, 0, n, m)
         t = s + (cnt - 1.0)
@@ -700,7 +649,7 @@ def _index_row_lm(x, y, wy, wl, wsum, keep, eps, scale, g, wg, want_grad, zl, zg
     smooth = eps > 0.0
     sm = _wdev(x, wl, m) if smooth else 0.0
     if want_grad:
-        s, cnt = _store_excl(x, g, m)
+        s, cnt = sum_excl_exp(x, g, m)
     else:
         s, cnt = row_sum_excl(x, 0, n, m)
     t = s + (cnt - 1.0)
@@ -909,7 +858,7 @@ def _soft_row_lm(xi, qi, w1, w0, g1, g0, scale, gi, want_grad, zl, zg):
     m = row_max(xi, 0, n)
     sb, a = _soft_coef(xi, qi, w1, w0, m)
     if want_grad:
-        s, cnt = _store_excl(xi, gi, m)
+        s, cnt = sum_excl_exp(xi, gi, m)
     else:
         s, cnt = row_sum_excl(xi, 0, n, m)
     t = s + (cnt - 1.0)

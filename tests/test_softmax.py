@@ -196,6 +196,25 @@ def test_out_float32_from_float64_and_in_place(rng, name, f, ref_f):
 
 
 @pytest.mark.parametrize(("name", "f", "ref_f"), FUNCS, ids=IDS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("n", [40, 1000, 5003])
+def test_in_place_rows_same_bits(rng, name, f, ref_f, dtype, n):
+    """Rows written in place give the bits of a separate output (the fused
+    log_softmax sweep stores while it sums; in place it must not sum in
+    another order), and scipy's values."""
+    x = (rng.standard_normal((16, n)) * 5).astype(dtype)
+    x[3, 7] = -np.inf
+    y = x.copy()
+    f(y, axis=1, out=y)
+    np.testing.assert_array_equal(y, f(x, axis=1))
+    ref = ref_f(x.astype(np.float64), axis=1)
+    np.testing.assert_allclose(y, ref, rtol=tol(dtype), atol=tol(dtype))
+    a = np.concatenate([x, x[:, :1]], axis=1)  # out overlaps x shifted by one element
+    f(a[:, :-1], axis=1, out=a[:, 1:])
+    np.testing.assert_array_equal(a[:, 1:], f(x, axis=1))
+
+
+@pytest.mark.parametrize(("name", "f", "ref_f"), FUNCS, ids=IDS)
 def test_out_bad(name, f, ref_f):
     x = np.ones((3, 4))
     with pytest.raises(ValueError, match="out"):
