@@ -455,3 +455,18 @@ def test_log1p32v(rng, prims):
     assert ulps(prims[1](t), np.log1p(t.astype(np.float64))).max() <= 2.5
     special = np.float32([INF, NAN])
     np.testing.assert_array_equal(prims[1](special), np.log1p(special))
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize(("shape", "axis"), [((16, 1000), 1), ((16, 1000), 0), ((3, 70_000), 1)])
+def test_in_place_and_overlapping_out_same_bits(rng, dtype, shape, axis):
+    x = (rng.standard_normal(shape) * 5).astype(dtype)
+    want = logcumsumexp(x, axis=axis)
+    ref = np.logaddexp.accumulate(x.astype(np.float64), axis=axis)
+    np.testing.assert_allclose(want, ref, rtol=tol(dtype), atol=tol(dtype))
+    y = x.copy()
+    assert logcumsumexp(y, axis=axis, out=y) is y
+    np.testing.assert_array_equal(y, want)
+    a = np.concatenate([x, x[:, :1]], axis=1)  # out overlaps x shifted by one element
+    logcumsumexp(a[:, :-1], axis=axis, out=a[:, 1:])
+    np.testing.assert_array_equal(a[:, 1:], want)
