@@ -209,7 +209,8 @@ def _sum_excl_kernel(name, store):
     slower (the blocked and piecewise paths hit that).
     """
     shift = store == "shift"
-    exp = store == "exp"
+    exp = store in ("exp", "exp in place")
+    in_place = store == "exp in place"  # out is x: one pointer, so LLVM vectorizes
 
     def f(x, out, m):
         z = zero_of(x)
@@ -222,7 +223,7 @@ def _sum_excl_kernel(name, store):
         for c in range(0, main, CHUNK):
             c1 = min(c + CHUNK, main)
             xc = x[c:c1]
-            oc = out[c:c1]
+            oc = xc if in_place else out[c:c1]
             acc = z
             k = z
             for j in range(xc.shape[0]):
@@ -238,7 +239,7 @@ def _sum_excl_kernel(name, store):
             cnt += k
         if main < n:
             xt = x[n - VW : n]
-            ot = out[n - VW : n]
+            ot = xt if in_place else out[n - VW : n]
             first = VW - (n - main)  # xt[first:] are the elements not yet summed
             acc = z
             k = z
@@ -260,11 +261,34 @@ def _sum_excl_kernel(name, store):
     return jit_fast(f)
 
 
-#: the sweep that only sums; ``sum_excl_shift`` also stores x - m into out,
-#: ``sum_excl_exp`` exp(x - m)
+#: the sweep that only sums; ``sum_excl_shift`` also stores x - m into out
 sum_excl = _sum_excl_kernel("sum_excl", None)
 sum_excl_shift = _sum_excl_kernel("sum_excl_shift", "shift")
-sum_excl_exp = _sum_excl_kernel("sum_excl_exp", "exp")
+_sum_excl_exp = _sum_excl_kernel("_sum_excl_exp", "exp")
+_sum_excl_exp_in_place = _sum_excl_kernel("_sum_excl_exp_in_place", "exp in place")
+
+
+def sum_excl_exp(x, g, m):  # pragma: no cover - replaced by the overload in compiled code
+    """``sum_excl`` that also stores exp(x - m) into g (g may be x).
+
+    With g and x two names for one row, LLVM's overlap check would run the
+    scalar loop (10x slower, and a sum in another order): the in-place
+    variant writes through x's own slices instead, with the same bits.
+    """
+    raise NotImplementedError("sum_excl_exp runs in compiled code only")
+
+
+@overload(sum_excl_exp)
+def _sum_excl_exp_ol(x, g, m):
+    if not x.mutable:  # a read-only x cannot be g
+        return lambda x, g, m: _sum_excl_exp(x, g, m)
+
+    def impl(x, g, m):
+        if g.ctypes.data == x.ctypes.data and g.strides[0] == x.strides[0]:
+            return _sum_excl_exp_in_place(x, x, m)
+        return _sum_excl_exp(x, g, m)
+
+    return impl
 
 
 @jit
