@@ -112,6 +112,33 @@ def _part_ol(w, lo, hi):
     return lambda w, lo, hi: w
 
 
+def _by_targets(name, index_fn, soft_fn, doc):
+    """A function ``f(targs, *args)`` that compiled code resolves by the kind of
+    targets to ``index_fn(targs, *args)`` or ``soft_fn(targs, *args)``.
+
+    ``targs`` is the tuple of a kernel's target-specific arguments, its first
+    element the targets: integers are class indices, floats probabilities
+    (the rule of ``cross_entropy`` itself).  One driver thus serves both
+    kinds, compiled once per kind.  (A factory that captured the jitted
+    block in a closure would defeat numba's disk cache: the cache key hashes
+    the closure's pickle, and a dispatcher pickles with a per-process uuid.)
+    """
+
+    def stub(targs, *args):  # pragma: no cover - replaced by the overload
+        raise NotImplementedError(f"{name} runs in compiled code only")
+
+    stub.__name__ = stub.__qualname__ = name
+    stub.__doc__ = doc
+
+    @overload(stub)
+    def _ol(targs, *args):
+        if isinstance(targs[0].dtype, types.Integer):
+            return lambda targs, *args: index_fn(targs, *args)
+        return lambda targs, *args: soft_fn(targs, *args)
+
+    return stub
+
+
 @jit
 def _tasks(nall):
     """(tasks, items per task) for nall items: at most ``MAXTASKS`` tasks and
@@ -971,10 +998,11 @@ def _col_lse(x, xp, xq0, j, mf, lg):
 
 @jit
 def _index_block(
-    x, xp, xq0, tgt, p, q0, nw, w, wl, wsum, ignore, eps, scale, loss, per_row, grad, wg,
-    want_grad, zl, zg, lse, want_lse,
-):  # fmt: skip
-    """``index_cols``'s block with the LM options: its summed loss."""
+    targs, x, xp, xq0, p, q0, nw, scale, loss, per_row, grad, want_grad, zl, zg, lse, want_lse
+):
+    """``index_cols``'s block with the LM options: its summed loss;
+    ``targs = (tgt, w, wl, wsum, ignore, eps, wg)``."""
+    tgt, w, wl, wsum, ignore, eps, wg = targs
     n = x.shape[1]
     keep = 1.0 - eps
     smooth = eps > 0.0
@@ -1047,10 +1075,11 @@ def _index_block(
 
 @jit
 def _soft_block(
-    x, xp, xq0, q, p, q0, nw, w1, w0, g1, g0, scale, loss, per_row, grad, want_grad, zl, zg,
-    lse, want_lse,
-):  # fmt: skip
-    """``soft_cols``'s block with the LM options: its summed loss."""
+    targs, x, xp, xq0, p, q0, nw, scale, loss, per_row, grad, want_grad, zl, zg, lse, want_lse
+):
+    """``soft_cols``'s block with the LM options: its summed loss;
+    ``targs = (q, w1, w0, g1, g0)``."""
+    q, w1, w0, g1, g0 = targs
     n = x.shape[1]
     mb = np.empty(nw, dtype=x.dtype)
     sb = np.empty(nw)
@@ -1108,13 +1137,21 @@ def _dcap_block(grad, p, q0, nw, cx, rcap):
             grad[p, c, q0 + j] = grad[p, c, q0 + j] * (o - u * u)
 
 
+_col_block = _by_targets(
+    "_col_block",
+    _index_block,
+    _soft_block,
+    "A column block's summed loss, for class-index or probability targets.",
+)
+
+
 @kernel(error_model="numpy")
-def index_cols_lm(
-    x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, grad, wg, want_grad, zl, zg, lse,
-    want_lse, qchunk, cap,
+def cols_lm(
+    x, targs, scale, loss, per_row, grad, want_grad, zl, zg, lse, want_lse, qchunk, cap
 ):  # fmt: skip
-    """``index_cols`` with the LM options: tasks of column blocks, each with a
-    block scratch for the capped logits."""
+    """``index_cols`` / ``soft_cols`` with the LM options, ``targs`` the target's
+    arguments (see ``_index_block``, ``_soft_block``): tasks of column blocks,
+    each with a block scratch for the capped logits."""
     pn, n, qn = x.shape
     nq = (qn + qchunk - 1) // qchunk
     capped = cap > 0.0
@@ -1131,53 +1168,16 @@ def index_cols_lm(
             nw = min(qn, q0 + qchunk) - q0
             if capped:
                 _cap_block(x, p, q0, nw, cx, cp, rc)
-                bsum += _index_block(
-                    cx, 0, 0, tgt, p, q0, nw, w, wl, wsum, ignore, eps, scale, loss, per_row,
-                    grad, wg, want_grad, zl, zg, lse, want_lse,
+                bsum += _col_block(
+                    targs, cx, 0, 0, p, q0, nw, scale, loss, per_row, grad, want_grad, zl, zg,
+                    lse, want_lse,
                 )  # fmt: skip
                 if want_grad:
                     _dcap_block(grad, p, q0, nw, cx, rc)
             else:
-                bsum += _index_block(
-                    x, p, q0, tgt, p, q0, nw, w, wl, wsum, ignore, eps, scale, loss, per_row,
-                    grad, wg, want_grad, zl, zg, lse, want_lse,
-                )  # fmt: skip
-        total += bsum
-    return total
-
-
-@kernel(error_model="numpy")
-def soft_cols_lm(
-    x, q, w1, w0, g1, g0, scale, loss, per_row, grad, want_grad, zl, zg, lse, want_lse, qchunk,
-    cap,
-):  # fmt: skip
-    """``soft_cols`` with the LM options (see ``index_cols_lm``)."""
-    pn, n, qn = x.shape
-    nq = (qn + qchunk - 1) // qchunk
-    capped = cap > 0.0
-    cp, rc = _cap_consts(x, cap)
-    nblk = pn * nq
-    ntask, per = _tasks(nblk)
-    total = 0.0
-    for tk in prange(ntask):
-        cx = np.empty((1, n, qchunk if capped else 0), dtype=x.dtype)
-        bsum = 0.0
-        for k in range(tk * per, min(nblk, (tk + 1) * per)):
-            p = k // nq
-            q0 = (k % nq) * qchunk
-            nw = min(qn, q0 + qchunk) - q0
-            if capped:
-                _cap_block(x, p, q0, nw, cx, cp, rc)
-                bsum += _soft_block(
-                    cx, 0, 0, q, p, q0, nw, w1, w0, g1, g0, scale, loss, per_row, grad,
-                    want_grad, zl, zg, lse, want_lse,
-                )  # fmt: skip
-                if want_grad:
-                    _dcap_block(grad, p, q0, nw, cx, rc)
-            else:
-                bsum += _soft_block(
-                    x, p, q0, q, p, q0, nw, w1, w0, g1, g0, scale, loss, per_row, grad,
-                    want_grad, zl, zg, lse, want_lse,
+                bsum += _col_block(
+                    targs, x, p, q0, p, q0, nw, scale, loss, per_row, grad, want_grad, zl, zg,
+                    lse, want_lse,
                 )  # fmt: skip
         total += bsum
     return total
@@ -1263,10 +1263,9 @@ def _exp_grad(xs, g, m, c, wg, smooth):
 
 
 @kernel(error_model="numpy")
-def index_pieces_sums(x, tgt, ignore, wl, smooth, piece, cap, mo, to, so, wo, xy):
-    """Pass 1 for class-index targets: per piece (m, t) into ``mo, to`` (rows,
-    pieces); with smoothing ``so, wo`` = S, W of the weights ``wl``; each kept
-    row's (capped) target logit into ``xy``."""
+def pieces_sums(x, targs, piece, cap, mo, to, so, wo):
+    """Pass 1: per piece (m, t) into ``mo, to`` (rows, pieces), and the
+    target's sums (``_index_piece_sums``, ``_soft_piece_sums``)."""
     nr, n = x.shape
     npc = mo.shape[1]
     capped = cap > 0.0
@@ -1284,13 +1283,36 @@ def index_pieces_sums(x, tgt, ignore, wl, smooth, piece, cap, mo, to, so, wo, xy
             m, t = range_pair(xs, 0, hi - lo)
             mo[i, p] = m
             to[i, p] = t
-            y = tgt[i]
-            if y != ignore and lo <= y < hi:
-                xy[i] = np.float64(xs[y - lo])
-            if smooth:
-                wp = _part(wl, lo, hi)
-                so[i, p] = _wdev(xs, wp, cast_to(x, _piece_ref(m)))
-                wo[i, p] = _wsum(wp, hi - lo)
+            _piece_sums(targs, xs, i, p, lo, hi, m, so, wo)
+
+
+@jit
+def _index_piece_sums(targs, xs, i, p, lo, hi, m, so, wo):
+    """Class-index targets, ``targs = (tgt, ignore, wl, smooth, xy)``: with
+    smoothing ``so, wo`` = S, W of the weights ``wl``; each kept row's (capped)
+    target logit into ``xy``."""
+    tgt, ignore, wl, smooth, xy = targs
+    y = tgt[i]
+    if y != ignore and lo <= y < hi:
+        xy[i] = np.float64(xs[y - lo])
+    if smooth:
+        wp = _part(wl, lo, hi)
+        so[i, p] = _wdev(xs, wp, cast_to(xs, _piece_ref(m)))
+        wo[i, p] = _wsum(wp, hi - lo)
+
+
+@jit
+def _soft_piece_sums(targs, xs, i, p, lo, hi, m, so, wo):
+    """Probability targets, ``targs = (q, w1, w0)``: S, W of
+    ``B_j = w1_j q_j + w0_j`` into ``so, wo``."""
+    q, w1, w0 = targs
+    r = cast_to(xs, _piece_ref(m))
+    so[i, p], wo[i, p] = _soft_coef(xs, q[i, lo:hi], _part(w1, lo, hi), _part(w0, lo, hi), r)
+
+
+_piece_sums = _by_targets(
+    "_piece_sums", _index_piece_sums, _soft_piece_sums, "A piece's sums for the loss (pass 1)."
+)
 
 
 @jit
@@ -1333,64 +1355,6 @@ def index_pieces_merge(
     return total
 
 
-@kernel(error_model="numpy")
-def index_pieces_grad(x, tgt, ignore, piece, cap, mr, cr, sr, wg, smooth, grad):
-    """Pass 2 for class-index targets: the gradient, piece by piece."""
-    nr, n = x.shape
-    npc = (n + piece - 1) // piece
-    capped = cap > 0.0
-    cp, rc = _cap_consts(x, cap)
-    ntask, per = _tasks(nr * npc)
-    nall = nr * npc
-    for tk in prange(ntask):
-        cx = np.empty(piece if capped else 0, dtype=x.dtype)
-        for k in range(tk * per, min(nall, (tk + 1) * per)):
-            i = k // npc
-            lo = (k - i * npc) * piece
-            hi = min(n, lo + piece)
-            g = grad[i, lo:hi]
-            y = tgt[i]
-            if y == ignore:
-                gz = zero_of(grad)
-                for j in range(hi - lo):
-                    g[j] = gz
-                continue
-            xs = _piece_view(x, i, lo, hi, capped, cx, cp, rc)
-            m = cast_to(x, mr[i])
-            _exp_grad(xs, g, m, cast_to(grad, cr[i]), _part(wg, lo, hi), smooth)
-            if lo <= y < hi:
-                g[y - lo] -= cast_to(grad, sr[i])
-            if capped:
-                _dcap_row(g, xs, rc)
-
-
-@kernel(error_model="numpy")
-def soft_pieces_sums(x, q, w1, w0, piece, cap, mo, to, so, ao):
-    """Pass 1 for probability targets: per piece (m, t) into ``mo, to``, and
-    S, W of ``B_j = w1_j q_j + w0_j`` into ``so, ao``."""
-    nr, n = x.shape
-    npc = mo.shape[1]
-    capped = cap > 0.0
-    cp, rc = _cap_consts(x, cap)
-    ntask, per = _tasks(nr * npc)
-    nall = nr * npc
-    for tk in prange(ntask):
-        cx = np.empty(piece if capped else 0, dtype=x.dtype)
-        for k in range(tk * per, min(nall, (tk + 1) * per)):
-            i = k // npc
-            p = k - i * npc
-            lo = p * piece
-            hi = min(n, lo + piece)
-            xs = _piece_view(x, i, lo, hi, capped, cx, cp, rc)
-            m, t = range_pair(xs, 0, hi - lo)
-            mo[i, p] = m
-            to[i, p] = t
-            r = cast_to(x, _piece_ref(m))
-            so[i, p], ao[i, p] = _soft_coef(
-                xs, q[i, lo:hi], _part(w1, lo, hi), _part(w0, lo, hi), r
-            )
-
-
 @jit
 def soft_pieces_merge(mo, to, so, ao, scale, zl, zg, loss, per_row, lse, want_lse, mr, cr):
     """Merge of pass 1 for probability targets: the summed loss (float64); per
@@ -1418,8 +1382,9 @@ def soft_pieces_merge(mo, to, so, ao, scale, zl, zg, loss, per_row, lse, want_ls
 
 
 @kernel(error_model="numpy")
-def soft_pieces_grad(x, q, g1, g0, piece, cap, mr, cr, grad):
-    """Pass 2 for probability targets: the gradient, piece by piece."""
+def pieces_grad(x, targs, piece, cap, mr, cr, grad):
+    """Pass 2: the gradient, piece by piece (``_index_piece_grad``,
+    ``_soft_piece_grad``); ignored rows' pieces are zeros."""
     nr, n = x.shape
     npc = (n + piece - 1) // piece
     capped = cap > 0.0
@@ -1433,16 +1398,55 @@ def soft_pieces_grad(x, q, g1, g0, piece, cap, mr, cr, grad):
             lo = (k - i * npc) * piece
             hi = min(n, lo + piece)
             g = grad[i, lo:hi]
+            if _row_ignored(targs, i):
+                gz = zero_of(grad)
+                for j in range(hi - lo):
+                    g[j] = gz
+                continue
             xs = _piece_view(x, i, lo, hi, capped, cx, cp, rc)
             m = cast_to(x, mr[i])
-            c = cast_to(grad, cr[i])
-            _soft_piece_grad(xs, q[i, lo:hi], _part(g1, lo, hi), _part(g0, lo, hi), g, m, c)
+            _piece_grad(targs, xs, g, i, lo, hi, m, cast_to(grad, cr[i]))
             if capped:
                 _dcap_row(g, xs, rc)
 
 
 @jit
-def _soft_piece_grad(xs, q, g1, g0, g, m, c):
-    """g = c * exp(xs - m) - (g1 q + g0)."""
+def _index_piece_grad(targs, xs, g, i, lo, hi, m, c):
+    """g = c * exp(xs - m) (- wg with smoothing), less the target's ``sr`` term;
+    ``targs = (tgt, ignore, sr, wg, smooth)``."""
+    tgt, _, sr, wg, smooth = targs
+    _exp_grad(xs, g, m, c, _part(wg, lo, hi), smooth)
+    y = tgt[i]
+    if lo <= y < hi:
+        g[y - lo] -= cast_to(g, sr[i])
+
+
+@jit
+def _soft_piece_grad(targs, xs, g, i, lo, hi, m, c):
+    """g = c * exp(xs - m) - (g1 q + g0); ``targs = (q, g1, g0)``."""
+    q, g1, g0 = targs
+    qs = q[i, lo:hi]
+    g1s = _part(g1, lo, hi)
+    g0s = _part(g0, lo, hi)
     for j in range(xs.shape[0]):
-        g[j] = c * expn(xs[j] - m) - (_at(g1, j) * q[j] + _at(g0, j))
+        g[j] = c * expn(xs[j] - m) - (_at(g1s, j) * qs[j] + _at(g0s, j))
+
+
+_piece_grad = _by_targets(
+    "_piece_grad", _index_piece_grad, _soft_piece_grad, "A piece's gradient (pass 2)."
+)
+
+
+@jit
+def _index_ignored(targs, i):
+    return targs[0][i] == targs[1]
+
+
+@jit
+def _soft_ignored(targs, i):
+    return False
+
+
+_row_ignored = _by_targets(
+    "_row_ignored", _index_ignored, _soft_ignored, "Whether row i's target is ignore_index."
+)

@@ -21,19 +21,21 @@ F = torch.nn.functional
 TOL = {np.float32: 3e-5, np.float64: 1e-11}
 SHAPES = [(1, 300_000), (2, 200_001), (3, 100_000)]
 DTYPES = [np.float32, np.float64]
-PIECE_KERNELS = ("index_pieces_sums", "soft_pieces_sums", "index_pieces_grad", "soft_pieces_grad")
+PIECE_KERNELS = ("pieces_sums", "pieces_grad")
 
 
 @pytest.fixture
 def pieces(monkeypatch):
-    """Force the pieces path; yields the calls of its kernels, by name."""
+    """Force the pieces path; yields the calls of its kernels by kind of target
+    and name ("index_pieces_sums", "soft_pieces_grad", ...)."""
     calls = {}
     for name in PIECE_KERNELS:
         kern = getattr(K, name)
 
-        def counted(*args, _kern=kern, _name=name):
-            calls[_name] = calls.get(_name, 0) + 1
-            return _kern(*args)
+        def counted(work, x, targs, *args, _kern=kern, _name=name):
+            key = ("soft_" if targs[0].dtype.kind == "f" else "index_") + _name
+            calls[key] = calls.get(key, 0) + 1
+            return _kern(work, x, targs, *args)
 
         monkeypatch.setattr(K, name, counted)
     monkeypatch.setattr(_xent, "_nthreads", lambda: 2)  # rows < 2 * threads, always
