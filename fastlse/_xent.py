@@ -480,7 +480,6 @@ def cross_entropy(
             ksh = (nrows,) if lay.rows else (lay.p, lay.q)
             lsek = lse.reshape(ksh) if return_lse else np.empty((0,) * len(ksh), dtype=cdt)
             lm = (zl, zg, lsek, return_lse)
-        qc = () if lay.rows else (lay.qchunk(),)  # the column kernels' block width
         lmv = (zl, zg, lse if return_lse else np.empty(0, dtype=cdt), return_lse, cap)
         if soft:
             w1 = (w * (1.0 - eps)).astype(cdt)
@@ -490,7 +489,7 @@ def cross_entropy(
                 g0 = (scale * w0.astype(np.float64)).astype(cdt)
             targs = (q, w1, w0, g1, g0)
             args = (x, *targs, scale, lossk, per_row, gbuf, return_grad)
-            kerns = (K.soft_rows, K.soft_rows_lm) if lay.rows else (K.soft_cols,)
+            kerns = (K.soft_rows, K.soft_rows_lm)
         else:
             wl = w.astype(cdt)
             wsum = float(w.sum()) if weight is not None else float(n)
@@ -498,21 +497,22 @@ def cross_entropy(
                 wg = (w * (scale * eps / max(n, 1))).astype(cdt)
             targs = (tk, w, wl, wsum, ii, eps, wg)
             args = (x, tk, w, wl, wsum, ii, eps, scale, lossk, per_row, gbuf, wg, return_grad)
-            if lay.rows and n <= K.SMALL_C:
+            if n <= K.SMALL_C:
                 kerns = (K.index_rows_small, K.index_rows_small_lm)
-            elif lay.rows:
-                kerns = (K.index_rows, K.index_rows_lm)
             else:
-                kerns = (K.index_cols,)
+                kerns = (K.index_rows, K.index_rows_lm)
         if long_rows:
             total = (_long_rows_soft if soft else _long_rows_index)(*args, *lmv)
-        elif lm is None:
-            total = kerns[0](x.size, *args, *qc)
-        elif lay.rows:
-            total = kerns[1](x.size, *args, *lm, cap)
-        else:  # one column kernel for both kinds of targets
+        elif not lay.rows:  # the column kernels serve both kinds of targets
             common = (scale, lossk, per_row, gbuf, return_grad)
-            total = K.cols_lm(x.size, x, targs, *common, *lm, *qc, cap)
+            if lm is None:
+                total = K.cols(x.size, x, targs, *common, lay.qchunk())
+            else:
+                total = K.cols_lm(x.size, x, targs, *common, *lm, lay.qchunk(), cap)
+        elif lm is None:
+            total = kerns[0](x.size, *args)
+        else:
+            total = kerns[1](x.size, *args, *lm, cap)
     # ------------------------------------------------------------ reduce --
     with np.errstate(invalid="ignore", divide="ignore"):
         if reduction == "none":

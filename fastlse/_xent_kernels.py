@@ -31,9 +31,11 @@ reduction) and writes them one by one only when asked (``per_row``, for
 ``reduction="none"``).
 
 Language-model options (``cross_entropy``'s ``z_loss``, ``softcap``,
-``return_lse``) run in the ``*_lm`` variants of the kernels at the end; the
-plain kernels above them are untouched, so the plain path keeps its speed
-and its bits.  The ``_lm`` kernels are the same sweeps with a few per-row
+``return_lse``) run in the ``*_lm`` variants of the drivers; the plain
+drivers keep their own loops (and so their speed and summation order), while
+the row functions (``_index_row``, ``_soft_row``) and the column blocks
+(``_index_block``, ``_soft_block``) serve both, with ``zl = zg = 0`` and no
+lse for the plain ones.  The ``_lm`` kernels are the same sweeps with a few per-row
 (per-column) additions: the row's ``lse = m + log1p(t)`` is written if asked,
 the z-loss adds ``zl * lse**2`` to the loss and ``zg * lse * p_j`` to the
 gradient, and with ``cap > 0`` each row (or column block) is first capped,
@@ -191,13 +193,14 @@ def _soft_coef(x, q, w1, w0, m):
 # class-index targets, class axis last: x (M, C)
 # ----------------------------------------------------------------------------
 @jit
-def _index_row(x, y, wy, wl, wsum, keep, eps, scale, g, wg, want_grad):
-    """Loss of one row with target y; writes the gradient row if wanted.
+def _index_row(x, y, wy, wl, wsum, keep, eps, scale, g, wg, want_grad, zl, zg):
+    """(loss, lse) of one row with target y; writes the gradient row if wanted.
 
     Three sweeps while the row is in cache: max, exp-sum (storing the
     exponentials into the gradient row), gradient.  ``wl`` (x's dtype) are
     the weights of the smoothing term, ``wg`` the gradient's smoothing
-    subtrahend ``scale * eps / C * w`` (g's dtype); ``keep = 1 - eps``.
+    subtrahend ``scale * eps / C * w`` (g's dtype); ``keep = 1 - eps``;
+    ``zl, zg`` the z-loss coefficients (0: none).
     """
     n = x.shape[0]
     m = row_max(x, 0, n)
@@ -211,12 +214,17 @@ def _index_row(x, y, wy, wl, wsum, keep, eps, scale, g, wg, want_grad):
         s, cnt = row_sum_excl(x, 0, n, m)
     t = s + (cnt - 1.0)
     lg = log1p64(t)
+    lse = _lse_of(x, mf, lg)
     loss = keep * wy * ((mf - xy) + lg)
     if smooth:
         loss += eps / n * (sm + wsum * lg)
+    if zl != 0.0:
+        loss += zl * (lse * lse)
     if want_grad:
-        a = keep * wy + eps / n * wsum
-        c = cast_to(g, scale * a / (1.0 + t))
+        a = scale * (keep * wy + eps / n * wsum)
+        if zg != 0.0:
+            a += zg * lse
+        c = cast_to(g, a / (1.0 + t))
         if smooth:
             for j in range(n):
                 g[j] = c * g[j] - wg[j]
@@ -224,7 +232,7 @@ def _index_row(x, y, wy, wl, wsum, keep, eps, scale, g, wg, want_grad):
             for j in range(n):
                 g[j] = c * g[j]
         g[y] -= cast_to(g, scale * keep * wy)
-    return loss
+    return loss, lse
 
 
 @kernel(error_model="numpy")
@@ -243,7 +251,9 @@ def index_rows(x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, grad, wg,
                 for j in range(n):
                     grad[i, j] = gz
         else:
-            li = _index_row(x[i], y, w[y], wl, wsum, keep, eps, scale, grad[i], wg, want_grad)
+            li = _index_row(
+                x[i], y, w[y], wl, wsum, keep, eps, scale, grad[i], wg, want_grad, 0.0, 0.0
+            )[0]
         if per_row:
             loss[i] = li
         total += li
@@ -390,28 +400,40 @@ def _block_grad(xt, nb, lg, a, wg, grad, r0):
 @kernel(error_model="numpy")
 def soft_rows(x, q, w1, w0, g1, g0, scale, loss, per_row, grad, want_grad):
     """Soft targets: B_j = w1_j q_j + w0_j (x's dtype); g1, g0 = scale * w1, w0."""
-    nr, n = x.shape
     total = 0.0
-    for i in prange(nr):
-        xi = x[i]
-        qi = q[i]
-        m = row_max(xi, 0, n)
-        sb, a = _soft_coef(xi, qi, w1, w0, m)
-        gi = grad[i]
-        if want_grad:
-            s, cnt = sum_excl_exp(xi, gi, m)
-        else:
-            s, cnt = row_sum_excl(xi, 0, n, m)
-        t = s + (cnt - 1.0)
-        li = sb + a * log1p64(t)
+    for i in prange(x.shape[0]):
+        li = _soft_row(x[i], q[i], w1, w0, g1, g0, scale, grad[i], want_grad, 0.0, 0.0)[0]
         if per_row:
             loss[i] = li
         total += li
-        if want_grad:
-            c = cast_to(grad, scale * a / (1.0 + t))
-            for j in range(n):
-                gi[j] = c * gi[j] - (g1[j] * qi[j] + g0[j])
     return total
+
+
+@jit
+def _soft_row(xi, qi, w1, w0, g1, g0, scale, gi, want_grad, zl, zg):
+    """(loss, lse) of one row of ``soft_rows``, with the z-loss; writes the
+    gradient row if wanted."""
+    n = xi.shape[0]
+    m = row_max(xi, 0, n)
+    sb, a = _soft_coef(xi, qi, w1, w0, m)
+    if want_grad:
+        s, cnt = sum_excl_exp(xi, gi, m)
+    else:
+        s, cnt = row_sum_excl(xi, 0, n, m)
+    t = s + (cnt - 1.0)
+    lg = log1p64(t)
+    lse = _lse_of(xi, np.float64(m), lg)
+    li = sb + a * lg
+    if zl != 0.0:
+        li += zl * (lse * lse)
+    if want_grad:
+        ca = scale * a
+        if zg != 0.0:
+            ca += zg * lse
+        c = cast_to(gi, ca / (1.0 + t))
+        for j in range(n):
+            gi[j] = c * gi[j] - (g1[j] * qi[j] + g0[j])
+    return li, lse
 
 
 # ----------------------------------------------------------------------------
@@ -429,124 +451,24 @@ def _cols_max(x, p, q0, q1, mb):
             mb[j] = maxnum(mb[j], xr[j])
 
 
-@jit
-def _cols_exp(x, p, q0, q1, mb, want_grad, grad, sb, cb, tv):
-    """tv[j] = t of column q0 + j (float64 sums); grad = exp(x - m) if wanted."""
-    _cols_exp_at(x, p, q0, q1 - q0, mb, want_grad, grad, p, q0, sb, cb, tv)
-
-
 @kernel(error_model="numpy")
-def index_cols(x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, grad, wg, want_grad, qchunk):
-    """Class-index targets for x (P, C, Q), tgt (P, Q); loss (P, Q) float64."""
-    pn, n, qn = x.shape
+def cols(x, targs, scale, loss, per_row, grad, want_grad, qchunk):
+    """x (P, C, Q), loss (P, Q) float64; ``targs`` the target's arguments:
+    class indices ``(tgt (P, Q), w, wl, wsum, ignore, eps, wg)`` or
+    probabilities ``(q (P, C, Q), w1, w0, g1, g0)`` (see ``_index_block``,
+    ``_soft_block``)."""
+    pn, qn = x.shape[0], x.shape[2]
     nq = (qn + qchunk - 1) // qchunk
-    keep = 1.0 - eps
-    smooth = eps > 0.0
-    epsn = eps / n
+    lse = np.empty((0, 0), dtype=x.dtype)  # (not written)
     total = 0.0
     for k in prange(pn * nq):
         p = k // nq
         q0 = (k % nq) * qchunk
-        q1 = min(qn, q0 + qchunk)
-        nw = q1 - q0
-        mb = np.empty(nw, dtype=x.dtype)
-        sb = np.empty(nw)
-        cb = np.empty(nw)
-        tv = np.empty(nw)
-        xy = np.empty(nw)
-        sm = np.zeros(nw)
-        for j in range(nw):
-            y = tgt[p, q0 + j]
-            xy[j] = np.float64(x[p, y, q0 + j]) if y != ignore else 0.0
-        _cols_max(x, p, q0, q1, mb)
-        if smooth:
-            for c in range(n):
-                for j in range(nw):
-                    sm[j] += np.float64(wl[c] * (mb[j] - x[p, c, q0 + j]))
-        _cols_exp(x, p, q0, q1, mb, want_grad, grad, sb, cb, tv)
-        bsum = 0.0
-        for j in range(nw):
-            y = tgt[p, q0 + j]
-            if y == ignore:
-                if per_row:
-                    loss[p, q0 + j] = 0.0
-                sb[j] = 0.0  # gradient coefficient
-                cb[j] = 0.0
-            else:
-                lg = log1p64(tv[j])
-                wy = w[y]
-                lo = keep * wy * ((np.float64(mb[j]) - xy[j]) + lg)
-                if smooth:
-                    lo += epsn * (sm[j] + wsum * lg)
-                if per_row:
-                    loss[p, q0 + j] = lo
-                bsum += lo
-                sb[j] = scale * (keep * wy + epsn * wsum) / (1.0 + tv[j])
-                cb[j] = scale * keep * wy
-        total += bsum
-        if want_grad:
-            cg = np.empty(nw, dtype=grad.dtype)
-            for j in range(nw):
-                cg[j] = cast_to(grad, sb[j])
-            for c in range(n):
-                gr = grad[p, c, q0 : q0 + nw]
-                if smooth:
-                    wc = wg[c]
-                    for j in range(nw):
-                        gr[j] = cg[j] * gr[j] - wc
-                else:
-                    for j in range(nw):
-                        gr[j] = cg[j] * gr[j]
-            for j in range(nw):
-                y = tgt[p, q0 + j]
-                if y == ignore:
-                    for c in range(n):
-                        grad[p, c, q0 + j] = zero_of(grad)
-                else:
-                    grad[p, y, q0 + j] -= cast_to(grad, cb[j])
-    return total
-
-
-@kernel(error_model="numpy")
-def soft_cols(x, q, w1, w0, g1, g0, scale, loss, per_row, grad, want_grad, qchunk):
-    """Probability targets for x, q (P, C, Q); loss (P, Q) float64."""
-    pn, n, qn = x.shape
-    nq = (qn + qchunk - 1) // qchunk
-    total = 0.0
-    for k in prange(pn * nq):
-        p = k // nq
-        q0 = (k % nq) * qchunk
-        q1 = min(qn, q0 + qchunk)
-        nw = q1 - q0
-        mb = np.empty(nw, dtype=x.dtype)
-        sb = np.empty(nw)
-        cb = np.empty(nw)
-        tv = np.empty(nw)
-        sbv = np.zeros(nw)
-        av = np.zeros(nw)
-        _cols_max(x, p, q0, q1, mb)
-        for c in range(n):
-            for j in range(nw):
-                b = w1[c] * q[p, c, q0 + j] + w0[c]
-                sbv[j] += np.float64(b * (mb[j] - x[p, c, q0 + j]))
-                av[j] += np.float64(b)
-        _cols_exp(x, p, q0, q1, mb, want_grad, grad, sb, cb, tv)
-        bsum = 0.0
-        for j in range(nw):
-            lo = sbv[j] + av[j] * log1p64(tv[j])
-            if per_row:
-                loss[p, q0 + j] = lo
-            bsum += lo
-        total += bsum
-        if want_grad:
-            cg = np.empty(nw, dtype=grad.dtype)
-            for j in range(nw):
-                cg[j] = cast_to(grad, scale * av[j] / (1.0 + tv[j]))
-            for c in range(n):
-                for j in range(nw):
-                    grad[p, c, q0 + j] = cg[j] * grad[p, c, q0 + j] - (
-                        g1[c] * q[p, c, q0 + j] + g0[c]
-                    )
+        nw = min(qn, q0 + qchunk) - q0
+        total += _col_block(
+            targs, x, p, q0, p, q0, nw, scale, loss, per_row, grad, want_grad, 0.0, 0.0, lse,
+            False,
+        )  # fmt: skip
     return total
 
 
@@ -666,42 +588,6 @@ def _cap_consts_ol(x, cap):
 
 
 # ---------------------------------------------------------- rows, class index
-@jit
-def _index_row_lm(x, y, wy, wl, wsum, keep, eps, scale, g, wg, want_grad, zl, zg):
-    """``_index_row`` with the z-loss: (loss, lse) of the row."""
-    n = x.shape[0]
-    m = row_max(x, 0, n)
-    xy = np.float64(x[y])
-    mf = np.float64(m)
-    smooth = eps > 0.0
-    sm = _wdev(x, wl, m) if smooth else 0.0
-    if want_grad:
-        s, cnt = sum_excl_exp(x, g, m)
-    else:
-        s, cnt = row_sum_excl(x, 0, n, m)
-    t = s + (cnt - 1.0)
-    lg = log1p64(t)
-    lse = _lse_of(x, mf, lg)
-    loss = keep * wy * ((mf - xy) + lg)
-    if smooth:
-        loss += eps / n * (sm + wsum * lg)
-    if zl != 0.0:
-        loss += zl * (lse * lse)
-    if want_grad:
-        a = scale * (keep * wy + eps / n * wsum)
-        if zg != 0.0:
-            a += zg * lse
-        c = cast_to(g, a / (1.0 + t))
-        if smooth:
-            for j in range(n):
-                g[j] = c * g[j] - wg[j]
-        else:
-            for j in range(n):
-                g[j] = c * g[j]
-        g[y] -= cast_to(g, scale * keep * wy)
-    return loss, lse
-
-
 @kernel(error_model="numpy")
 def index_rows_lm(
     x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, grad, wg, want_grad, zl, zg, lse,
@@ -733,7 +619,7 @@ def index_rows_lm(
                     for j in range(n):
                         grad[i, j] = gz
             else:
-                li, le = _index_row_lm(
+                li, le = _index_row(
                     xi, y, w[y], wl, wsum, keep, eps, scale, grad[i], wg, want_grad, zl, zg
                 )
                 if want_lse:
@@ -878,32 +764,6 @@ def _block_store(xt, nb, grad, r0):
 
 
 # ---------------------------------------------------- rows, probability targets
-@jit
-def _soft_row_lm(xi, qi, w1, w0, g1, g0, scale, gi, want_grad, zl, zg):
-    """The ``soft_rows`` row with the z-loss: (loss, lse) of the row."""
-    n = xi.shape[0]
-    m = row_max(xi, 0, n)
-    sb, a = _soft_coef(xi, qi, w1, w0, m)
-    if want_grad:
-        s, cnt = sum_excl_exp(xi, gi, m)
-    else:
-        s, cnt = row_sum_excl(xi, 0, n, m)
-    t = s + (cnt - 1.0)
-    lg = log1p64(t)
-    lse = _lse_of(xi, np.float64(m), lg)
-    li = sb + a * lg
-    if zl != 0.0:
-        li += zl * (lse * lse)
-    if want_grad:
-        ca = scale * a
-        if zg != 0.0:
-            ca += zg * lse
-        c = cast_to(gi, ca / (1.0 + t))
-        for j in range(n):
-            gi[j] = c * gi[j] - (g1[j] * qi[j] + g0[j])
-    return li, lse
-
-
 @kernel(error_model="numpy")
 def soft_rows_lm(
     x, q, w1, w0, g1, g0, scale, loss, per_row, grad, want_grad, zl, zg, lse, want_lse, cap
@@ -922,7 +782,7 @@ def soft_rows_lm(
             if capped:
                 _cap_row(x[i], cx, cp, rc)
                 xi = cx
-            li, le = _soft_row_lm(xi, q[i], w1, w0, g1, g0, scale, grad[i], want_grad, zl, zg)
+            li, le = _soft_row(xi, q[i], w1, w0, g1, g0, scale, grad[i], want_grad, zl, zg)
             if capped and want_grad:
                 _dcap_row(grad[i], cx, rc)
             if want_lse:
@@ -944,7 +804,8 @@ _CBLOCK = 64
 
 @jit
 def _cols_exp_at(x, xp, xq0, nw, mb, want_grad, grad, p, q0, sb, cb, tv):
-    """``_cols_exp`` with separate offsets for x and grad.
+    """tv[j] = t of column q0 + j (float64 sums); grad = exp(x - m) if wanted;
+    x read at [xp, :, xq0 + j], grad written at [p, :, q0 + j].
 
     Vectorized over the columns (slices from 0, the want_grad test outside
     the loops); both branches sum in the same order, so the loss does not
@@ -1000,7 +861,7 @@ def _col_lse(x, xp, xq0, j, mf, lg):
 def _index_block(
     targs, x, xp, xq0, p, q0, nw, scale, loss, per_row, grad, want_grad, zl, zg, lse, want_lse
 ):
-    """``index_cols``'s block with the LM options: its summed loss;
+    """A column block's summed loss for class-index targets (every option);
     ``targs = (tgt, w, wl, wsum, ignore, eps, wg)``."""
     tgt, w, wl, wsum, ignore, eps, wg = targs
     n = x.shape[1]
@@ -1057,12 +918,14 @@ def _index_block(
         for j in range(nw):
             cg[j] = cast_to(grad, sb[j])
         for c in range(n):
+            gr = grad[p, c, q0 : q0 + nw]  # a slice from 0: the loop vectorizes
             if smooth:
+                wc = wg[c]
                 for j in range(nw):
-                    grad[p, c, q0 + j] = cg[j] * grad[p, c, q0 + j] - wg[c]
+                    gr[j] = cg[j] * gr[j] - wc
             else:
                 for j in range(nw):
-                    grad[p, c, q0 + j] = cg[j] * grad[p, c, q0 + j]
+                    gr[j] = cg[j] * gr[j]
         for j in range(nw):
             y = tgt[p, q0 + j]
             if y == ignore:
@@ -1077,7 +940,7 @@ def _index_block(
 def _soft_block(
     targs, x, xp, xq0, p, q0, nw, scale, loss, per_row, grad, want_grad, zl, zg, lse, want_lse
 ):
-    """``soft_cols``'s block with the LM options: its summed loss;
+    """A column block's summed loss for probability targets (every option);
     ``targs = (q, w1, w0, g1, g0)``."""
     q, w1, w0, g1, g0 = targs
     n = x.shape[1]
@@ -1099,7 +962,7 @@ def _soft_block(
         lg = log1p64(tv[j])
         lo = sbv[j] + av[j] * lg
         ca = scale * av[j]
-        le = _col_lse(x, xp, xq0, j, np.float64(mb[j]), lg)
+        le = _col_lse(x, xp, xq0, j, np.float64(mb[j]), lg) if want_lse or zl != 0.0 else 0.0
         if want_lse:
             lse[p, q0 + j] = cast_to(lse, le)
         if zl != 0.0:
@@ -1114,8 +977,12 @@ def _soft_block(
         for j in range(nw):
             cg[j] = cast_to(grad, sb[j])
         for c in range(n):
+            gr = grad[p, c, q0 : q0 + nw]
+            qr = q[p, c, q0 : q0 + nw]
+            g1c = g1[c]
+            g0c = g0[c]
             for j in range(nw):
-                grad[p, c, q0 + j] = cg[j] * grad[p, c, q0 + j] - (g1[c] * q[p, c, q0 + j] + g0[c])
+                gr[j] = cg[j] * gr[j] - (g1c * qr[j] + g0c)
     return bsum
 
 
@@ -1149,9 +1016,8 @@ _col_block = _by_targets(
 def cols_lm(
     x, targs, scale, loss, per_row, grad, want_grad, zl, zg, lse, want_lse, qchunk, cap
 ):  # fmt: skip
-    """``index_cols`` / ``soft_cols`` with the LM options, ``targs`` the target's
-    arguments (see ``_index_block``, ``_soft_block``): tasks of column blocks,
-    each with a block scratch for the capped logits."""
+    """``cols`` with the LM options: tasks of column blocks, each with a block
+    scratch for the capped logits."""
     pn, n, qn = x.shape
     nq = (qn + qchunk - 1) // qchunk
     capped = cap > 0.0
