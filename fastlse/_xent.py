@@ -480,7 +480,6 @@ def cross_entropy(
             ksh = (nrows,) if lay.rows else (lay.p, lay.q)
             lsek = lse.reshape(ksh) if return_lse else np.empty((0,) * len(ksh), dtype=cdt)
             lm = (zl, zg, lsek, return_lse)
-        qc = () if lay.rows else (lay.qchunk(),)  # the column kernels' block width
         lmv = (zl, zg, lse if return_lse else np.empty(0, dtype=cdt), return_lse, cap)
         if soft:
             w1 = (w * (1.0 - eps)).astype(cdt)
@@ -488,32 +487,32 @@ def cross_entropy(
             with np.errstate(invalid="ignore"):
                 g1 = (scale * w1.astype(np.float64)).astype(cdt)
                 g0 = (scale * w0.astype(np.float64)).astype(cdt)
-            args = (x, q, w1, w0, g1, g0, scale, lossk, per_row, gbuf, return_grad)
-            if long_rows:
-                total = _long_rows_soft(*args, *lmv)
-            elif lm is None:
-                total = (K.soft_rows if lay.rows else K.soft_cols)(x.size, *args, *qc)
-            else:
-                kern = K.soft_rows_lm if lay.rows else K.soft_cols_lm
-                total = kern(x.size, *args, *lm, *qc, cap)
+            targs = (q, w1, w0, g1, g0)
+            args = (x, *targs, scale, lossk, per_row, gbuf, return_grad)
+            kerns = (K.soft_rows, K.soft_rows_lm)
         else:
             wl = w.astype(cdt)
             wsum = float(w.sum()) if weight is not None else float(n)
             with np.errstate(invalid="ignore"):  # inf * 0 -> nan, as torch's grad
                 wg = (w * (scale * eps / max(n, 1))).astype(cdt)
+            targs = (tk, w, wl, wsum, ii, eps, wg)
             args = (x, tk, w, wl, wsum, ii, eps, scale, lossk, per_row, gbuf, wg, return_grad)
-            if lay.rows and n <= K.SMALL_C:
+            if n <= K.SMALL_C:
                 kerns = (K.index_rows_small, K.index_rows_small_lm)
-            elif lay.rows:
+            else:
                 kerns = (K.index_rows, K.index_rows_lm)
+        if long_rows:
+            total = (_long_rows_soft if soft else _long_rows_index)(*args, *lmv)
+        elif not lay.rows:  # the column kernels serve both kinds of targets
+            common = (scale, lossk, per_row, gbuf, return_grad)
+            if lm is None:
+                total = K.cols(x.size, x, targs, *common, lay.qchunk())
             else:
-                kerns = (K.index_cols, K.index_cols_lm)
-            if long_rows:
-                total = _long_rows_index(*args, *lmv)
-            elif lm is None:
-                total = kerns[0](x.size, *args, *qc)
-            else:
-                total = kerns[1](x.size, *args, *lm, *qc, cap)
+                total = K.cols_lm(x.size, x, targs, *common, *lm, lay.qchunk(), cap)
+        elif lm is None:
+            total = kerns[0](x.size, *args)
+        else:
+            total = kerns[1](x.size, *args, *lm, cap)
     # ------------------------------------------------------------ reduce --
     with np.errstate(invalid="ignore", divide="ignore"):
         if reduction == "none":
@@ -568,7 +567,7 @@ def _long_rows_index(
     so = np.empty((nr, npc) if smooth else (0, 0))
     wo = np.empty_like(so)
     xy = np.zeros(nr)
-    K.index_pieces_sums(x.size, x, tk, ii, wl, smooth, piece, cap, mo, to, so, wo, xy)
+    K.pieces_sums(x.size, x, (tk, ii, wl, smooth, xy), piece, cap, mo, to, so, wo)
     mr = np.empty(nr)
     cr = np.zeros(nr)
     sr = np.zeros(nr)
@@ -577,7 +576,7 @@ def _long_rows_index(
         want_lse, mr, cr, sr,
     )  # fmt: skip
     if want_grad:
-        K.index_pieces_grad(x.size, x, tk, ii, piece, cap, mr, cr, sr, wg, smooth, gbuf)
+        K.pieces_grad(x.size, x, (tk, ii, sr, wg, smooth), piece, cap, mr, cr, gbuf)
     return total
 
 
@@ -592,12 +591,12 @@ def _long_rows_soft(
     to = np.empty((nr, npc))
     so = np.empty((nr, npc))
     ao = np.empty((nr, npc))
-    K.soft_pieces_sums(x.size, x, q, w1, w0, piece, cap, mo, to, so, ao)
+    K.pieces_sums(x.size, x, (q, w1, w0), piece, cap, mo, to, so, ao)
     mr = np.empty(nr)
     cr = np.empty(nr)
     total = K.soft_pieces_merge(mo, to, so, ao, scale, zl, zg, loss, per_row, lse, want_lse, mr, cr)
     if want_grad:
-        K.soft_pieces_grad(x.size, x, q, g1, g0, piece, cap, mr, cr, gbuf)
+        K.pieces_grad(x.size, x, (q, g1, g0), piece, cap, mr, cr, gbuf)
     return total
 
 

@@ -31,9 +31,11 @@ reduction) and writes them one by one only when asked (``per_row``, for
 ``reduction="none"``).
 
 Language-model options (``cross_entropy``'s ``z_loss``, ``softcap``,
-``return_lse``) run in the ``*_lm`` variants of the kernels at the end; the
-plain kernels above them are untouched, so the plain path keeps its speed
-and its bits.  The ``_lm`` kernels are the same sweeps with a few per-row
+``return_lse``) run in the ``*_lm`` variants of the drivers; the plain
+drivers keep their own loops (and so their speed and summation order), while
+the row functions (``_index_row``, ``_soft_row``) and the column blocks
+(``_index_block``, ``_soft_block``) serve both, with ``zl = zg = 0`` and no
+lse for the plain ones.  The ``_lm`` kernels are the same sweeps with a few per-row
 (per-column) additions: the row's ``lse = m + log1p(t)`` is written if asked,
 the z-loss adds ``zl * lse**2`` to the loss and ``zg * lse * p_j`` to the
 gradient, and with ``cap > 0`` each row (or column block) is first capped,
@@ -112,6 +114,33 @@ def _part_ol(w, lo, hi):
     return lambda w, lo, hi: w
 
 
+def _by_targets(name, index_fn, soft_fn, doc):
+    """A function ``f(targs, *args)`` that compiled code resolves by the kind of
+    targets to ``index_fn(targs, *args)`` or ``soft_fn(targs, *args)``.
+
+    ``targs`` is the tuple of a kernel's target-specific arguments, its first
+    element the targets: integers are class indices, floats probabilities
+    (the rule of ``cross_entropy`` itself).  One driver thus serves both
+    kinds, compiled once per kind.  (A factory that captured the jitted
+    block in a closure would defeat numba's disk cache: the cache key hashes
+    the closure's pickle, and a dispatcher pickles with a per-process uuid.)
+    """
+
+    def stub(targs, *args):  # pragma: no cover - replaced by the overload
+        raise NotImplementedError(f"{name} runs in compiled code only")
+
+    stub.__name__ = stub.__qualname__ = name
+    stub.__doc__ = doc
+
+    @overload(stub)
+    def _ol(targs, *args):
+        if isinstance(targs[0].dtype, types.Integer):
+            return lambda targs, *args: index_fn(targs, *args)
+        return lambda targs, *args: soft_fn(targs, *args)
+
+    return stub
+
+
 @jit
 def _tasks(nall):
     """(tasks, items per task) for nall items: at most ``MAXTASKS`` tasks and
@@ -164,13 +193,14 @@ def _soft_coef(x, q, w1, w0, m):
 # class-index targets, class axis last: x (M, C)
 # ----------------------------------------------------------------------------
 @jit
-def _index_row(x, y, wy, wl, wsum, keep, eps, scale, g, wg, want_grad):
-    """Loss of one row with target y; writes the gradient row if wanted.
+def _index_row(x, y, wy, wl, wsum, keep, eps, scale, g, wg, want_grad, zl, zg):
+    """(loss, lse) of one row with target y; writes the gradient row if wanted.
 
     Three sweeps while the row is in cache: max, exp-sum (storing the
     exponentials into the gradient row), gradient.  ``wl`` (x's dtype) are
     the weights of the smoothing term, ``wg`` the gradient's smoothing
-    subtrahend ``scale * eps / C * w`` (g's dtype); ``keep = 1 - eps``.
+    subtrahend ``scale * eps / C * w`` (g's dtype); ``keep = 1 - eps``;
+    ``zl, zg`` the z-loss coefficients (0: none).
     """
     n = x.shape[0]
     m = row_max(x, 0, n)
@@ -184,12 +214,17 @@ def _index_row(x, y, wy, wl, wsum, keep, eps, scale, g, wg, want_grad):
         s, cnt = row_sum_excl(x, 0, n, m)
     t = s + (cnt - 1.0)
     lg = log1p64(t)
+    lse = _lse_of(x, mf, lg)
     loss = keep * wy * ((mf - xy) + lg)
     if smooth:
         loss += eps / n * (sm + wsum * lg)
+    if zl != 0.0:
+        loss += zl * (lse * lse)
     if want_grad:
-        a = keep * wy + eps / n * wsum
-        c = cast_to(g, scale * a / (1.0 + t))
+        a = scale * (keep * wy + eps / n * wsum)
+        if zg != 0.0:
+            a += zg * lse
+        c = cast_to(g, a / (1.0 + t))
         if smooth:
             for j in range(n):
                 g[j] = c * g[j] - wg[j]
@@ -197,7 +232,7 @@ def _index_row(x, y, wy, wl, wsum, keep, eps, scale, g, wg, want_grad):
             for j in range(n):
                 g[j] = c * g[j]
         g[y] -= cast_to(g, scale * keep * wy)
-    return loss
+    return loss, lse
 
 
 @kernel(error_model="numpy")
@@ -216,7 +251,9 @@ def index_rows(x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, grad, wg,
                 for j in range(n):
                     grad[i, j] = gz
         else:
-            li = _index_row(x[i], y, w[y], wl, wsum, keep, eps, scale, grad[i], wg, want_grad)
+            li = _index_row(
+                x[i], y, w[y], wl, wsum, keep, eps, scale, grad[i], wg, want_grad, 0.0, 0.0
+            )[0]
         if per_row:
             loss[i] = li
         total += li
@@ -363,28 +400,40 @@ def _block_grad(xt, nb, lg, a, wg, grad, r0):
 @kernel(error_model="numpy")
 def soft_rows(x, q, w1, w0, g1, g0, scale, loss, per_row, grad, want_grad):
     """Soft targets: B_j = w1_j q_j + w0_j (x's dtype); g1, g0 = scale * w1, w0."""
-    nr, n = x.shape
     total = 0.0
-    for i in prange(nr):
-        xi = x[i]
-        qi = q[i]
-        m = row_max(xi, 0, n)
-        sb, a = _soft_coef(xi, qi, w1, w0, m)
-        gi = grad[i]
-        if want_grad:
-            s, cnt = sum_excl_exp(xi, gi, m)
-        else:
-            s, cnt = row_sum_excl(xi, 0, n, m)
-        t = s + (cnt - 1.0)
-        li = sb + a * log1p64(t)
+    for i in prange(x.shape[0]):
+        li = _soft_row(x[i], q[i], w1, w0, g1, g0, scale, grad[i], want_grad, 0.0, 0.0)[0]
         if per_row:
             loss[i] = li
         total += li
-        if want_grad:
-            c = cast_to(grad, scale * a / (1.0 + t))
-            for j in range(n):
-                gi[j] = c * gi[j] - (g1[j] * qi[j] + g0[j])
     return total
+
+
+@jit
+def _soft_row(xi, qi, w1, w0, g1, g0, scale, gi, want_grad, zl, zg):
+    """(loss, lse) of one row of ``soft_rows``, with the z-loss; writes the
+    gradient row if wanted."""
+    n = xi.shape[0]
+    m = row_max(xi, 0, n)
+    sb, a = _soft_coef(xi, qi, w1, w0, m)
+    if want_grad:
+        s, cnt = sum_excl_exp(xi, gi, m)
+    else:
+        s, cnt = row_sum_excl(xi, 0, n, m)
+    t = s + (cnt - 1.0)
+    lg = log1p64(t)
+    lse = _lse_of(xi, np.float64(m), lg)
+    li = sb + a * lg
+    if zl != 0.0:
+        li += zl * (lse * lse)
+    if want_grad:
+        ca = scale * a
+        if zg != 0.0:
+            ca += zg * lse
+        c = cast_to(gi, ca / (1.0 + t))
+        for j in range(n):
+            gi[j] = c * gi[j] - (g1[j] * qi[j] + g0[j])
+    return li, lse
 
 
 # ----------------------------------------------------------------------------
@@ -402,124 +451,24 @@ def _cols_max(x, p, q0, q1, mb):
             mb[j] = maxnum(mb[j], xr[j])
 
 
-@jit
-def _cols_exp(x, p, q0, q1, mb, want_grad, grad, sb, cb, tv):
-    """tv[j] = t of column q0 + j (float64 sums); grad = exp(x - m) if wanted."""
-    _cols_exp_at(x, p, q0, q1 - q0, mb, want_grad, grad, p, q0, sb, cb, tv)
-
-
 @kernel(error_model="numpy")
-def index_cols(x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, grad, wg, want_grad, qchunk):
-    """Class-index targets for x (P, C, Q), tgt (P, Q); loss (P, Q) float64."""
-    pn, n, qn = x.shape
+def cols(x, targs, scale, loss, per_row, grad, want_grad, qchunk):
+    """x (P, C, Q), loss (P, Q) float64; ``targs`` the target's arguments:
+    class indices ``(tgt (P, Q), w, wl, wsum, ignore, eps, wg)`` or
+    probabilities ``(q (P, C, Q), w1, w0, g1, g0)`` (see ``_index_block``,
+    ``_soft_block``)."""
+    pn, qn = x.shape[0], x.shape[2]
     nq = (qn + qchunk - 1) // qchunk
-    keep = 1.0 - eps
-    smooth = eps > 0.0
-    epsn = eps / n
+    lse = np.empty((0, 0), dtype=x.dtype)  # (not written)
     total = 0.0
     for k in prange(pn * nq):
         p = k // nq
         q0 = (k % nq) * qchunk
-        q1 = min(qn, q0 + qchunk)
-        nw = q1 - q0
-        mb = np.empty(nw, dtype=x.dtype)
-        sb = np.empty(nw)
-        cb = np.empty(nw)
-        tv = np.empty(nw)
-        xy = np.empty(nw)
-        sm = np.zeros(nw)
-        for j in range(nw):
-            y = tgt[p, q0 + j]
-            xy[j] = np.float64(x[p, y, q0 + j]) if y != ignore else 0.0
-        _cols_max(x, p, q0, q1, mb)
-        if smooth:
-            for c in range(n):
-                for j in range(nw):
-                    sm[j] += np.float64(wl[c] * (mb[j] - x[p, c, q0 + j]))
-        _cols_exp(x, p, q0, q1, mb, want_grad, grad, sb, cb, tv)
-        bsum = 0.0
-        for j in range(nw):
-            y = tgt[p, q0 + j]
-            if y == ignore:
-                if per_row:
-                    loss[p, q0 + j] = 0.0
-                sb[j] = 0.0  # gradient coefficient
-                cb[j] = 0.0
-            else:
-                lg = log1p64(tv[j])
-                wy = w[y]
-                lo = keep * wy * ((np.float64(mb[j]) - xy[j]) + lg)
-                if smooth:
-                    lo += epsn * (sm[j] + wsum * lg)
-                if per_row:
-                    loss[p, q0 + j] = lo
-                bsum += lo
-                sb[j] = scale * (keep * wy + epsn * wsum) / (1.0 + tv[j])
-                cb[j] = scale * keep * wy
-        total += bsum
-        if want_grad:
-            cg = np.empty(nw, dtype=grad.dtype)
-            for j in range(nw):
-                cg[j] = cast_to(grad, sb[j])
-            for c in range(n):
-                gr = grad[p, c, q0 : q0 + nw]
-                if smooth:
-                    wc = wg[c]
-                    for j in range(nw):
-                        gr[j] = cg[j] * gr[j] - wc
-                else:
-                    for j in range(nw):
-                        gr[j] = cg[j] * gr[j]
-            for j in range(nw):
-                y = tgt[p, q0 + j]
-                if y == ignore:
-                    for c in range(n):
-                        grad[p, c, q0 + j] = zero_of(grad)
-                else:
-                    grad[p, y, q0 + j] -= cast_to(grad, cb[j])
-    return total
-
-
-@kernel(error_model="numpy")
-def soft_cols(x, q, w1, w0, g1, g0, scale, loss, per_row, grad, want_grad, qchunk):
-    """Probability targets for x, q (P, C, Q); loss (P, Q) float64."""
-    pn, n, qn = x.shape
-    nq = (qn + qchunk - 1) // qchunk
-    total = 0.0
-    for k in prange(pn * nq):
-        p = k // nq
-        q0 = (k % nq) * qchunk
-        q1 = min(qn, q0 + qchunk)
-        nw = q1 - q0
-        mb = np.empty(nw, dtype=x.dtype)
-        sb = np.empty(nw)
-        cb = np.empty(nw)
-        tv = np.empty(nw)
-        sbv = np.zeros(nw)
-        av = np.zeros(nw)
-        _cols_max(x, p, q0, q1, mb)
-        for c in range(n):
-            for j in range(nw):
-                b = w1[c] * q[p, c, q0 + j] + w0[c]
-                sbv[j] += np.float64(b * (mb[j] - x[p, c, q0 + j]))
-                av[j] += np.float64(b)
-        _cols_exp(x, p, q0, q1, mb, want_grad, grad, sb, cb, tv)
-        bsum = 0.0
-        for j in range(nw):
-            lo = sbv[j] + av[j] * log1p64(tv[j])
-            if per_row:
-                loss[p, q0 + j] = lo
-            bsum += lo
-        total += bsum
-        if want_grad:
-            cg = np.empty(nw, dtype=grad.dtype)
-            for j in range(nw):
-                cg[j] = cast_to(grad, scale * av[j] / (1.0 + tv[j]))
-            for c in range(n):
-                for j in range(nw):
-                    grad[p, c, q0 + j] = cg[j] * grad[p, c, q0 + j] - (
-                        g1[c] * q[p, c, q0 + j] + g0[c]
-                    )
+        nw = min(qn, q0 + qchunk) - q0
+        total += _col_block(
+            targs, x, p, q0, p, q0, nw, scale, loss, per_row, grad, want_grad, 0.0, 0.0, lse,
+            False,
+        )  # fmt: skip
     return total
 
 
@@ -639,42 +588,6 @@ def _cap_consts_ol(x, cap):
 
 
 # ---------------------------------------------------------- rows, class index
-@jit
-def _index_row_lm(x, y, wy, wl, wsum, keep, eps, scale, g, wg, want_grad, zl, zg):
-    """``_index_row`` with the z-loss: (loss, lse) of the row."""
-    n = x.shape[0]
-    m = row_max(x, 0, n)
-    xy = np.float64(x[y])
-    mf = np.float64(m)
-    smooth = eps > 0.0
-    sm = _wdev(x, wl, m) if smooth else 0.0
-    if want_grad:
-        s, cnt = sum_excl_exp(x, g, m)
-    else:
-        s, cnt = row_sum_excl(x, 0, n, m)
-    t = s + (cnt - 1.0)
-    lg = log1p64(t)
-    lse = _lse_of(x, mf, lg)
-    loss = keep * wy * ((mf - xy) + lg)
-    if smooth:
-        loss += eps / n * (sm + wsum * lg)
-    if zl != 0.0:
-        loss += zl * (lse * lse)
-    if want_grad:
-        a = scale * (keep * wy + eps / n * wsum)
-        if zg != 0.0:
-            a += zg * lse
-        c = cast_to(g, a / (1.0 + t))
-        if smooth:
-            for j in range(n):
-                g[j] = c * g[j] - wg[j]
-        else:
-            for j in range(n):
-                g[j] = c * g[j]
-        g[y] -= cast_to(g, scale * keep * wy)
-    return loss, lse
-
-
 @kernel(error_model="numpy")
 def index_rows_lm(
     x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, grad, wg, want_grad, zl, zg, lse,
@@ -706,7 +619,7 @@ def index_rows_lm(
                     for j in range(n):
                         grad[i, j] = gz
             else:
-                li, le = _index_row_lm(
+                li, le = _index_row(
                     xi, y, w[y], wl, wsum, keep, eps, scale, grad[i], wg, want_grad, zl, zg
                 )
                 if want_lse:
@@ -851,32 +764,6 @@ def _block_store(xt, nb, grad, r0):
 
 
 # ---------------------------------------------------- rows, probability targets
-@jit
-def _soft_row_lm(xi, qi, w1, w0, g1, g0, scale, gi, want_grad, zl, zg):
-    """The ``soft_rows`` row with the z-loss: (loss, lse) of the row."""
-    n = xi.shape[0]
-    m = row_max(xi, 0, n)
-    sb, a = _soft_coef(xi, qi, w1, w0, m)
-    if want_grad:
-        s, cnt = sum_excl_exp(xi, gi, m)
-    else:
-        s, cnt = row_sum_excl(xi, 0, n, m)
-    t = s + (cnt - 1.0)
-    lg = log1p64(t)
-    lse = _lse_of(xi, np.float64(m), lg)
-    li = sb + a * lg
-    if zl != 0.0:
-        li += zl * (lse * lse)
-    if want_grad:
-        ca = scale * a
-        if zg != 0.0:
-            ca += zg * lse
-        c = cast_to(gi, ca / (1.0 + t))
-        for j in range(n):
-            gi[j] = c * gi[j] - (g1[j] * qi[j] + g0[j])
-    return li, lse
-
-
 @kernel(error_model="numpy")
 def soft_rows_lm(
     x, q, w1, w0, g1, g0, scale, loss, per_row, grad, want_grad, zl, zg, lse, want_lse, cap
@@ -895,7 +782,7 @@ def soft_rows_lm(
             if capped:
                 _cap_row(x[i], cx, cp, rc)
                 xi = cx
-            li, le = _soft_row_lm(xi, q[i], w1, w0, g1, g0, scale, grad[i], want_grad, zl, zg)
+            li, le = _soft_row(xi, q[i], w1, w0, g1, g0, scale, grad[i], want_grad, zl, zg)
             if capped and want_grad:
                 _dcap_row(grad[i], cx, rc)
             if want_lse:
@@ -917,7 +804,8 @@ _CBLOCK = 64
 
 @jit
 def _cols_exp_at(x, xp, xq0, nw, mb, want_grad, grad, p, q0, sb, cb, tv):
-    """``_cols_exp`` with separate offsets for x and grad.
+    """tv[j] = t of column q0 + j (float64 sums); grad = exp(x - m) if wanted;
+    x read at [xp, :, xq0 + j], grad written at [p, :, q0 + j].
 
     Vectorized over the columns (slices from 0, the want_grad test outside
     the loops); both branches sum in the same order, so the loss does not
@@ -971,10 +859,11 @@ def _col_lse(x, xp, xq0, j, mf, lg):
 
 @jit
 def _index_block(
-    x, xp, xq0, tgt, p, q0, nw, w, wl, wsum, ignore, eps, scale, loss, per_row, grad, wg,
-    want_grad, zl, zg, lse, want_lse,
-):  # fmt: skip
-    """``index_cols``'s block with the LM options: its summed loss."""
+    targs, x, xp, xq0, p, q0, nw, scale, loss, per_row, grad, want_grad, zl, zg, lse, want_lse
+):
+    """A column block's summed loss for class-index targets (every option);
+    ``targs = (tgt, w, wl, wsum, ignore, eps, wg)``."""
+    tgt, w, wl, wsum, ignore, eps, wg = targs
     n = x.shape[1]
     keep = 1.0 - eps
     smooth = eps > 0.0
@@ -1029,12 +918,14 @@ def _index_block(
         for j in range(nw):
             cg[j] = cast_to(grad, sb[j])
         for c in range(n):
+            gr = grad[p, c, q0 : q0 + nw]  # a slice from 0: the loop vectorizes
             if smooth:
+                wc = wg[c]
                 for j in range(nw):
-                    grad[p, c, q0 + j] = cg[j] * grad[p, c, q0 + j] - wg[c]
+                    gr[j] = cg[j] * gr[j] - wc
             else:
                 for j in range(nw):
-                    grad[p, c, q0 + j] = cg[j] * grad[p, c, q0 + j]
+                    gr[j] = cg[j] * gr[j]
         for j in range(nw):
             y = tgt[p, q0 + j]
             if y == ignore:
@@ -1047,10 +938,11 @@ def _index_block(
 
 @jit
 def _soft_block(
-    x, xp, xq0, q, p, q0, nw, w1, w0, g1, g0, scale, loss, per_row, grad, want_grad, zl, zg,
-    lse, want_lse,
-):  # fmt: skip
-    """``soft_cols``'s block with the LM options: its summed loss."""
+    targs, x, xp, xq0, p, q0, nw, scale, loss, per_row, grad, want_grad, zl, zg, lse, want_lse
+):
+    """A column block's summed loss for probability targets (every option);
+    ``targs = (q, w1, w0, g1, g0)``."""
+    q, w1, w0, g1, g0 = targs
     n = x.shape[1]
     mb = np.empty(nw, dtype=x.dtype)
     sb = np.empty(nw)
@@ -1070,7 +962,7 @@ def _soft_block(
         lg = log1p64(tv[j])
         lo = sbv[j] + av[j] * lg
         ca = scale * av[j]
-        le = _col_lse(x, xp, xq0, j, np.float64(mb[j]), lg)
+        le = _col_lse(x, xp, xq0, j, np.float64(mb[j]), lg) if want_lse or zl != 0.0 else 0.0
         if want_lse:
             lse[p, q0 + j] = cast_to(lse, le)
         if zl != 0.0:
@@ -1085,8 +977,12 @@ def _soft_block(
         for j in range(nw):
             cg[j] = cast_to(grad, sb[j])
         for c in range(n):
+            gr = grad[p, c, q0 : q0 + nw]
+            qr = q[p, c, q0 : q0 + nw]
+            g1c = g1[c]
+            g0c = g0[c]
             for j in range(nw):
-                grad[p, c, q0 + j] = cg[j] * grad[p, c, q0 + j] - (g1[c] * q[p, c, q0 + j] + g0[c])
+                gr[j] = cg[j] * gr[j] - (g1c * qr[j] + g0c)
     return bsum
 
 
@@ -1108,13 +1004,20 @@ def _dcap_block(grad, p, q0, nw, cx, rcap):
             grad[p, c, q0 + j] = grad[p, c, q0 + j] * (o - u * u)
 
 
+_col_block = _by_targets(
+    "_col_block",
+    _index_block,
+    _soft_block,
+    "A column block's summed loss, for class-index or probability targets.",
+)
+
+
 @kernel(error_model="numpy")
-def index_cols_lm(
-    x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, grad, wg, want_grad, zl, zg, lse,
-    want_lse, qchunk, cap,
+def cols_lm(
+    x, targs, scale, loss, per_row, grad, want_grad, zl, zg, lse, want_lse, qchunk, cap
 ):  # fmt: skip
-    """``index_cols`` with the LM options: tasks of column blocks, each with a
-    block scratch for the capped logits."""
+    """``cols`` with the LM options: tasks of column blocks, each with a block
+    scratch for the capped logits."""
     pn, n, qn = x.shape
     nq = (qn + qchunk - 1) // qchunk
     capped = cap > 0.0
@@ -1131,53 +1034,16 @@ def index_cols_lm(
             nw = min(qn, q0 + qchunk) - q0
             if capped:
                 _cap_block(x, p, q0, nw, cx, cp, rc)
-                bsum += _index_block(
-                    cx, 0, 0, tgt, p, q0, nw, w, wl, wsum, ignore, eps, scale, loss, per_row,
-                    grad, wg, want_grad, zl, zg, lse, want_lse,
+                bsum += _col_block(
+                    targs, cx, 0, 0, p, q0, nw, scale, loss, per_row, grad, want_grad, zl, zg,
+                    lse, want_lse,
                 )  # fmt: skip
                 if want_grad:
                     _dcap_block(grad, p, q0, nw, cx, rc)
             else:
-                bsum += _index_block(
-                    x, p, q0, tgt, p, q0, nw, w, wl, wsum, ignore, eps, scale, loss, per_row,
-                    grad, wg, want_grad, zl, zg, lse, want_lse,
-                )  # fmt: skip
-        total += bsum
-    return total
-
-
-@kernel(error_model="numpy")
-def soft_cols_lm(
-    x, q, w1, w0, g1, g0, scale, loss, per_row, grad, want_grad, zl, zg, lse, want_lse, qchunk,
-    cap,
-):  # fmt: skip
-    """``soft_cols`` with the LM options (see ``index_cols_lm``)."""
-    pn, n, qn = x.shape
-    nq = (qn + qchunk - 1) // qchunk
-    capped = cap > 0.0
-    cp, rc = _cap_consts(x, cap)
-    nblk = pn * nq
-    ntask, per = _tasks(nblk)
-    total = 0.0
-    for tk in prange(ntask):
-        cx = np.empty((1, n, qchunk if capped else 0), dtype=x.dtype)
-        bsum = 0.0
-        for k in range(tk * per, min(nblk, (tk + 1) * per)):
-            p = k // nq
-            q0 = (k % nq) * qchunk
-            nw = min(qn, q0 + qchunk) - q0
-            if capped:
-                _cap_block(x, p, q0, nw, cx, cp, rc)
-                bsum += _soft_block(
-                    cx, 0, 0, q, p, q0, nw, w1, w0, g1, g0, scale, loss, per_row, grad,
-                    want_grad, zl, zg, lse, want_lse,
-                )  # fmt: skip
-                if want_grad:
-                    _dcap_block(grad, p, q0, nw, cx, rc)
-            else:
-                bsum += _soft_block(
-                    x, p, q0, q, p, q0, nw, w1, w0, g1, g0, scale, loss, per_row, grad,
-                    want_grad, zl, zg, lse, want_lse,
+                bsum += _col_block(
+                    targs, x, p, q0, p, q0, nw, scale, loss, per_row, grad, want_grad, zl, zg,
+                    lse, want_lse,
                 )  # fmt: skip
         total += bsum
     return total
@@ -1263,10 +1129,9 @@ def _exp_grad(xs, g, m, c, wg, smooth):
 
 
 @kernel(error_model="numpy")
-def index_pieces_sums(x, tgt, ignore, wl, smooth, piece, cap, mo, to, so, wo, xy):
-    """Pass 1 for class-index targets: per piece (m, t) into ``mo, to`` (rows,
-    pieces); with smoothing ``so, wo`` = S, W of the weights ``wl``; each kept
-    row's (capped) target logit into ``xy``."""
+def pieces_sums(x, targs, piece, cap, mo, to, so, wo):
+    """Pass 1: per piece (m, t) into ``mo, to`` (rows, pieces), and the
+    target's sums (``_index_piece_sums``, ``_soft_piece_sums``)."""
     nr, n = x.shape
     npc = mo.shape[1]
     capped = cap > 0.0
@@ -1284,13 +1149,36 @@ def index_pieces_sums(x, tgt, ignore, wl, smooth, piece, cap, mo, to, so, wo, xy
             m, t = range_pair(xs, 0, hi - lo)
             mo[i, p] = m
             to[i, p] = t
-            y = tgt[i]
-            if y != ignore and lo <= y < hi:
-                xy[i] = np.float64(xs[y - lo])
-            if smooth:
-                wp = _part(wl, lo, hi)
-                so[i, p] = _wdev(xs, wp, cast_to(x, _piece_ref(m)))
-                wo[i, p] = _wsum(wp, hi - lo)
+            _piece_sums(targs, xs, i, p, lo, hi, m, so, wo)
+
+
+@jit
+def _index_piece_sums(targs, xs, i, p, lo, hi, m, so, wo):
+    """Class-index targets, ``targs = (tgt, ignore, wl, smooth, xy)``: with
+    smoothing ``so, wo`` = S, W of the weights ``wl``; each kept row's (capped)
+    target logit into ``xy``."""
+    tgt, ignore, wl, smooth, xy = targs
+    y = tgt[i]
+    if y != ignore and lo <= y < hi:
+        xy[i] = np.float64(xs[y - lo])
+    if smooth:
+        wp = _part(wl, lo, hi)
+        so[i, p] = _wdev(xs, wp, cast_to(xs, _piece_ref(m)))
+        wo[i, p] = _wsum(wp, hi - lo)
+
+
+@jit
+def _soft_piece_sums(targs, xs, i, p, lo, hi, m, so, wo):
+    """Probability targets, ``targs = (q, w1, w0)``: S, W of
+    ``B_j = w1_j q_j + w0_j`` into ``so, wo``."""
+    q, w1, w0 = targs
+    r = cast_to(xs, _piece_ref(m))
+    so[i, p], wo[i, p] = _soft_coef(xs, q[i, lo:hi], _part(w1, lo, hi), _part(w0, lo, hi), r)
+
+
+_piece_sums = _by_targets(
+    "_piece_sums", _index_piece_sums, _soft_piece_sums, "A piece's sums for the loss (pass 1)."
+)
 
 
 @jit
@@ -1333,64 +1221,6 @@ def index_pieces_merge(
     return total
 
 
-@kernel(error_model="numpy")
-def index_pieces_grad(x, tgt, ignore, piece, cap, mr, cr, sr, wg, smooth, grad):
-    """Pass 2 for class-index targets: the gradient, piece by piece."""
-    nr, n = x.shape
-    npc = (n + piece - 1) // piece
-    capped = cap > 0.0
-    cp, rc = _cap_consts(x, cap)
-    ntask, per = _tasks(nr * npc)
-    nall = nr * npc
-    for tk in prange(ntask):
-        cx = np.empty(piece if capped else 0, dtype=x.dtype)
-        for k in range(tk * per, min(nall, (tk + 1) * per)):
-            i = k // npc
-            lo = (k - i * npc) * piece
-            hi = min(n, lo + piece)
-            g = grad[i, lo:hi]
-            y = tgt[i]
-            if y == ignore:
-                gz = zero_of(grad)
-                for j in range(hi - lo):
-                    g[j] = gz
-                continue
-            xs = _piece_view(x, i, lo, hi, capped, cx, cp, rc)
-            m = cast_to(x, mr[i])
-            _exp_grad(xs, g, m, cast_to(grad, cr[i]), _part(wg, lo, hi), smooth)
-            if lo <= y < hi:
-                g[y - lo] -= cast_to(grad, sr[i])
-            if capped:
-                _dcap_row(g, xs, rc)
-
-
-@kernel(error_model="numpy")
-def soft_pieces_sums(x, q, w1, w0, piece, cap, mo, to, so, ao):
-    """Pass 1 for probability targets: per piece (m, t) into ``mo, to``, and
-    S, W of ``B_j = w1_j q_j + w0_j`` into ``so, ao``."""
-    nr, n = x.shape
-    npc = mo.shape[1]
-    capped = cap > 0.0
-    cp, rc = _cap_consts(x, cap)
-    ntask, per = _tasks(nr * npc)
-    nall = nr * npc
-    for tk in prange(ntask):
-        cx = np.empty(piece if capped else 0, dtype=x.dtype)
-        for k in range(tk * per, min(nall, (tk + 1) * per)):
-            i = k // npc
-            p = k - i * npc
-            lo = p * piece
-            hi = min(n, lo + piece)
-            xs = _piece_view(x, i, lo, hi, capped, cx, cp, rc)
-            m, t = range_pair(xs, 0, hi - lo)
-            mo[i, p] = m
-            to[i, p] = t
-            r = cast_to(x, _piece_ref(m))
-            so[i, p], ao[i, p] = _soft_coef(
-                xs, q[i, lo:hi], _part(w1, lo, hi), _part(w0, lo, hi), r
-            )
-
-
 @jit
 def soft_pieces_merge(mo, to, so, ao, scale, zl, zg, loss, per_row, lse, want_lse, mr, cr):
     """Merge of pass 1 for probability targets: the summed loss (float64); per
@@ -1418,8 +1248,9 @@ def soft_pieces_merge(mo, to, so, ao, scale, zl, zg, loss, per_row, lse, want_ls
 
 
 @kernel(error_model="numpy")
-def soft_pieces_grad(x, q, g1, g0, piece, cap, mr, cr, grad):
-    """Pass 2 for probability targets: the gradient, piece by piece."""
+def pieces_grad(x, targs, piece, cap, mr, cr, grad):
+    """Pass 2: the gradient, piece by piece (``_index_piece_grad``,
+    ``_soft_piece_grad``); ignored rows' pieces are zeros."""
     nr, n = x.shape
     npc = (n + piece - 1) // piece
     capped = cap > 0.0
@@ -1433,16 +1264,55 @@ def soft_pieces_grad(x, q, g1, g0, piece, cap, mr, cr, grad):
             lo = (k - i * npc) * piece
             hi = min(n, lo + piece)
             g = grad[i, lo:hi]
+            if _row_ignored(targs, i):
+                gz = zero_of(grad)
+                for j in range(hi - lo):
+                    g[j] = gz
+                continue
             xs = _piece_view(x, i, lo, hi, capped, cx, cp, rc)
             m = cast_to(x, mr[i])
-            c = cast_to(grad, cr[i])
-            _soft_piece_grad(xs, q[i, lo:hi], _part(g1, lo, hi), _part(g0, lo, hi), g, m, c)
+            _piece_grad(targs, xs, g, i, lo, hi, m, cast_to(grad, cr[i]))
             if capped:
                 _dcap_row(g, xs, rc)
 
 
 @jit
-def _soft_piece_grad(xs, q, g1, g0, g, m, c):
-    """g = c * exp(xs - m) - (g1 q + g0)."""
+def _index_piece_grad(targs, xs, g, i, lo, hi, m, c):
+    """g = c * exp(xs - m) (- wg with smoothing), less the target's ``sr`` term;
+    ``targs = (tgt, ignore, sr, wg, smooth)``."""
+    tgt, _, sr, wg, smooth = targs
+    _exp_grad(xs, g, m, c, _part(wg, lo, hi), smooth)
+    y = tgt[i]
+    if lo <= y < hi:
+        g[y - lo] -= cast_to(g, sr[i])
+
+
+@jit
+def _soft_piece_grad(targs, xs, g, i, lo, hi, m, c):
+    """g = c * exp(xs - m) - (g1 q + g0); ``targs = (q, g1, g0)``."""
+    q, g1, g0 = targs
+    qs = q[i, lo:hi]
+    g1s = _part(g1, lo, hi)
+    g0s = _part(g0, lo, hi)
     for j in range(xs.shape[0]):
-        g[j] = c * expn(xs[j] - m) - (_at(g1, j) * q[j] + _at(g0, j))
+        g[j] = c * expn(xs[j] - m) - (_at(g1s, j) * qs[j] + _at(g0s, j))
+
+
+_piece_grad = _by_targets(
+    "_piece_grad", _index_piece_grad, _soft_piece_grad, "A piece's gradient (pass 2)."
+)
+
+
+@jit
+def _index_ignored(targs, i):
+    return targs[0][i] == targs[1]
+
+
+@jit
+def _soft_ignored(targs, i):
+    return False
+
+
+_row_ignored = _by_targets(
+    "_row_ignored", _index_ignored, _soft_ignored, "Whether row i's target is ignore_index."
+)

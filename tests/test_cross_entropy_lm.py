@@ -7,12 +7,12 @@ reduction ("mean": divided by the number of kept rows), differentiated by autogr
 
 import numpy as np
 import pytest
+from xent_reference import torch_ref
 
 import fastlse
 from fastlse import _xent_kernels as K
 
 torch = pytest.importorskip("torch")
-F = torch.nn.functional
 
 TOL = {np.float32: 3e-5, np.float64: 1e-11}
 
@@ -25,37 +25,6 @@ def _torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
-
-
-def torch_ref(x, target, axis=-1, weight=None, reduction="mean", label_smoothing=0.0,
-              ignore_index=-100, z_loss=0.0, softcap=None):  # fmt: skip
-    """(loss, grad, lse) of the written-out formula, in x's dtype."""
-    xt = torch.tensor(np.array(x, order="C"), requires_grad=True)
-    one = x.ndim == 1
-    xm = xt if one else torch.movedim(xt, axis, 1)
-    c = xm if softcap is None else softcap * torch.tanh(xm / softcap)
-    t = torch.tensor(np.array(target, order="C"))
-    soft = t.is_floating_point()
-    if soft:
-        t = t if one else torch.movedim(t, axis, 1)
-    else:
-        t = t.long()
-    w = None if weight is None else torch.tensor(weight, dtype=xt.dtype)
-    loss = F.cross_entropy(
-        c, t, weight=w, reduction=reduction, label_smoothing=label_smoothing,
-        ignore_index=ignore_index,
-    )  # fmt: skip
-    lse = torch.logsumexp(c, dim=0 if one else 1)
-    keep = torch.ones_like(lse) if soft else (t != ignore_index).to(lse.dtype)
-    zz = z_loss * keep * lse**2
-    if reduction == "none":
-        total = loss + zz
-    elif reduction == "sum":
-        total = loss + zz.sum()
-    else:
-        total = loss + zz.sum() / keep.sum().clamp(min=1)  # (no kept row: loss is nan)
-    total.sum().backward()
-    return total.detach().numpy(), xt.grad.numpy(), lse.detach().numpy()
 
 
 def check(res, ref, dtype):

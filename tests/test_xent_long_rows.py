@@ -8,68 +8,44 @@ that path (two threads, the threads' count seen by the dispatch) and checks
 that the pieces kernels really ran.
 """
 
+import functools
+
 import numpy as np
 import pytest
+from xent_reference import torch_ref
 
 import fastlse
 from fastlse import _xent
 from fastlse import _xent_kernels as K
 
 torch = pytest.importorskip("torch")
-F = torch.nn.functional
 
 TOL = {np.float32: 3e-5, np.float64: 1e-11}
 SHAPES = [(1, 300_000), (2, 200_001), (3, 100_000)]
 DTYPES = [np.float32, np.float64]
-PIECE_KERNELS = ("index_pieces_sums", "soft_pieces_sums", "index_pieces_grad", "soft_pieces_grad")
+#: torch's float32 sums over 1e5 classes are off by ~1e-5 (fastlse's by ~1e-7)
+torch_ref = functools.partial(torch_ref, dtype=np.float64)
+PIECE_KERNELS = ("pieces_sums", "pieces_grad")
 
 
 @pytest.fixture
 def pieces(monkeypatch):
-    """Force the pieces path; yields the calls of its kernels, by name."""
+    """Force the pieces path; yields the calls of its kernels by kind of target
+    and name ("index_pieces_sums", "soft_pieces_grad", ...)."""
     calls = {}
     for name in PIECE_KERNELS:
         kern = getattr(K, name)
 
-        def counted(*args, _kern=kern, _name=name):
-            calls[_name] = calls.get(_name, 0) + 1
-            return _kern(*args)
+        def counted(work, x, targs, *args, _kern=kern, _name=name):
+            key = ("soft_" if targs[0].dtype.kind == "f" else "index_") + _name
+            calls[key] = calls.get(key, 0) + 1
+            return _kern(work, x, targs, *args)
 
         monkeypatch.setattr(K, name, counted)
     monkeypatch.setattr(_xent, "_nthreads", lambda: 2)  # rows < 2 * threads, always
     assert all(s[1] * s[0] >= fastlse._config.PARALLEL_MIN_WORK for s in SHAPES)
     with fastlse.num_threads(2):
         yield calls
-
-
-def torch_ref(x, target, weight=None, reduction="mean", label_smoothing=0.0,
-              ignore_index=-100, z_loss=0.0, softcap=None):  # fmt: skip
-    """(loss, grad, lse) of ``F.cross_entropy(c) + z_loss * R(keep * lse(c)**2)``
-    with ``c`` the (soft-capped) logits, by autograd.
-
-    Computed in float64 (torch's float32 sums over 1e5 classes are off by
-    ~1e-5, fastlse's by ~1e-7), rounded to x's dtype.
-    """
-    xt = torch.tensor(x.astype(np.float64), requires_grad=True)
-    c = xt if softcap is None else softcap * torch.tanh(xt / softcap)
-    t = torch.tensor(target.astype(np.float64) if target.dtype.kind == "f" else target)
-    soft = t.is_floating_point()
-    w = None if weight is None else torch.tensor(weight, dtype=xt.dtype)
-    loss = F.cross_entropy(
-        c, t if soft else t.long(), weight=w, reduction=reduction,
-        label_smoothing=label_smoothing, ignore_index=ignore_index,
-    )  # fmt: skip
-    lse = torch.logsumexp(c, dim=1)
-    keep = torch.ones_like(lse) if soft else (t != ignore_index).to(lse.dtype)
-    zz = z_loss * keep * lse**2
-    if reduction == "none":
-        total = loss + zz
-    elif reduction == "sum":
-        total = loss + zz.sum()
-    else:
-        total = loss + zz.sum() / keep.sum().clamp(min=1)
-    total.sum().backward()
-    return tuple(a.numpy().astype(x.dtype) for a in (total.detach(), xt.grad, lse.detach()))
 
 
 def check(res, ref, dtype, rel_to_max=False):
