@@ -193,6 +193,17 @@ def _soft_coef(x, q, w1, w0, m):
 # class-index targets, class axis last: x (M, C)
 # ----------------------------------------------------------------------------
 @jit
+def _row_t(x, g, m, want_grad):
+    """t of the row's pair (m, t), m its max; with want_grad, g = exp(x - m)
+    (one sweep: the loss has the same bits with or without the gradient)."""
+    if want_grad:
+        s, cnt = sum_excl_exp(x, g, m)
+    else:
+        s, cnt = row_sum_excl(x, 0, x.shape[0], m)
+    return s + (cnt - 1.0)
+
+
+@jit
 def _index_row(x, y, wy, wl, wsum, keep, eps, scale, g, wg, want_grad, zl, zg):
     """(loss, lse) of one row with target y; writes the gradient row if wanted.
 
@@ -208,11 +219,7 @@ def _index_row(x, y, wy, wl, wsum, keep, eps, scale, g, wg, want_grad, zl, zg):
     mf = np.float64(m)
     smooth = eps > 0.0
     sm = _wdev(x, wl, m) if smooth else 0.0
-    if want_grad:
-        s, cnt = sum_excl_exp(x, g, m)
-    else:
-        s, cnt = row_sum_excl(x, 0, n, m)
-    t = s + (cnt - 1.0)
+    t = _row_t(x, g, m, want_grad)
     lg = log1p64(t)
     lse = _lse_of(x, mf, lg)
     loss = keep * wy * ((mf - xy) + lg)
@@ -416,11 +423,7 @@ def _soft_row(xi, qi, w1, w0, g1, g0, scale, gi, want_grad, zl, zg):
     n = xi.shape[0]
     m = row_max(xi, 0, n)
     sb, a = _soft_coef(xi, qi, w1, w0, m)
-    if want_grad:
-        s, cnt = sum_excl_exp(xi, gi, m)
-    else:
-        s, cnt = row_sum_excl(xi, 0, n, m)
-    t = s + (cnt - 1.0)
+    t = _row_t(xi, gi, m, want_grad)
     lg = log1p64(t)
     lse = _lse_of(xi, np.float64(m), lg)
     li = sb + a * lg
