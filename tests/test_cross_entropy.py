@@ -425,3 +425,22 @@ def test_bad_target_leaves_out_untouched():
     with pytest.raises(IndexError, match="target"):
         fastlse.cross_entropy(X, [0, 1, 9], return_grad=True, out=out)
     assert np.all(out == 7.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("block_bytes", [1 << 12, 1 << 19])
+@pytest.mark.parametrize("shape", [(2, 300, 70), (1, 40, 1000)])
+def test_middle_axis_column_blocks(rng, monkeypatch, dtype, block_bytes, shape):
+    """Column blocks of the middle-axis kernels, a partial last one included
+    (8 columns of 70; few slabs split for the threads), against torch."""
+    from fastlse import _xent
+
+    monkeypatch.setattr(_xent, "_COL_BLOCK_BYTES", block_bytes)
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    t = rng.integers(0, shape[1], (shape[0], shape[2]))
+    t[0, 3] = -100
+    for kw in ({}, {"label_smoothing": 0.1}):
+        ref, ref_grad = torch_ce(x.astype(np.float64), t, axis=1, **kw)
+        loss, g = fastlse.cross_entropy(x, t, axis=1, return_grad=True, **kw)
+        check(loss, ref, dtype, g, ref_grad)
+        assert fastlse.cross_entropy(x, t, axis=1, **kw) == loss
