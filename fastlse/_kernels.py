@@ -44,9 +44,10 @@ CHUNK = 2048
 VW = 32
 
 
-def _by_dtype(name, f32, f64, doc):
+def _by_dtype(name, f32, f64, doc, inline="never"):
     """A function of one float or float array ``a`` that compiled code resolves
-    by a's dtype to ``f32(a)`` or ``f64(a)`` (other types: no overload)."""
+    by a's dtype to ``f32(a)`` or ``f64(a)`` (other types: no overload);
+    ``inline`` is numba's overload option."""
 
     def stub(a):  # pragma: no cover - replaced by the overload in compiled code
         raise NotImplementedError(f"{name} runs in compiled code only")
@@ -59,7 +60,7 @@ def _by_dtype(name, f32, f64, doc):
     impl32 = (lambda a: f32(a)) if isinstance(f32, Dispatcher) else f32
     impl64 = (lambda a: f64(a)) if isinstance(f64, Dispatcher) else f64
 
-    @overload(stub)
+    @overload(stub, inline=inline)
     def _ol(a):
         dt = a.dtype if isinstance(a, types.Array) else a
         if dt == types.float32:
@@ -89,18 +90,10 @@ zero_of = _by_dtype("zero_of", lambda a: np.float32(0.0), lambda a: 0.0, "0 in a
 one_of = _by_dtype("one_of", lambda a: np.float32(1.0), lambda a: 1.0, "1 in a's dtype.")
 
 
-def tanhx(y):  # pragma: no cover - replaced by the overload in compiled code
-    """tanh for float32 / float64 (``tanh32`` / ``tanh64``), inlined by numba."""
-    return np.tanh(y)
-
-
-@overload(tanhx, inline="always")
-def _tanhx_ol(y):
-    if y == types.float32:
-        return lambda y: tanh32(y)
-    if y == types.float64:
-        return lambda y: tanh64(y)
-    return None
+#: tanh for float32 / float64 (``tanh32`` / ``tanh64``), inlined by numba
+tanhx = _by_dtype(
+    "tanhx", tanh32, tanh64, "tanh for float32 / float64, inlined by numba.", inline="always"
+)
 
 
 def cast_to(a, v):  # pragma: no cover - replaced by the overload in compiled code

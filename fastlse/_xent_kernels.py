@@ -59,6 +59,7 @@ from numba.extending import overload
 from ._exp import expneg64, log1p32, log1p64, maxnum
 from ._kernels import (
     CHUNK,
+    _by_dtype,
     cast_to,
     expn,
     has_nan,
@@ -270,18 +271,8 @@ def index_rows(x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, grad, wg,
 # ----------------------------------------------------------------------------
 # class-index targets, few classes: blocks of rows, vectorized across rows
 # ----------------------------------------------------------------------------
-def log1px(t):  # pragma: no cover - replaced by the overload in compiled code
-    return np.log1p(t)
-
-
-@overload(log1px)
-def _log1px_ol(t):
-    """log1p in t's own precision (8 float32 lanes, or 4 float64 lanes)."""
-    if t == types.float32:
-        return lambda t: log1p32(t)
-    if t == types.float64:
-        return lambda t: log1p64(t)
-    return None
+#: log1p in t's own precision (8 float32 lanes, or 4 float64 lanes)
+log1px = _by_dtype("log1px", log1p32, log1p64, "log1p in t's own precision.")
 
 
 @kernel(error_model="numpy")
