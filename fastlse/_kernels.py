@@ -544,7 +544,7 @@ NB = 512
 
 
 @jit
-def narrow_block(x, r0, r1, mb, rep, e, f, excl):
+def narrow_block(x, r0, r1, mb, rep, e, f, excl, dout=None):
     """Row maxima (mb) and e = exp(x - max) of rows r0..r1 as one flat block.
 
     The exp runs over the block's R * N elements in one flat loop, so it is
@@ -552,7 +552,9 @@ def narrow_block(x, r0, r1, mb, rep, e, f, excl):
     above) the max give e = 0 and a flag f = 1 instead (the pair's t excludes
     one max and counts the others), and e holds the scaled terms of ``expt``
     (the caller multiplies their sum by ``sumscale_of``); nan is ignored by
-    the max and propagates through e.
+    the max and propagates through e.  With ``dout`` (a flat block of
+    ``(r1 - r0) * n`` elements, not x's memory) the sweep also stores
+    x - max there (log_softmax's first half).
     """
     n = x.shape[1]
     for i in range(r1 - r0):
@@ -564,14 +566,21 @@ def narrow_block(x, r0, r1, mb, rep, e, f, excl):
         for j in range(n):
             rep[i * n + j] = m
     xf = x[r0:r1].reshape((r1 - r0) * n)
-    _flat_exp(xf, rep, e, f, (r1 - r0) * n, excl)
+    _flat_exp(xf, rep, e, f, (r1 - r0) * n, excl, dout)
 
 
 @jit_fast
-def _flat_exp(xf, rep, e, f, size, excl):
+def _flat_exp(xf, rep, e, f, size, excl, dout):
     z = zero_of(xf)
     o = one_of(xf)
-    if excl:
+    if dout is not None:  # pruned at compile time when there is none
+        for k in range(size):
+            d = xf[k] - rep[k]
+            dout[k] = d
+            v = expt(d)
+            e[k] = z if d >= z else v
+            f[k] = o if d >= z else z
+    elif excl:
         for k in range(size):  # terms of sums only: scaled (see expt)
             d = xf[k] - rep[k]
             v = expt(d)
@@ -583,15 +592,15 @@ def _flat_exp(xf, rep, e, f, size, excl):
 
 
 @jit
-def narrow_pairs(x, r0, r1, mo, to, off, mb, rep, e, f):
+def narrow_pairs(x, r0, r1, mo, to, off, mb, rep, e, f, dout=None):
     """(m, t) of rows r0..r1 of x into mo, to (float64) at off, off + 1, ...
 
     t sums e over the elements below the max (nan propagates) plus the count
     of the other maxima: the pair keeps t apart from the max's 1 so that
-    log1p(t) keeps tiny terms.
+    log1p(t) keeps tiny terms.  ``dout``: see ``narrow_block``.
     """
     n = x.shape[1]
-    narrow_block(x, r0, r1, mb, rep, e, f, True)
+    narrow_block(x, r0, r1, mb, rep, e, f, True, dout)
     for i in range(r1 - r0):
         s = 0.0
         c = -1.0

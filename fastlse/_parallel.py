@@ -150,47 +150,42 @@ def softmax_narrow(x, out):
 @kernel
 def log_softmax_narrow(x, out):
     m_ = x.shape[0]
+    n = x.shape[1]
     for b in prange((m_ + NB - 1) // NB):
         r0 = b * NB
         r1 = min(m_, r0 + NB)
         mb, rep, e, f = _narrow_scratch(x)
         mo = np.empty(NB)
         to = np.empty(NB)
-        narrow_pairs(x, r0, r1, mo, to, 0, mb, rep, e, f)
-        _block_log_softmax_consts(mo, to, r1 - r0)
-        narrow_log_softmax_store(x, out, r0, r1, mo, to, rep, f)
+        of = out[r0:r1].reshape((r1 - r0) * n)
+        narrow_pairs(x, r0, r1, mo, to, 0, mb, rep, e, f, of)
+        _narrow_log_softmax_finish(of, n, mo, to, r1 - r0, rep)
 
 
 @jit
-def _block_log_softmax_consts(mo, to, nr):
-    """(mo, to) -> (c1, c2) of log_softmax_consts for nr rows: the log1p as
-    one vectorized loop (a scalar log per row cost as much as the rows), the
-    special rows fixed with selects."""
+def _narrow_log_softmax_finish(of, n, mo, to, nr, rep):
+    """of holds x - max (stored by the exp sweep); subtract each row's
+    log1p(t) in place.  log_softmax_consts' specials become a nan row
+    constant (nan elements, or only -inf: of already holds nan where
+    x - max is -inf - -inf) or 0 (an inf max: of holds x - inf).  The
+    log1p runs as one vectorized loop over the block (a scalar log per row
+    cost as much as the rows), and the row constants are spread over the
+    block so the subtraction is one flat, vectorized loop, with the bits of
+    (x - c1) - c2."""
     for i in range(nr):
         to[i] = log1p64(to[i])
     for i in range(nr):
-        mo[i], to[i] = log_softmax_consts_lg(mo[i], to[i])
-
-
-@jit
-def narrow_log_softmax_store(x, out, r0, r1, c1, c2, rep, rep2):
-    """out = (x - c1) - c2 per row in out's dtype: the row constants spread
-    over the block (rep, rep2), then one flat, vectorized loop."""
-    n = x.shape[1]
-    size = (r1 - r0) * n
-    for i in range(r1 - r0):
-        a = cast_to(rep, c1[i])
-        b = cast_to(rep, c2[i])
+        c1, c2 = log_softmax_consts_lg(mo[i], to[i])
+        b = cast_to(rep, _NAN if c1 != c1 else c2)
         for j in range(n):
-            rep[i * n + j] = a
-            rep2[i * n + j] = b
-    _flat_shift(x[r0:r1].reshape(size), rep, rep2, out[r0:r1].reshape(size), size)
+            rep[i * n + j] = b
+    _flat_sub(of, rep, nr * n)
 
 
 @jit
-def _flat_shift(xf, c1, c2, of, size):
+def _flat_sub(of, c, size):
     for k in range(size):
-        of[k] = (xf[k] - c1[k]) - c2[k]
+        of[k] = of[k] - c[k]
 
 
 # ------------------------------------------------ few long rows: pieces -----

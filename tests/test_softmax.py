@@ -107,6 +107,30 @@ def test_special_rows_match_scipy(name, f, ref_f, dtype, axis):
 
 
 @pytest.mark.parametrize(("name", "f", "ref_f"), FUNCS, ids=IDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [4, 10, 31])
+def test_special_rows_among_many_narrow_rows(rng, name, f, ref_f, dtype, n):
+    # narrow rows run in blocks of rows (several blocks, on threads): special
+    # rows at a block's start, middle and end keep scipy's answers
+    m = 3000
+    x = (rng.standard_normal((m, n)) * 5).astype(dtype)
+    specials = np.full((SPECIAL_ROWS.shape[0], n), -np.inf)
+    specials[:, :4] = SPECIAL_ROWS
+    specials[7:, 4:] = -3.0  # rows with a finite max: finite filler
+    for k, r in enumerate((0, 511, 512, 1000, 1023, 1500, 2047, 2048, 2999, 1)):
+        x[r] = specials[k % specials.shape[0]]
+    with np.errstate(all="ignore"):
+        ref = ref_f(x.astype(np.float64), axis=1)
+    res = f(x, axis=1)
+    assert res.dtype == dtype
+    # log_softmax near 0 is known to eps * |x| (absolute), not relatively
+    eps = np.finfo(dtype).eps
+    atol = 8 * eps * 20 if name == "log_softmax" else 1e-30
+    np.testing.assert_allclose(res, ref, rtol=tol(dtype) * 4, atol=atol)
+    assert np.array_equal(np.isnan(res), np.isnan(ref))
+
+
+@pytest.mark.parametrize(("name", "f", "ref_f"), FUNCS, ids=IDS)
 def test_special_values_long_rows(name, f, ref_f):
     # long rows are split across threads: specials must survive the merge
     n = 300_000
