@@ -602,14 +602,16 @@ def narrow_pairs(x, r0, r1, mo, to, off, mb, rep, e, f, dout=None):
     n = x.shape[1]
     narrow_block(x, r0, r1, mb, rep, e, f, True, dout)
     for i in range(r1 - r0):
-        s = 0.0
-        c = -1.0
+        # in x's dtype (fewer than NARROW terms; float32 as the wide rows'
+        # per-CHUNK sums): float64 adds of float32 terms cost a conversion each
+        s = zero_of(x)
+        c = zero_of(x)
         for j in range(n):
             s += e[i * n + j]
             c += f[i * n + j]
         mf = np.float64(mb[i])
         mo[off + i] = mf
-        to[off + i] = s * sumscale_of(x) + c
+        to[off + i] = np.float64(s) * sumscale_of(x) + (np.float64(c) - 1.0)
         if mf == _NINF or mf == _INF:
             to[off + i] = 0.0
             for j in range(n):
