@@ -629,30 +629,23 @@ def finish_block(mo, to, out, r0, r1):
 
 
 @jit
-def narrow_softmax(x, out, r0, r1, mb, rep, e, rr):
-    """softmax of rows r0..r1: e = exp(x - m) flat, then e / s flat (rep holds
-    each element's s, rr its reciprocal)."""
+def narrow_softmax(x, out, r0, r1, mb, rep):
+    """softmax of rows r0..r1: exp(x - m) flat into out, then each row
+    divided by its sum in place (no per-element copies of the row's s)."""
     n = x.shape[1]
-    narrow_block(x, r0, r1, mb, rep, e, e, False)
+    of = out[r0:r1].reshape((r1 - r0) * n)
+    narrow_block(x, r0, r1, mb, rep, of, of, False)
     for i in range(r1 - r0):
+        orow = of[i * n : (i + 1) * n]
         s = 0.0
         for j in range(n):
-            s += e[i * n + j]
+            s += orow[j]
         m = mb[i]
         s = _NAN if (m == _NINF or m == _INF) else s
-        sx = cast_to(rep, s)
-        rs = one_of(rep) / sx
+        sx = cast_to(of, s)
+        rs = one_of(of) / sx
         for j in range(n):
-            rep[i * n + j] = sx
-            rr[i * n + j] = rs
-    of = out[r0:r1].reshape((r1 - r0) * n)
-    _flat_div(e, rep, rr, of, (r1 - r0) * n)
-
-
-@jit
-def _flat_div(e, rep, rr, of, size):
-    for k in range(size):
-        of[k] = div_by(e[k], rep[k], rr[k])
+            orow[j] = div_by(orow[j], sx, rs)
 
 
 # ----------------------------------------------------------------------------

@@ -143,8 +143,8 @@ def softmax_narrow(x, out):
     m_ = x.shape[0]
     for b in prange((m_ + NB - 1) // NB):
         r0 = b * NB
-        mb, rep, e, f = _narrow_scratch(x)
-        narrow_softmax(x, out, r0, min(m_, r0 + NB), mb, rep, e, f)
+        mb, rep, _, _ = _narrow_scratch(x)
+        narrow_softmax(x, out, r0, min(m_, r0 + NB), mb, rep)
 
 
 @kernel
