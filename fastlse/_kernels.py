@@ -573,16 +573,11 @@ def narrow_block(x, r0, r1, mb, rep, e, f, excl, dout=None):
 def _flat_exp(xf, rep, e, f, size, excl, dout):
     z = zero_of(xf)
     o = one_of(xf)
-    if dout is not None:  # pruned at compile time when there is none
-        for k in range(size):
-            d = xf[k] - rep[k]
-            dout[k] = d
-            v = expt(d)
-            e[k] = z if d >= z else v
-            f[k] = o if d >= z else z
-    elif excl:
+    if excl:
         for k in range(size):  # terms of sums only: scaled (see expt)
             d = xf[k] - rep[k]
+            if dout is not None:  # pruned at compile time when there is none
+                dout[k] = d
             v = expt(d)
             e[k] = z if d >= z else v
             f[k] = o if d >= z else z

@@ -143,7 +143,8 @@ def softmax_narrow(x, out):
     m_ = x.shape[0]
     for b in prange((m_ + NB - 1) // NB):
         r0 = b * NB
-        mb, rep, _, _ = _narrow_scratch(x)
+        mb = np.empty(NB, dtype=x.dtype)  # the max and its copies: no e, f
+        rep = np.empty(NB * x.shape[1], dtype=x.dtype)
         narrow_softmax(x, out, r0, min(m_, r0 + NB), mb, rep)
 
 
