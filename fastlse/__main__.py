@@ -12,7 +12,12 @@ status 1 on a failure.  The table times fastlse, scipy, max-shifted NumPy and, w
 importable, torch (same thread count as numba) and jax (``jax.jit`` on CPU): the
 first call of each is untimed (compilation), then the best of several calls,
 peers interleaved round-robin so a noisy machine hits them alike.  Ratios are
-peer time / fastlse time, so 12.3x means fastlse is 12.3 times faster.
+peer time / fastlse time, so 12.3x means fastlse is 12.3 times faster.  The
+``limit`` column times the op's memory-limit proxy in the same round-robin (a
+parallel one-read sum for logsumexp and cross_entropy, a copy into a new array
+for the ops that write one); ``fastlse/limit`` is how far fastlse is from it.  A
+summary closes the table: the geometric mean of best peer / fastlse, and the
+range of fastlse / limit per op and dtype.
 """
 
 import argparse
@@ -47,10 +52,13 @@ SHAPES = {
     "mid": ((64, 1000, 64), (16, 1000, 64), 1),
 }
 
-PEERS = ("fastlse", "scipy", "numpy", "torch", "jax")
+#: columns of the table; ``limit`` is not a peer but the op's memory-limit proxy
+#: (a parallel one-read sum for the reductions, a copy for the ops that write an
+#: array of x's size: ``fastlse/_peers.py``, the asv suite's ``bench_proxies``)
+PEERS = ("fastlse", "scipy", "numpy", "torch", "jax", "limit")
 #: peers whose first call depends on the input (compilation per shape, thread pools):
 #: that call is made on the real input and not timed
-WARM_ON_INPUT = _peers.WARM_ON_INPUT
+WARM_ON_INPUT = _peers.WARM_ON_INPUT | {"limit"}
 
 
 # =============================================================================
@@ -275,6 +283,11 @@ def make_peer(peer, op, x, axis, y=None):
     if peer not in PEERS:
         raise ValueError(f"unknown peer {peer!r}")
     op = _OP_NAMES.get(op, op)
+    if peer == "limit":
+        try:
+            return _peers.make_limit(op, x, axis)
+        except NotImplementedError:
+            return None
     args = (x, axis, y) if op in _peers.TARGET_OPS else (x, axis)
     try:
         return _peers.make(op, _PEER_NAMES.get(peer, peer), *args)
@@ -373,13 +386,14 @@ def run_table(ops, shapes, peers, quick, file):
     """Print the timing table; returns the list of (op, shape, dtype, {peer: s})."""
     min_calls, max_calls, budget = (3, 5, 0.05) if quick else (3, 7, 0.15)
     rng = np.random.default_rng(0)
-    cols = [p for p in peers if p == "fastlse" or p == "numpy" or _have(p)]
-    others = [p for p in cols if p != "fastlse"]
+    cols = [p for p in peers if p in ("fastlse", "numpy", "limit") or _have(p)]
+    others = [p for p in cols if p not in ("fastlse", "limit")]
     w = 9
     title = (
         f"{'op':<19}{'shape':<20}{'dtype':<8}"
         + "".join(f"{p:>{w}}" for p in cols)
-        + f"{'scipy/fastlse':>15}  best peer/fastlse"
+        + f"{'scipy/fastlse':>15}  {'best peer/fastlse':<19}"
+        + ("fastlse/limit" if "limit" in cols else "")
     )
     print(
         f"\ntimes in ms: best of {min_calls}-{max_calls} calls (2 for a slow peer), after an "
@@ -432,8 +446,46 @@ def run_table(ops, shapes, peers, quick, file):
                     bst = f"{peer_times[bp] / fl:.2f}x {bp}"
                 else:
                     bst = "-"
-                print(f"{op:<19}{label:<20}{dt:<8}{cells}{sp:>15}  {bst}", file=file, flush=True)
+                lim = ""
+                if "limit" in best:
+                    kind = _peers.LIMITS[_OP_NAMES.get(op, op)]
+                    lim = f"{fl / best['limit']:.2f}x {kind}"
+                print(
+                    f"{op:<19}{label:<20}{dt:<8}{cells}{sp:>15}  {bst:<19}{lim}".rstrip(),
+                    file=file,
+                    flush=True,
+                )
+    summary(rows, file)
     return rows
+
+
+def summary(rows, file):
+    """Geometric mean and count of best peer / fastlse over the rows; fastlse / limit ranges."""
+    ratios = []
+    limits = {}
+    for op, _, dt, best in rows:
+        peer_times = [t for p, t in best.items() if p not in ("fastlse", "limit")]
+        if peer_times:
+            ratios.append(min(peer_times) / best["fastlse"])
+        if "limit" in best:
+            key = (_peers.LIMITS[_OP_NAMES.get(op, op)], op, dt)
+            limits.setdefault(key, []).append(best["fastlse"] / best["limit"])
+    if ratios:
+        geo = math.exp(sum(map(math.log, ratios)) / len(ratios))
+        print(
+            f"\nbest peer / fastlse over {len(ratios)} rows: geometric mean {geo:.2f}x, "
+            f"{sum(r >= 2 for r in ratios)} rows at 2x or more, "
+            f"{sum(r < 1 for r in ratios)} below 1x "
+            f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x)",
+            file=file,
+        )
+    if limits:
+        print(
+            "fastlse / limit proxy (1x = as fast as memory allows; min - max over the shapes):",
+            file=file,
+        )
+        for (kind, op, dt), v in limits.items():
+            print(f"  {op:<19}{dt:<8} {min(v):.2f}x - {max(v):.2f}x the {kind}", file=file)
 
 
 # =============================================================================

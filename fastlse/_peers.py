@@ -15,6 +15,10 @@ Arguments by op:
 * ``logsumexp_where``, ``softmax_where``, ``log_softmax_where``: ``(x, axis, mask)``,
   a boolean ``mask`` of x's shape, True for the elements included.
 
+``LIMITS`` / ``make_limit``: each op's memory-limit proxy (``sum_proxy``: one
+parallel read; ``copy_proxy``: one read and one write into a new array), timed
+by the asv suite's ``bench_proxies`` and ``python -m fastlse``'s ``limit`` column.
+
 Losses are mean-reduced everywhere.  torch runs on numba's thread count
 (``equal_threads``); jax keeps XLA's pool (all cores by default), float64 enabled.
 
@@ -339,6 +343,148 @@ def _jax_where(name):
         return _jax_jit(lambda a, m: f(a, axis=axis, where=m), x, mask)
 
     return make
+
+
+# --------------------------------------------------------- limit proxies -----
+# How fast memory alone allows an op to be: ``sum_proxy`` reads every element
+# once and writes one value per reduced row (what logsumexp must at least do);
+# ``copy_proxy`` reads every element and writes it into a freshly allocated
+# array (what softmax / log_softmax must at least do, allocation included).
+# Parallel numba kernels on numba's threads, split like fastlse's drivers:
+# threads over rows, or over pieces of rows when there are few rows; the
+# middle-axis case is summed along axis 1 in memory order, and narrow rows are
+# read as one flat row (so the proxy measures memory, not a loop per ten
+# elements).  Their loops run over slices from index 0 and vectorize.
+#: reassociation lets the sums vectorize; no nnan / ninf (not needed)
+_PROXY_MATH = {"reassoc", "nsz", "arcp", "contract"}
+
+
+@numba.njit(parallel=True, fastmath=_PROXY_MATH, cache=True)
+def row_sum(x, piece, partial):
+    """partial[i, k] = sum of x[i, k*piece : (k+1)*piece]."""
+    n = x.shape[1]
+    npc = partial.shape[1]
+    for k in numba.prange(x.shape[0] * npc):
+        i = k // npc
+        lo = (k % npc) * piece
+        xs = x[i, lo : min(n, lo + piece)]  # a slice from 0: see row_copy
+        s = x.dtype.type(0)
+        for j in range(xs.shape[0]):
+            s += xs[j]
+        partial[i, k % npc] = s
+
+
+@numba.njit(parallel=True, fastmath=_PROXY_MATH, cache=True)
+def row_sum_where(x, m, piece, partial):
+    """partial[i, k] = sum of x[i, j] over j in piece k where m[i, j]."""
+    npc = partial.shape[1]
+    for k in numba.prange(x.shape[0] * npc):
+        i, lo = k // npc, (k % npc) * piece
+        hi = min(x.shape[1], lo + piece)
+        xs, ms = x[i, lo:hi], m[i, lo:hi]
+        s = x.dtype.type(0)
+        for j in range(xs.shape[0]):
+            s += xs[j] if ms[j] else 0
+        partial[i, k % npc] = s
+
+
+@numba.njit(parallel=True, fastmath=_PROXY_MATH, cache=True)
+def mid_sum(x, out):
+    """out[p, q] = sum over j of x[p, j, q], reading x in memory order."""
+    for p in numba.prange(x.shape[0]):
+        for q in range(x.shape[2]):
+            out[p, q] = 0
+        for j in range(x.shape[1]):
+            for q in range(x.shape[2]):
+                out[p, q] += x[p, j, q]
+
+
+@numba.njit(parallel=True, cache=True)
+def row_copy(x, piece, out):
+    n = x.shape[1]
+    npc = (n + piece - 1) // piece
+    for k in numba.prange(x.shape[0] * npc):
+        i = k // npc
+        lo = (k % npc) * piece
+        hi = min(n, lo + piece)
+        # loops over slices from index 0: with x[i, j] for j from a variable
+        # lo, LLVM cannot prove j >= 0 (numba wraps negative indices) and the
+        # loop stays scalar, which made these proxies 2-4x slower than memory
+        xs, os = x[i, lo:hi], out[i, lo:hi]
+        for j in range(xs.shape[0]):
+            os[j] = xs[j]
+
+
+def split(rows, n):
+    """Piece length: whole rows when there are enough rows to keep threads busy."""
+    tasks = 4 * numba.get_num_threads()
+    if rows >= tasks:
+        return n
+    pieces_per_row = -(-tasks // rows)
+    return max(1, -(-n // pieces_per_row))
+
+
+#: rows narrower than this are read as one flat row: a loop per row of ten
+#: elements measures loop overhead, not memory
+NARROW = 64
+
+
+def _rows(x):
+    """x as 2-d rows along its last axis, or as one flat row if they are narrow."""
+    return x.reshape(1, -1) if x.shape[-1] < NARROW else x.reshape(-1, x.shape[-1])
+
+
+def sum_proxy(x, axis):
+    """One read: a sum along ``axis`` (the last, or the middle of three)."""
+    if x.ndim == 3 and axis % 3 == 1:
+        out = np.empty((x.shape[0], x.shape[2]), dtype=x.dtype)
+        mid_sum(x, out)
+        return out
+    x2 = _rows(x)
+    piece = split(*x2.shape)
+    partial = np.empty((x2.shape[0], -(-x2.shape[1] // piece)), dtype=x.dtype)
+    row_sum(x2, piece, partial)
+    return partial[:, 0] if partial.shape[1] == 1 else partial.sum(axis=1)
+
+
+def sum_where_proxy(x, m):
+    """One read of ``x`` and of its mask: a masked sum along the last axis."""
+    piece = split(*x.shape)
+    partial = np.empty((x.shape[0], -(-x.shape[1] // piece)), dtype=x.dtype)
+    row_sum_where(x, m, piece, partial)
+    return partial.sum(axis=1)
+
+
+def copy_proxy(x):
+    """One read and one write into a new array."""
+    x2 = _rows(x)
+    out = np.empty_like(x2)
+    row_copy(x2, split(*x2.shape), out)
+    return out.reshape(x.shape)
+
+
+#: op -> its limit proxy: "read" (``sum_proxy``) for the reductions, "copy"
+#: (``copy_proxy``) for the ops that write an array of x's size
+LIMITS = {
+    "logsumexp": "read",
+    "cross_entropy": "read",
+    "nll_loss": "read",
+    "softmax": "copy",
+    "log_softmax": "copy",
+    "cross_entropy_grad": "copy",
+    "log_sigmoid": "copy",
+    "logcumsumexp": "copy",
+}
+
+
+def make_limit(op, x, axis):
+    """The zero-argument callable timing ``op``'s limit proxy on ``x``."""
+    kind = LIMITS.get(op)
+    if kind is None:
+        raise NotImplementedError(f"no limit proxy for {op}")
+    if kind == "read":
+        return lambda: sum_proxy(x, axis)
+    return lambda: copy_proxy(x)
 
 
 #: op -> peer -> factory; an op gains a peer (or a new op appears) in one place

@@ -239,3 +239,24 @@ def test_limit_proxies_read_and_copy_everything(shape):
         m = np.broadcast_to(where, shape)
         got = proxies.sum_where_proxy(x, np.ascontiguousarray(m))
         np.testing.assert_allclose(got, np.where(m, x, 0).sum(axis=1), rtol=1e-12, atol=1e-12)
+
+
+def test_every_table_op_has_its_limit_proxy():
+    """``python -m fastlse``'s limit column: the reductions get the one-read sum,
+    the ops that write an array of x's size get the copy, on the op's own axis."""
+    np = pytest.importorskip("numpy")
+    import fastlse.__main__ as cli
+    import fastlse._peers as peers
+
+    x = np.random.default_rng(2).standard_normal((4, 50, 8))
+    for op in cli.OPS + cli.XENT_OPS:
+        name = cli._OP_NAMES.get(op, op)
+        got = np.asarray(cli.make_peer("limit", op, x, 1)())
+        if name in ("logsumexp", "cross_entropy"):
+            assert peers.LIMITS[name] == "read"
+            np.testing.assert_allclose(got, x.sum(axis=1), rtol=1e-12, atol=1e-12)
+        else:
+            assert peers.LIMITS[name] == "copy"
+            assert np.array_equal(got, x)
+    with pytest.raises(NotImplementedError, match="no limit proxy"):
+        peers.make_limit("logsumexp_where", x, 1)

@@ -27,8 +27,13 @@ def test_main_quick_runs_and_passes():
     # the table: a header naming the machine and threads, then one row per op x shape x dtype
     assert "logical CPUs" in out and "threads" in out
     assert "scipy/fastlse" in out
+    assert "fastlse/limit" in out
+    assert "best peer / fastlse over 8 rows: geometric mean" in out
+    assert "logsumexp          float32 " in out and "x the read" in out
+    assert "softmax            float64 " in out and "x the copy" in out
     rows = [ln for ln in out.splitlines() if ln.startswith(("logsumexp ", "softmax "))]
     assert len(rows) == 2 * 2 * 2, out
+    assert all(r.endswith(("x read", "x copy")) for r in rows), rows
     assert any("1024x1000 ax-1" in r and "float32" in r for r in rows)
     assert any("16x1000x64 ax1" in r and "float64" in r for r in rows)
     assert "import fastlse" in out and "first logsumexp" in out
