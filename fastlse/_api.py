@@ -5,6 +5,8 @@ for softmax / log_softmax.  Each function validates first (numpy's own errors),
 then makes one call into the axis layer and one into a driver.
 """
 
+import math
+
 import numba
 import numpy as np
 
@@ -63,6 +65,58 @@ def _softmax_dtype(x):
     if dt.kind not in "fc":
         raise TypeError(f"unsupported dtype {dt} for x")
     return dt
+
+
+def _small_rows(x, axis):
+    """The ``(M, N)`` rows view of a small C-contiguous float32 / float64
+    ndarray reduced along its last axis (``axis=None``: all of it), or None.
+
+    Such a call (the common ``(batch, classes)`` case, and every small vector)
+    skips the planning and runs the serial kernel the general path would pick
+    anyway (fewer than ``PARALLEL_MIN_WORK`` elements never start threads):
+    the same bits in a few microseconds instead of tens.
+    """
+    if type(x) is not np.ndarray or x.dtype not in _FAST_DTYPES or not x.flags.c_contiguous:
+        return None
+    nd = x.ndim
+    if nd == 0 or not 0 < x.size < P.PARALLEL_MIN_WORK:
+        return None
+    if axis is None:
+        return x.reshape(1, x.size)
+    if type(axis) is int and (axis == -1 or axis == nd - 1):
+        return x.reshape(x.size // x.shape[-1], x.shape[-1])
+    return None
+
+
+def _small_softmax(x, axis, out, log):
+    """softmax / log_softmax through ``_small_rows``, or None (general path).
+
+    ``out`` qualifies when it is a C-contiguous ndarray of x's shape and dtype
+    that shares no memory with x; anything else takes the general path (and
+    its checks).
+    """
+    v = _small_rows(x, axis)
+    if v is None:
+        return None
+    if out is None:
+        res = np.empty(x.shape, dtype=x.dtype)
+    elif (
+        type(out) is np.ndarray
+        and out.shape == x.shape
+        and out.dtype == x.dtype
+        and out.flags.c_contiguous
+        and out.flags.writeable
+        and not np.may_share_memory(out, x)
+    ):
+        res = out
+    else:
+        return None
+    dest = res.reshape(v.shape)
+    if v.shape[1] < NARROW:
+        (P.log_softmax_narrow if log else P.softmax_narrow).serial(v, dest)
+    else:
+        (P.log_softmax_rows if log else P.softmax_rows).serial(v, dest)
+    return res
 
 
 def _is_dask(x):
@@ -354,6 +408,14 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, where=Non
     ):
         # a small vector: no planning, the serial kernel directly (a few us)
         return a.dtype.type(K.row_lse(a, 0, a.shape[0]))
+    if b is None and where is None and not return_sign:
+        v = _small_rows(a, axis)
+        if v is not None:  # small rows along the last axis: see _small_rows
+            res = np.empty(v.shape[0], dtype=a.dtype)
+            (P.lse_narrow if v.shape[1] < NARROW else P.lse_rows).serial(v, res)
+            if keepdims:
+                return res.reshape((1,) * a.ndim if axis is None else (*a.shape[:-1], 1))
+            return res[0] if axis is None or a.ndim == 1 else res.reshape(a.shape[:-1])
     if _is_dask(a) or _is_dask(b):
         from . import _dask
 
@@ -414,7 +476,7 @@ def _prepare_softmax(x, axis, out, name):
     x = np.asarray(x)
     rdt = _softmax_dtype(x)
     axes = normalize_axes(axis, x.ndim)
-    n = int(np.prod([x.shape[i] for i in axes], dtype=np.int64))
+    n = math.prod(x.shape[i] for i in axes)
     if n == 0:
         raise ValueError(f"{name}: zero-size reduction: the axes {axis!r} of x have no elements")
     if out is not None:
@@ -549,6 +611,10 @@ def softmax(x, axis=None, *, out=None, where=None):
         if where is not None:
             raise NotImplementedError("softmax: where= is not supported for dask arrays")
         return _dask.softmax(x, axis=axis, out=out)
+    if where is None:
+        res = _small_softmax(x, axis, out, False)
+        if res is not None:
+            return res
     x, rdt, axes = _prepare_softmax(x, axis, out, "softmax")
     if where is not None:
         w = _check_where(where, x.shape, "softmax")
@@ -610,6 +676,10 @@ def log_softmax(x, axis=None, *, out=None, where=None):
         if where is not None:
             raise NotImplementedError("log_softmax: where= is not supported for dask arrays")
         return _dask.log_softmax(x, axis=axis, out=out)
+    if where is None:
+        res = _small_softmax(x, axis, out, True)
+        if res is not None:
+            return res
     x, rdt, axes = _prepare_softmax(x, axis, out, "log_softmax")
     if where is not None:
         w = _check_where(where, x.shape, "log_softmax")

@@ -335,3 +335,35 @@ def test_small_vectors_match_scipy(rng, dtype, n, axis):
         np.testing.assert_allclose(
             fastlse.logsumexp(b, axis=axis), ref, rtol=4 * np.finfo(dtype).eps
         )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    ("shape", "axis"),
+    [
+        ((32, 10), -1),
+        ((32, 10), 1),
+        ((3, 4, 5), 2),
+        ((3, 4, 5), None),
+        ((128, 100), -1),
+        ((8, 1000), -1),
+        ((1, 7), -1),
+        ((7, 1), -1),
+        ((2, 3, 33), -1),
+    ],
+)
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_small_rows_match_scipy(rng, dtype, shape, axis, keepdims):
+    """Small C-contiguous arrays along the last axis (or all of it) skip the
+    planning: value, type, dtype and shape as scipy's, specials included."""
+    a = (rng.standard_normal(shape) * 10).astype(dtype)
+    if a.shape[-1] >= 3:
+        a[0, ..., 0] = np.inf
+        a[-1, ..., :] = -np.inf
+        a.reshape(-1, a.shape[-1])[a.size // a.shape[-1] // 2, 1] = np.nan
+    with np.errstate(all="ignore"):
+        ref = sp.logsumexp(a, axis=axis, keepdims=keepdims)
+        res = fastlse.logsumexp(a, axis=axis, keepdims=keepdims)
+    assert type(res) is type(ref) and res.dtype == ref.dtype
+    assert np.shape(res) == np.shape(ref)
+    np.testing.assert_allclose(res, ref, rtol=4 * np.finfo(dtype).eps)

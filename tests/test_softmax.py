@@ -283,3 +283,49 @@ def test_input_not_modified_read_only(rng, name, f, ref_f):
     for axis in (None, 0, 1):
         f(x, axis=axis)
     np.testing.assert_array_equal(x, x0)
+
+
+# ----------------------------------------------------- small inputs --------
+@pytest.mark.parametrize(("name", "f", "ref_f"), FUNCS, ids=IDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    ("shape", "axis"),
+    [
+        ((10,), None),
+        ((10,), 0),
+        ((10,), -1),
+        ((32, 10), -1),
+        ((32, 10), 1),
+        ((3, 4, 5), 2),
+        ((128, 100), -1),
+        ((8, 1000), -1),
+        ((2, 3, 33), None),
+        ((1,), -1),
+        ((5, 1), -1),
+    ],
+)
+def test_small_inputs_match_scipy(rng, name, f, ref_f, dtype, shape, axis):
+    """Small C-contiguous float32 / float64 input along the last axis (or all
+    of it) skips the planning: values, dtype, shape and special rows as
+    scipy's, ``out=`` written and returned, x untouched."""
+    x = (rng.standard_normal(shape) * 5).astype(dtype)
+    if x.ndim >= 2 and x.shape[-1] >= 3:
+        x[0, ..., 1] = -np.inf  # one -inf, one +inf row, one nan row
+        x[-1, ..., :] = -np.inf
+        x[1 % x.shape[0], ..., 2] = np.nan if x.shape[0] > 2 else x[1 % x.shape[0], ..., 2]
+    x0 = x.copy()
+    with np.errstate(all="ignore"):
+        ref = ref_f(x.astype(np.float64), axis=axis)
+        res = f(x, axis=axis)
+    assert type(res) is np.ndarray and res.shape == x.shape and res.dtype == dtype
+    np.testing.assert_allclose(res, ref, rtol=tol(dtype) * 4, atol=tol(dtype))
+    np.testing.assert_array_equal(np.isnan(res), np.isnan(ref))
+    out = np.full_like(x, 7.0)
+    with np.errstate(all="ignore"):
+        assert f(x, axis=axis, out=out) is out
+    np.testing.assert_array_equal(out, res)
+    np.testing.assert_array_equal(x, x0)
+    y = x.copy()  # in place (out shares x's memory) takes the general path
+    with np.errstate(all="ignore"):
+        f(y, axis=axis, out=y)
+    np.testing.assert_allclose(y, ref, rtol=tol(dtype) * 4, atol=tol(dtype))
