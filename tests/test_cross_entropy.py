@@ -444,3 +444,54 @@ def test_middle_axis_column_blocks(rng, monkeypatch, dtype, block_bytes, shape):
         loss, g = fastlse.cross_entropy(x, t, axis=1, return_grad=True, **kw)
         check(loss, ref, dtype, g, ref_grad)
         assert fastlse.cross_entropy(x, t, axis=1, **kw) == loss
+
+
+# ----------------------------------------------------------------------------
+# small (M, C) calls: the path without planning
+# ----------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(32, 10), (1, 3), (128, 100), (8, 1000), (5, 1)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("return_grad", [False, True])
+def test_small_index_rows_match_torch(rng, dtype, shape, reduction, return_grad):
+    """Small C-contiguous logits with int64 class indices (an ignored row and
+    a row with -inf / +inf logits among them) against torch, loss and
+    gradient, dtypes and shapes; the logits and targets are not modified."""
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    y = rng.integers(0, shape[1], shape[0])
+    if shape[0] > 2 and shape[1] > 2:
+        y[1] = -100
+        x[2, 0] = -np.inf
+    x0, y0 = x.copy(), y.copy()
+    res = fastlse.cross_entropy(x, y, reduction=reduction, return_grad=return_grad)
+    ref, ref_grad = torch_ce(x, y, reduction=reduction)
+    if return_grad:
+        loss, grad = res
+        check(loss, ref, dtype, grad, ref_grad)
+    else:
+        check(res, ref, dtype)
+    assert type(res if not return_grad else res[0]) is (
+        np.ndarray if reduction == "none" else np.dtype(dtype).type
+    )
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(y, y0)
+
+
+def test_small_index_rows_edge_cases():
+    """Every row ignored (mean: nan, as torch), an out-of-range target
+    (IndexError naming it), int32 targets (the general path, same result)."""
+    x = np.float32([[1.0, 2.0, 3.0], [0.5, 0.5, 0.5]])
+    y = np.array([-100, -100])
+    ref, ref_grad = torch_ce(x, y)
+    loss, grad = fastlse.cross_entropy(x, y, return_grad=True)
+    assert np.isnan(loss) and np.isnan(ref)
+    np.testing.assert_array_equal(np.isnan(grad), np.isnan(ref_grad))
+    assert fastlse.cross_entropy(x, y, reduction="sum") == 0.0
+    with pytest.raises(IndexError, match="target 3 is out of bounds"):
+        fastlse.cross_entropy(x, np.array([0, 3]))
+    np.testing.assert_array_equal(
+        fastlse.cross_entropy(x, np.array([0, 2], dtype=np.int32), reduction="none"),
+        fastlse.cross_entropy(x, np.array([0, 2]), reduction="none"),
+    )
+    ref, _ = torch_ce(x, np.array([0, 2]), ignore_index=2)
+    check(fastlse.cross_entropy(x, np.array([0, 2]), ignore_index=2), ref, np.float32)
