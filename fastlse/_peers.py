@@ -355,11 +355,15 @@ def _jax_where(name):
 # middle-axis case is summed along axis 1 in memory order, and narrow rows are
 # read as one flat row (so the proxy measures memory, not a loop per ten
 # elements).  Their loops run over slices from index 0 and vectorize.
-#: reassociation lets the sums vectorize; no nnan / ninf (not needed)
+#: reassociation lets the sums vectorize; no nnan / ninf (not needed).  Not
+#: cached on disk: this file is imported as ``fastlse._peers`` and, by the asv
+#: suite, by path under another name, and numba's cache (keyed on the file)
+#: would hand one the other's entries, which import their module by name.
+#: They compile in the benchmarks' untimed first call.
 _PROXY_MATH = {"reassoc", "nsz", "arcp", "contract"}
 
 
-@numba.njit(parallel=True, fastmath=_PROXY_MATH, cache=True)
+@numba.njit(parallel=True, fastmath=_PROXY_MATH)
 def row_sum(x, piece, partial):
     """partial[i, k] = sum of x[i, k*piece : (k+1)*piece]."""
     n = x.shape[1]
@@ -374,7 +378,7 @@ def row_sum(x, piece, partial):
         partial[i, k % npc] = s
 
 
-@numba.njit(parallel=True, fastmath=_PROXY_MATH, cache=True)
+@numba.njit(parallel=True, fastmath=_PROXY_MATH)
 def row_sum_where(x, m, piece, partial):
     """partial[i, k] = sum of x[i, j] over j in piece k where m[i, j]."""
     npc = partial.shape[1]
@@ -388,7 +392,7 @@ def row_sum_where(x, m, piece, partial):
         partial[i, k % npc] = s
 
 
-@numba.njit(parallel=True, fastmath=_PROXY_MATH, cache=True)
+@numba.njit(parallel=True, fastmath=_PROXY_MATH)
 def mid_sum(x, out):
     """out[p, q] = sum over j of x[p, j, q], reading x in memory order."""
     for p in numba.prange(x.shape[0]):
@@ -399,7 +403,7 @@ def mid_sum(x, out):
                 out[p, q] += x[p, j, q]
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True)
 def row_copy(x, piece, out):
     n = x.shape[1]
     npc = (n + piece - 1) // piece
