@@ -488,6 +488,66 @@ def summary(rows, file):
             print(f"  {op:<19}{dt:<8} {min(v):.2f}x - {max(v):.2f}x the {kind}", file=file)
 
 
+#: small inputs timed per call (shape, axis): see ``small_table``
+SMALL_SHAPES = (((10,), -1), ((32, 10), -1), ((128, 100), -1))
+
+
+def _per_call(f, target=2e-3):
+    """Best mean time of one call over 5 rounds of about ``target`` seconds."""
+    t0 = time.perf_counter()
+    f()
+    first = max(time.perf_counter() - t0, 1e-7)
+    n = max(1, min(2000, int(target / first)))
+    best = math.inf
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            f()
+        best = min(best, (time.perf_counter() - t0) / n)
+    return best
+
+
+def small_table(ops, peers, file):
+    """Per-call microseconds on small inputs (float32): where planning and
+    dispatch cost more than the arithmetic; no threads start for any of them."""
+    cols = [p for p in peers if p in ("fastlse", "numpy") or (p != "limit" and _have(p))]
+    w = 9
+    print(
+        "\nsmall inputs, float32: microseconds per call (best of 5 rounds of repeated calls)",
+        file=file,
+    )
+    title = (
+        f"{'op':<19}{'shape':<12}"
+        + "".join(f"{p:>{w}}" for p in cols)
+        + f"{'scipy/fastlse':>15}  best peer/fastlse"
+    )
+    print(title, file=file)
+    print("-" * len(title), file=file)
+    rng = np.random.default_rng(1)
+    for op in ops:
+        for shape, axis in SMALL_SHAPES:
+            if op in XENT_OPS and len(shape) < 2:
+                continue
+            x = (3.0 * rng.standard_normal(shape)).astype(np.float32)
+            y = rng.integers(0, shape[-1], size=shape[:-1])
+            best = {}
+            for p in cols:
+                f = make_peer(p, op, x, axis, y)
+                if f is not None:
+                    f()  # compilation, lazy imports, thread pools: never timed
+                    best[p] = _per_call(f)
+            fl = best["fastlse"]
+            cells = "".join(
+                f"{best[p] * 1e6:>{w}.1f}" if p in best else f"{'-':>{w}}" for p in cols
+            )
+            sp = f"{best['scipy'] / fl:.1f}x" if "scipy" in best else "-"
+            others = {p: t for p, t in best.items() if p != "fastlse"}
+            bp = min(others, key=others.get) if others else None
+            bst = f"{others[bp] / fl:.2f}x {bp}" if bp else "-"
+            label = "x".join(map(str, shape))
+            print(f"{op:<19}{label:<12}{cells}{sp:>15}  {bst}", file=file, flush=True)
+
+
 # =============================================================================
 # cold start
 # =============================================================================
@@ -603,6 +663,7 @@ def main(argv=None):
     header(out)
     t0 = time.perf_counter()
     run_table(ops, shapes, peers, args.quick, out)
+    small_table(ops, peers, out)
     if not args.no_cold:
         cold_start(not args.quick, out)
     print(f"\n(timings took {time.perf_counter() - t0:.0f} s)", file=out)

@@ -31,12 +31,22 @@ def test_main_quick_runs_and_passes():
     assert "best peer / fastlse over 8 rows: geometric mean" in out
     assert "logsumexp          float32 " in out and "x the read" in out
     assert "softmax            float64 " in out and "x the copy" in out
-    rows = [ln for ln in out.splitlines() if ln.startswith(("logsumexp ", "softmax "))]
+    lines = out.splitlines()
+    rows = [ln for ln in lines if ln.startswith(("logsumexp ", "softmax ")) and " ax" in ln]
     assert len(rows) == 2 * 2 * 2, out
     assert all(r.endswith(("x read", "x copy")) for r in rows), rows
     assert any("1024x1000 ax-1" in r and "float32" in r for r in rows)
     assert any("16x1000x64 ax1" in r and "float64" in r for r in rows)
     assert "import fastlse" in out and "first logsumexp" in out
+    # small inputs: microseconds per call, one row per op and small shape
+    assert "small inputs, float32: microseconds per call" in out
+    small = [
+        ln.split() for ln in lines if ln.startswith(("logsumexp ", "softmax ")) and " ax" not in ln
+    ]
+    assert [r[:2] for r in small] == [
+        [op, s] for op in ("logsumexp", "softmax") for s in ("10", "32x10", "128x100")
+    ]
+    assert all(float(r[2]) > 0 for r in small)
 
 
 def _naive_logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):

@@ -48,7 +48,22 @@ CASES = {
     "mid_64x1000x64_ax1": Case((64, 1000, 64), 1, 5),
 }
 
+#: small inputs (``bench_small``): the per-call cost, where planning and dispatch
+#: are most of the time.  APPEND ONLY, like ``CASES``, and apart from it so the
+#: large-data benchmarks keep their parameters.
+SMALL_CASES = {
+    "vec_10": Case((10,), -1, 6),
+    "batch_32x10": Case((32, 10), -1, 7),
+    "batch_128x100": Case((128, 100), -1, 8),
+}
+
 DTYPES = ["float32", "float64"]
+
+
+def case_of(name):
+    """The ``Case`` of a dataset name, large or small."""
+    return CASES[name] if name in CASES else SMALL_CASES[name]
+
 
 #: the datasets ``mask`` is defined for (2-D, reduced along the last axis)
 MASK_CASES = ["wide_4096x1000", "vocab_64x50257"]
@@ -67,19 +82,19 @@ def dataset(case, dtype):
     """``(x, axis)``: the named input, standard normal times 3, read-only."""
     key = ("x", case, dtype)
     if key not in _DATA:
-        c = CASES[case]
+        c = case_of(case)
         rng = np.random.default_rng(c.seed)
         x = (3.0 * rng.standard_normal(c.shape)).astype(dtype)
         x.flags.writeable = False
         _DATA[key] = x
-    return _DATA[key], CASES[case].axis
+    return _DATA[key], case_of(case).axis
 
 
 def targets(case):
     """Integer class labels for ``case`` (its shape without the class axis), read-only."""
     key = ("y", case)
     if key not in _DATA:
-        c = CASES[case]
+        c = case_of(case)
         shape = list(c.shape)
         n_classes = shape.pop(c.axis)
         rng = np.random.default_rng(1000 + c.seed)
@@ -146,7 +161,7 @@ def prepare(op, peer, case, dtype):
         if peer in WARM_ON_INPUT:
             run()
         else:
-            c = CASES[case]
+            c = case_of(case)
             _peers.make(op, peer, *_peers.tiny_args(op, len(c.shape), c.axis, dtype))()
         _PREPARED[key] = run
     return _PREPARED[key]
