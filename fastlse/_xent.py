@@ -419,9 +419,12 @@ def cross_entropy(
         and out is None
         and not return_lse
         and softcap is None
+        and type(z_loss) in (int, float)
         and z_loss == 0.0
+        and type(label_smoothing) in (int, float)
         and label_smoothing == 0.0
         and type(ignore_index) is int
+        and type(reduction) is str
         and reduction in _REDUCTIONS
     ):
         res = _small_index_rows(logits, target, axis, ignore_index, reduction, return_grad)

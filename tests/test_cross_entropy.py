@@ -495,3 +495,8 @@ def test_small_index_rows_edge_cases():
     )
     ref, _ = torch_ce(x, np.array([0, 2]), ignore_index=2)
     check(fastlse.cross_entropy(x, np.array([0, 2]), ignore_index=2), ref, np.float32)
+    # options of the wrong kind get the general path's errors, not numpy's
+    with pytest.raises(TypeError, match="z_loss must be a number"):
+        fastlse.cross_entropy(x, np.array([0, 2]), z_loss=np.array([0.0, 1.0]))
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        fastlse.cross_entropy(x, np.array([0, 2]), reduction=np.array(["mean", "sum"]))
