@@ -79,8 +79,8 @@ def _small_rows(x, axis):
     if type(x) is not np.ndarray or x.dtype not in _FAST_DTYPES or not x.flags.c_contiguous:
         return None
     nd = x.ndim
-    if nd == 0 or not 0 < x.size < P.PARALLEL_MIN_WORK:
-        return None
+    if nd == 0 or not 0 < x.size < min(P.PARALLEL_MIN_WORK, 2 * PIECE):
+        return None  # (2 * PIECE: a longer row is split into pieces)
     if axis is None:
         return x.reshape(1, x.size)
     if type(axis) is int and (axis == -1 or axis == nd - 1):
