@@ -291,14 +291,18 @@ def slab_softmax_scale(x, out, p, q0, w, rows, mv, tv, shifts):
 
 @jit
 def slab_log_softmax(x, out, p, q0, w, mv, tv):
-    """out[p, :, q0:q0+w] = (x - c1) - c2 (float64 constants per column)."""
+    """out[p, :, q0:q0+w] = (x - c1) - c2, constants per column in out's dtype:
+    the two roundings of the rows' ``log_softmax_store``, and float32 stays
+    float32 (float64 constants cost two conversions per element)."""
     n = x.shape[1]
     xp = x[p]
     op = out[p]
-    c1 = np.empty(w)
-    c2 = np.empty(w)
+    c1 = np.empty(w, dtype=out.dtype)
+    c2 = np.empty(w, dtype=out.dtype)
     for q in range(w):
-        c1[q], c2[q] = log_softmax_consts(mv[q], tv[q])
+        a1, a2 = log_softmax_consts(mv[q], tv[q])
+        c1[q] = cast_to(out, a1)
+        c2[q] = cast_to(out, a2)
     for r in range(n):
         xr = xp[r, q0 : q0 + w]
         orow = op[r, q0 : q0 + w]
