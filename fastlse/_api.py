@@ -67,6 +67,18 @@ def _softmax_dtype(x):
     return dt
 
 
+def _lse_rows_kernel(n):
+    """The logsumexp kernel of whole rows of n elements (narrow: blocks of rows)."""
+    return P.lse_narrow if n < NARROW else P.lse_rows
+
+
+def _softmax_rows_kernel(n, log):
+    """The softmax / log_softmax kernel of whole rows of n elements."""
+    if n < NARROW:
+        return P.log_softmax_narrow if log else P.softmax_narrow
+    return P.log_softmax_rows if log else P.softmax_rows
+
+
 def _small_rows(x, axis):
     """The ``(M, N)`` rows view of a small C-contiguous float32 / float64
     ndarray reduced along its last axis (``axis=None``: all of it), or None.
@@ -111,11 +123,7 @@ def _small_softmax(x, axis, out, log):
         res = out
     else:
         return None
-    dest = res.reshape(v.shape)
-    if v.shape[1] < NARROW:
-        (P.log_softmax_narrow if log else P.softmax_narrow).serial(v, dest)
-    else:
-        (P.log_softmax_rows if log else P.softmax_rows).serial(v, dest)
+    _softmax_rows_kernel(v.shape[1], log).serial(v, res.reshape(v.shape))
     return res
 
 
@@ -189,10 +197,7 @@ def _lse_plain(a, axes, keepdims, cdt, rdt):
         and not (v.shape[0] < 2 * _nthreads() and v.shape[1] >= 2 * PIECE)
     ):
         res = np.empty(v.shape[0], dtype=cdt)
-        if v.shape[1] < NARROW:
-            P.lse_narrow(v.size, v, res)
-        else:
-            P.lse_rows(v.size, v, res)
+        _lse_rows_kernel(v.shape[1])(v.size, v, res)
     else:
         mo, to = _pairs(plan)
         res = np.empty(mo.size, dtype=cdt)
@@ -412,7 +417,7 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, where=Non
         v = _small_rows(a, axis)
         if v is not None:  # small rows along the last axis: see _small_rows
             res = np.empty(v.shape[0], dtype=a.dtype)
-            (P.lse_narrow if v.shape[1] < NARROW else P.lse_rows).serial(v, res)
+            _lse_rows_kernel(v.shape[1]).serial(v, res)
             if keepdims:
                 return res.reshape((1,) * a.ndim if axis is None else (*a.shape[:-1], 1))
             return res[0] if axis is None or a.ndim == 1 else res.reshape(a.shape[:-1])
@@ -530,15 +535,8 @@ def _softmax_kernel(x, axes, rdt, out, log):
                 P.softmax_pieces_exp(v.size, v, dest, piece, mp, sp)
                 P.softmax_piece_divisors(mp, sp)
                 P.softmax_pieces_scale(v.size, dest, piece, sp)
-        elif n_ < NARROW:
-            if log:
-                P.log_softmax_narrow(v.size, v, dest)
-            else:
-                P.softmax_narrow(v.size, v, dest)
-        elif log:
-            P.log_softmax_rows(v.size, v, dest)
         else:
-            P.softmax_rows(v.size, v, dest)
+            _softmax_rows_kernel(n_, log)(v.size, v, dest)
     else:
         _, n_, q_ = v.shape
         w = C.col_width(n_, q_, v.itemsize, True)

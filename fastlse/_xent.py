@@ -25,14 +25,13 @@ import math
 import numpy as np
 
 from . import _xent_kernels as K
-from ._api import PIECE, _is_dask, _nthreads
+from ._api import _FAST_DTYPES, PIECE, _is_dask, _nthreads
 from ._axis import normalize_axes
 from ._config import PARALLEL_MIN_WORK
 
 __all__ = ["cross_entropy", "log_sigmoid", "nll_loss"]
 
 _REDUCTIONS = ("mean", "sum", "none")
-_FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 #: bytes of one column block of the (P, C, Q) kernels: whole rows of the slab
 #: where they fit (contiguous reads: middle-axis shapes ran 1.1-2.3x faster
 #: with 512 KiB - 1 MiB blocks than with 128 KiB ones, whose rows were read a
