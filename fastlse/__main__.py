@@ -387,7 +387,6 @@ def run_table(ops, shapes, peers, quick, file):
     min_calls, max_calls, budget = (3, 5, 0.05) if quick else (3, 7, 0.15)
     rng = np.random.default_rng(0)
     cols = [p for p in peers if p in ("fastlse", "numpy", "limit") or _have(p)]
-    others = [p for p in cols if p not in ("fastlse", "limit")]
     w = 9
     title = (
         f"{'op':<19}{'shape':<20}{'dtype':<8}"
@@ -439,13 +438,7 @@ def run_table(ops, shapes, peers, quick, file):
                 rows.append((op, name, dt, best))
                 fl = best["fastlse"]
                 cells = "".join(f"{_ms(best.get(p)):>{w}}" for p in cols)
-                sp = f"{best['scipy'] / fl:.1f}x" if "scipy" in best else "-"
-                peer_times = {p: best[p] for p in others if p in best}
-                if peer_times:
-                    bp = min(peer_times, key=peer_times.get)
-                    bst = f"{peer_times[bp] / fl:.2f}x {bp}"
-                else:
-                    bst = "-"
+                sp, bst = _ratio_cells(best)
                 lim = ""
                 if "limit" in best:
                     kind = _peers.LIMITS[_OP_NAMES.get(op, op)]
@@ -457,6 +450,18 @@ def run_table(ops, shapes, peers, quick, file):
                 )
     summary(rows, file)
     return rows
+
+
+def _ratio_cells(best):
+    """The row's "scipy/fastlse" and "best peer/fastlse" cells from its best
+    times by column (the limit proxy is not a peer)."""
+    fl = best["fastlse"]
+    sp = f"{best['scipy'] / fl:.1f}x" if "scipy" in best else "-"
+    peers = {p: t for p, t in best.items() if p not in ("fastlse", "limit")}
+    if not peers:
+        return sp, "-"
+    bp = min(peers, key=peers.get)
+    return sp, f"{peers[bp] / fl:.2f}x {bp}"
 
 
 def summary(rows, file):
@@ -536,14 +541,10 @@ def small_table(ops, peers, file):
                 if f is not None:
                     f()  # compilation, lazy imports, thread pools: never timed
                     best[p] = _per_call(f)
-            fl = best["fastlse"]
             cells = "".join(
                 f"{best[p] * 1e6:>{w}.1f}" if p in best else f"{'-':>{w}}" for p in cols
             )
-            sp = f"{best['scipy'] / fl:.1f}x" if "scipy" in best else "-"
-            others = {p: t for p, t in best.items() if p != "fastlse"}
-            bp = min(others, key=others.get) if others else None
-            bst = f"{others[bp] / fl:.2f}x {bp}" if bp else "-"
+            sp, bst = _ratio_cells(best)
             label = "x".join(map(str, shape))
             print(f"{op:<19}{label:<12}{cells}{sp:>15}  {bst}", file=file, flush=True)
 
