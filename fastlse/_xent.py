@@ -522,10 +522,7 @@ def cross_entropy(
                 wg = (w * (scale * eps / max(n, 1))).astype(cdt)
             targs = (tk, w, wl, wsum, ii, eps, wg)
             args = (x, tk, w, wl, wsum, ii, eps, scale, lossk, per_row, gbuf, wg, return_grad)
-            if n <= K.SMALL_C:
-                kerns = (K.index_rows_small, K.index_rows_small_lm)
-            else:
-                kerns = (K.index_rows, K.index_rows_lm)
+            kerns = _index_rows_kernels(n)
         if long_rows:
             total = (_long_rows_soft if soft else _long_rows_index)(*args, *lmv)
         elif not lay.rows:  # the column kernels serve both kinds of targets
@@ -562,9 +559,17 @@ def cross_entropy(
 
 #: (C, dtype) -> the unit class weights of the plain kernels (w, w in x's
 #: dtype, the smoothing subtrahend 0): small read-only-by-convention arrays,
-#: kept for C up to _SMALL_C so small calls do not rebuild them each time
+#: kept for C up to _UNIT_WEIGHTS_MAX_C so small calls do not rebuild them
 _UNIT_WEIGHTS = {}
-_SMALL_C = 4096
+_UNIT_WEIGHTS_MAX_C = 4096
+
+
+def _index_rows_kernels(n):
+    """(plain, LM options) kernels of class-index rows of n classes: blocks of
+    rows vectorized across rows for few classes, one row at a time otherwise."""
+    if n <= K.SMALL_C:
+        return K.index_rows_small, K.index_rows_small_lm
+    return K.index_rows, K.index_rows_lm
 
 
 def _unit_weights(n, cdt):
@@ -572,7 +577,7 @@ def _unit_weights(n, cdt):
     ws = _UNIT_WEIGHTS.get(key)
     if ws is None:
         ws = (np.ones(n), np.ones(n, dtype=cdt), np.zeros(n, dtype=cdt))
-        if n <= _SMALL_C:
+        if n <= _UNIT_WEIGHTS_MAX_C:
             _UNIT_WEIGHTS[key] = ws
     return ws
 
@@ -617,8 +622,7 @@ def _small_index_rows(logits, target, axis, ii, reduction, return_grad):
     loss = np.empty(m if per_row else 0)
     scale = _ieee_div(1.0, den) if reduction == "mean" else 1.0
     gbuf = np.empty((m, n) if return_grad else (m, 0), dtype=logits.dtype)
-    kern = K.index_rows_small if n <= K.SMALL_C else K.index_rows
-    total = kern.serial(
+    total = _index_rows_kernels(n)[0].serial(
         logits, target, w, wl, float(n), ii, 0.0, scale, loss, per_row, gbuf, wg, return_grad
     )
     dt = logits.dtype.type
