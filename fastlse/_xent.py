@@ -24,6 +24,7 @@ import math
 
 import numpy as np
 
+from . import _columns as C
 from . import _xent_kernels as K
 from ._api import _FAST_DTYPES, PIECE, _is_dask, _nthreads
 from ._axis import normalize_axes
@@ -527,7 +528,9 @@ def cross_entropy(
             total = (_long_rows_soft if soft else _long_rows_index)(*args, *lmv)
         elif not lay.rows:  # the column kernels serve both kinds of targets
             common = (scale, lossk, per_row, gbuf, return_grad)
-            if lm is None:
+            if lm is None and not (soft or return_grad or eps) and _pairs_cols_fit(lay):
+                total = _cols_index_forward(x, tk, w, ii, lossk, per_row)
+            elif lm is None:
                 total = K.cols(x.size, x, targs, *common, lay.qchunk())
             else:
                 total = K.cols_lm(x.size, x, targs, *common, *lm, lay.qchunk(), cap)
@@ -555,6 +558,29 @@ def cross_entropy(
     if return_lse:
         outs.append(_as_result(lay.loss_shape(lse), rdt))
     return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+#: class-index cross-entropy along a middle axis (no gradient, no smoothing)
+#: takes logsumexp's column sweeps from this many classes on; with fewer, a
+#: slab is one block of rows and the general column kernel is as fast
+_PAIRS_COLS_MIN_C = 64
+
+
+def _pairs_cols_fit(lay):
+    """Whether ``cols_index_loss`` suits these logits: enough classes, and
+    enough slabs for the threads (its slabs are no narrower than
+    ``col_width``, where the general column kernel goes down to 8)."""
+    if lay.n < _PAIRS_COLS_MIN_C:
+        return False
+    w = C.col_width(lay.n, lay.q, lay.x.dtype.itemsize, False)
+    return _nthreads() == 1 or lay.p * -(-lay.q // w) >= 4 * _nthreads()
+
+
+def _cols_index_forward(x, tk, w, ii, lossk, per_row):
+    _, n_, q_ = x.shape
+    cw = C.col_width(n_, q_, x.itemsize, False)
+    rows = C.block_rows(cw, x.itemsize)
+    return K.cols_index_loss(x.size, x, cw, rows, tk, w, ii, lossk, per_row)
 
 
 #: (C, dtype) -> the unit class weights of the plain kernels (w, w in x's

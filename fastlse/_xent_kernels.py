@@ -24,7 +24,9 @@ last); for C <= ``SMALL_C`` blocks of rows are transposed into an L1 scratch
 so every sweep runs vectorized across rows.  ``cols`` kernels take
 ``(P, C, Q)`` (class axis in the middle, the rest of the sample index in Q)
 and work on blocks of Q columns, reading memory in order, so no transposed
-copy is made.
+copy is made; without gradient, smoothing or LM options, ``cols_index_loss``
+takes logsumexp's column sweeps (``_columns.slab_pairs``) instead, 1.0-1.4x
+faster, whose loss may differ from the gradient kernels' in the last bit.
 
 Each kernel returns the sum of the per-sample losses (float64, a prange
 reduction) and writes them one by one only when asked (``per_row``, for
@@ -56,6 +58,7 @@ import numpy as np
 from numba import prange, types
 from numba.extending import overload
 
+from ._columns import slab_pairs
 from ._exp import expneg64, log1p32, log1p64, maxnum
 from ._kernels import (
     CHUNK,
@@ -466,6 +469,44 @@ def cols(x, targs, scale, loss, per_row, grad, want_grad, qchunk):
     return total
 
 
+@kernel(error_model="numpy")
+def cols_index_loss(x, w_, rows, tgt, w, ignore, loss, per_row):
+    """The loss of class-index targets along axis 1 of x (P, C, Q), no
+    gradient and no smoothing, by slabs of ``w_`` columns: each slab's
+    ``(m, t)`` pairs from logsumexp's column sweeps (``slab_pairs``: row
+    blocks, four rows a pass), then ``w[y] * ((m - x_y) + log1p(t))`` per
+    column while the slab is in cache; nan where the column's max is +-inf
+    or nan or t is nan (``_index_block``'s results), 0 where ignored.
+    Returns the sum of the kept columns' losses."""
+    pn, qn = x.shape[0], x.shape[2]
+    nq = (qn + w_ - 1) // w_
+    total = 0.0
+    for k in prange(pn * nq):
+        p = k // nq
+        q0 = (k % nq) * w_
+        nw = min(qn, q0 + w_) - q0
+        mv = np.empty(nw)
+        tv = np.empty(nw)
+        none = np.empty((1, 1, 1), dtype=x.dtype)  # (no stores)
+        shifts = np.empty((1, 1), dtype=x.dtype)
+        slab_pairs(x, p, q0, nw, rows, mv, tv, none, shifts, False)
+        bsum = 0.0
+        for j in range(nw):
+            y = tgt[p, q0 + j]
+            lo = 0.0
+            if y != ignore:
+                m = mv[j]
+                t = tv[j]
+                bad = m != m or t != t or m == _INF or m == _NINF
+                xy = np.float64(x[p, y, q0 + j])
+                lo = _NAN if bad else w[y] * ((m - xy) + log1p64(t))
+            if per_row:
+                loss[p, q0 + j] = lo
+            bsum += lo
+        total += bsum
+    return total
+
+
 # ----------------------------------------------------------------------------
 # targets: validation and the mean's denominator in one pass (O(rows))
 # ----------------------------------------------------------------------------
@@ -802,8 +843,8 @@ def _cols_exp_at(x, xp, xq0, nw, mb, want_grad, grad, p, q0, sb, cb, tv):
     x read at [xp, :, xq0 + j], grad written at [p, :, q0 + j].
 
     Vectorized over the columns (slices from 0, the want_grad test outside
-    the loops); both branches sum in the same order, so the loss does not
-    depend on want_grad.
+    the loops), four classes a pass (``_exp_rows4``); both branches sum in
+    the same order, so the loss does not depend on want_grad.
     """
     for j in range(nw):
         sb[j] = 0.0
@@ -817,7 +858,11 @@ def _cols_exp_at(x, xp, xq0, nw, mb, want_grad, grad, p, q0, sb, cb, tv):
         for j in range(nw):
             tb[j] = z
             kb[j] = z
-        for c in range(c0, min(n, c0 + _CBLOCK)):
+        c1 = min(n, c0 + _CBLOCK)
+        c4 = c0 + (c1 - c0) // 4 * 4
+        for c in range(c0, c4, 4):
+            _exp_rows4(x, xp, xq0, nw, mb, want_grad, grad, p, q0, c, tb, kb)
+        for c in range(c4, c1):
             xr = x[xp, c, xq0 : xq0 + nw]
             if want_grad:
                 gr = grad[p, c, q0 : q0 + nw]
@@ -838,6 +883,54 @@ def _cols_exp_at(x, xp, xq0, nw, mb, want_grad, grad, p, q0, sb, cb, tv):
             cb[j] += np.float64(kb[j])
     for j in range(nw):
         tv[j] = sb[j] + (cb[j] - 1.0)
+
+
+@jit
+def _exp_rows4(x, xp, xq0, nw, mb, want_grad, grad, p, q0, c, tb, kb):
+    """Classes c..c+3 of ``_cols_exp_at``: the four terms of a column summed
+    in one update of its sums.  A term is left out of t and counted instead
+    where it is 1 (the max's own; or one within half an ulp of it, which
+    adds the same 1 to 1 + t).  With the gradient, the exps are stored row by
+    row (each logit read before its gradient element is written, so grad may
+    be x's memory) and summed from there in the same order, so the loss does
+    not depend on want_grad."""
+    z = zero_of(x)
+    o = one_of(x)
+    if want_grad:
+        for i in range(4):
+            xr = x[xp, c + i, xq0 : xq0 + nw]
+            gr = grad[p, c + i, q0 : q0 + nw]
+            for j in range(nw):
+                gr[j] = expn(xr[j] - mb[j])
+        ea = grad[p, c, q0 : q0 + nw]
+        eb = grad[p, c + 1, q0 : q0 + nw]
+        ec = grad[p, c + 2, q0 : q0 + nw]
+        ed = grad[p, c + 3, q0 : q0 + nw]
+        for j in range(nw):
+            a, b, e, d = ea[j], eb[j], ec[j], ed[j]
+            ta = (z if a >= o else a) + (z if b >= o else b)
+            tc = (z if e >= o else e) + (z if d >= o else d)
+            tb[j] += ta + tc
+            ka = (o if a >= o else z) + (o if b >= o else z)
+            kc = (o if e >= o else z) + (o if d >= o else z)
+            kb[j] += ka + kc
+    else:
+        xa = x[xp, c, xq0 : xq0 + nw]
+        xb = x[xp, c + 1, xq0 : xq0 + nw]
+        xc = x[xp, c + 2, xq0 : xq0 + nw]
+        xd = x[xp, c + 3, xq0 : xq0 + nw]
+        for j in range(nw):
+            m = mb[j]
+            a = expn(xa[j] - m)
+            b = expn(xb[j] - m)
+            e = expn(xc[j] - m)
+            d = expn(xd[j] - m)
+            ta = (z if a >= o else a) + (z if b >= o else b)
+            tc = (z if e >= o else e) + (z if d >= o else d)
+            tb[j] += ta + tc
+            ka = (o if a >= o else z) + (o if b >= o else z)
+            kc = (o if e >= o else z) + (o if d >= o else z)
+            kb[j] += ka + kc
 
 
 @jit
