@@ -10,8 +10,9 @@ of ``rows`` rows; per block, vectorized over the columns:
   once, one float64 exp per column per block);
 * an exp sweep with the shift ``M``: the block's sum of ``exp(x - M)`` over
   ``x < M`` in x's dtype (``rows`` terms) and the count of ``x >= M``, added
-  into float64 ``T`` and ``C``; softmax also stores ``e = exp(x - M)`` in out
-  and records the block's shift.
+  into float64 ``T`` and ``C``; softmax instead sums all the block's terms
+  (it needs ``1 + t``, not ``t`` apart from the max's 1), stores ``e = exp(x
+  - M)`` in out and records the block's shift.
 
 The pair is ``(M, T + C - 1)`` (the log1p form: t excludes the max's own 1).
 softmax then scales each block of out in place by ``1 / (S e^(M - shift))``
@@ -142,15 +143,15 @@ def _block_sum(xp, r0, r1, q0, w, sh, tb, cb):
 
 
 @jit
-def _block_sum_store(xp, op, r0, r1, q0, w, sh, tb, cb):
-    """_block_sum, also storing e = exp(x - sh) into op (four rows per pass)."""
+def _block_store(xp, op, r0, r1, q0, w, sh, tb):
+    """softmax's exp sweep: op = e = exp(x - sh), tb = the block's sum of
+    all of them (softmax needs 1 + t, not t apart from the max's 1: no
+    count, so fewer operations a term than ``_block_sum``)."""
     z = zero_of(xp)
-    o = one_of(xp)
     for q in range(w):
         tb[q] = z
-        cb[q] = z
     r4 = r0 + (r1 - r0) // 4 * 4
-    for r in range(r0, r4, 4):
+    for r in range(r0, r4, 4):  # four rows per pass over tb
         xa = xp[r, q0 : q0 + w]
         xb = xp[r + 1, q0 : q0 + w]
         xc = xp[r + 2, q0 : q0 + w]
@@ -161,33 +162,22 @@ def _block_sum_store(xp, op, r0, r1, q0, w, sh, tb, cb):
         od = op[r + 3, q0 : q0 + w]
         for q in range(w):
             s = sh[q]
-            da = xa[q] - s
-            db = xb[q] - s
-            dc = xc[q] - s
-            dd = xd[q] - s
-            ea = expn(da)
-            eb = expn(db)
-            ec = expn(dc)
-            ed = expn(dd)
+            ea = expn(xa[q] - s)
+            eb = expn(xb[q] - s)
+            ec = expn(xc[q] - s)
+            ed = expn(xd[q] - s)
             oa[q] = ea
             ob[q] = eb
             oc[q] = ec
             od[q] = ed
-            ta = (z if da >= z else ea) + (z if db >= z else eb)
-            tc = (z if dc >= z else ec) + (z if dd >= z else ed)
-            tb[q] += ta + tc
-            ca = (o if da >= z else z) + (o if db >= z else z)
-            cc = (o if dc >= z else z) + (o if dd >= z else z)
-            cb[q] += ca + cc
+            tb[q] += (ea + eb) + (ec + ed)
     for r in range(r4, r1):
         xr = xp[r, q0 : q0 + w]
         orow = op[r, q0 : q0 + w]
         for q in range(w):
-            d = xr[q] - sh[q]
-            e = expn(d)
+            e = expn(xr[q] - sh[q])
             orow[q] = e
-            tb[q] += z if d >= z else e
-            cb[q] += o if d >= z else z
+            tb[q] += e
 
 
 @jit
@@ -202,7 +192,8 @@ def slab_pairs(x, p, q0, w, rows, mv, tv, out, shifts, store):
     """(m, t) per column of x[p, :, q0:q0+w] into mv, tv (float64, length w).
 
     With ``store``, out[p] gets e = exp(x - shift) and shifts[b, :] the shift
-    of row block b.
+    of row block b, and t is the sum of all terms less 1 (exactly: the sum is
+    at least 1), softmax's divisor less 1.
     """
     n = x.shape[1]
     xp = x[p]
@@ -213,6 +204,7 @@ def slab_pairs(x, p, q0, w, rows, mv, tv, out, shifts, store):
     cb = np.empty(w, dtype=x.dtype)
     tt = tv  # float64 scratch until the end: T in tv, C in mv
     cc = mv
+    z = zero_of(x)
     for q in range(w):
         mrun[q] = cast_to(x, _NINF)
         tt[q] = 0.0
@@ -223,9 +215,10 @@ def slab_pairs(x, p, q0, w, rows, mv, tv, out, shifts, store):
         _block_max(xp, r0, r1, q0, w, mrun, mb)
         _advance(w, mrun, mb, sh, tt, cc)
         if store:
-            _block_sum_store(xp, out[p], r0, r1, q0, w, sh, tb, cb)
+            _block_store(xp, out[p], r0, r1, q0, w, sh, tb)
             for q in range(w):
                 shifts[b, q] = sh[q]
+                cb[q] = z  # (T sums every term: t = T - 1)
         else:
             _block_sum(xp, r0, r1, q0, w, sh, tb, cb)
         _add_block(w, tt, cc, tb, cb)
