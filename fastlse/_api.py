@@ -79,6 +79,11 @@ def _softmax_rows_kernel(n, log):
     return P.log_softmax_rows if log else P.softmax_rows
 
 
+#: a small input has fewer elements than this (and than PARALLEL_MIN_WORK): a
+#: longer row is split into pieces
+_SMALL_MAX = 2 * PIECE
+
+
 def _small_rows(x, axis):
     """The ``(M, N)`` rows view of a small C-contiguous float32 / float64
     ndarray reduced along its last axis (``axis=None``: all of it), or None.
@@ -91,12 +96,13 @@ def _small_rows(x, axis):
     if type(x) is not np.ndarray or x.dtype not in _FAST_DTYPES or not x.flags.c_contiguous:
         return None
     nd = x.ndim
-    if nd == 0 or not 0 < x.size < min(P.PARALLEL_MIN_WORK, 2 * PIECE):
-        return None  # (2 * PIECE: a longer row is split into pieces)
-    if axis is None:
-        return x.reshape(1, x.size)
+    size = x.size
+    if nd == 0 or size == 0 or size >= _SMALL_MAX or size >= P.PARALLEL_MIN_WORK:
+        return None
+    if axis is None or (nd == 1 and type(axis) is int and (axis == -1 or axis == 0)):
+        return x[None] if nd == 1 else x.reshape(1, size)
     if type(axis) is int and (axis == -1 or axis == nd - 1):
-        return x.reshape(x.size // x.shape[-1], x.shape[-1])
+        return x if nd == 2 else x.reshape(size // x.shape[-1], x.shape[-1])
     return None
 
 
@@ -123,13 +129,15 @@ def _small_softmax(x, axis, out, log):
         res = out
     else:
         return None
-    _softmax_rows_kernel(v.shape[1], log).serial(v, res.reshape(v.shape))
+    rv = res if v is x else res.reshape(v.shape)
+    _softmax_rows_kernel(v.shape[1], log).serial(v, rv)
     return res
 
 
 def _is_dask(x):
     """True for a dask array, without importing dask (it is optional)."""
-    return type(x).__module__.startswith("dask.") and hasattr(x, "dask")
+    t = type(x)
+    return t is not np.ndarray and t.__module__.startswith("dask.") and hasattr(x, "dask")
 
 
 def _nthreads():
