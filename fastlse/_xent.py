@@ -534,6 +534,8 @@ def cross_entropy(
                 total = K.cols(x.size, x, targs, *common, lay.qchunk())
             else:
                 total = K.cols_lm(x.size, x, targs, *common, *lm, lay.qchunk(), cap)
+        elif lm is None and kerns[0] is K.index_rows and not (return_grad or eps):
+            total = K.index_rows_plain(x.size, x, tk, w, ii, lossk, per_row)
         elif lm is None:
             total = kerns[0](x.size, *args)
         else:
@@ -648,9 +650,13 @@ def _small_index_rows(logits, target, axis, ii, reduction, return_grad):
     loss = np.empty(m if per_row else 0)
     scale = _ieee_div(1.0, den) if reduction == "mean" else 1.0
     gbuf = np.empty((m, n) if return_grad else (m, 0), dtype=logits.dtype)
-    total = _index_rows_kernels(n)[0].serial(
-        logits, target, w, wl, float(n), ii, 0.0, scale, loss, per_row, gbuf, wg, return_grad
-    )
+    kern = _index_rows_kernels(n)[0]
+    if kern is K.index_rows and not return_grad:
+        total = K.index_rows_plain.serial(logits, target, w, ii, loss, per_row)
+    else:
+        total = kern.serial(
+            logits, target, w, wl, float(n), ii, 0.0, scale, loss, per_row, gbuf, wg, return_grad
+        )
     dt = logits.dtype.type
     if per_row:
         res = loss.astype(logits.dtype)

@@ -38,6 +38,15 @@ def check(res, ref, dtype, grad=None, ref_grad=None):
         np.testing.assert_allclose(grad, ref_grad, rtol=tol, atol=tol)
 
 
+def check_kept(loss, ref, dtype):
+    """loss against torch's where that is not nan, and nan where it is."""
+    assert np.asarray(loss).dtype == dtype and np.shape(loss) == np.shape(ref)
+    np.testing.assert_array_equal(np.isnan(loss), np.isnan(ref))
+    ok = ~np.isnan(ref)
+    tol = TOL[dtype]
+    np.testing.assert_allclose(np.asarray(loss)[ok], np.asarray(ref)[ok], rtol=tol, atol=tol)
+
+
 # (logits shape, class axis): C small (block kernel), C wide (row kernel),
 # torch's (N, C, d) layout, class axis first, 1-D, and 4-D
 LAYOUTS = {
@@ -447,7 +456,34 @@ def test_middle_axis_column_blocks(rng, monkeypatch, dtype, block_bytes, shape):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(8, 300, 70), (4, 64, 600), (16, 1000, 8)])
+@pytest.mark.parametrize("shape", [(9, 40), (400, 100), (5, 3000)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_rows_forward_without_gradient(rng, dtype, shape, reduction):
+    """Rows of more than SMALL_C classes without gradient or smoothing (the
+    plain kernel, small calls included) against torch, with weights, an
+    ignored row and rows with a +inf, a nan, all -inf, and -inf non-target
+    logits; the same bits as the loss that comes with the gradient."""
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    t = rng.integers(0, shape[1], shape[0])
+    x[0] = -np.inf  # all -inf: nan
+    x[1, 5] = np.inf  # +inf: nan
+    x[2, 7] = np.nan
+    x[3] = -np.inf  # only the target finite: 0
+    x[3, t[3]] = 2.0
+    t[4] = -100
+    w = rng.uniform(0.5, 2.0, shape[1])
+    # (the nan rows make the sum and mean nan: also without them)
+    for xs, ts in ((x, t), (x[3:], t[3:])):
+        for kw in ({"reduction": reduction}, {"reduction": reduction, "weight": w}):
+            ref, _ = torch_ce(xs.astype(np.float64), ts, **kw)
+            loss = fastlse.cross_entropy(xs, ts, **kw)
+            check_kept(loss, ref, dtype)
+            with_grad, _ = fastlse.cross_entropy(xs, ts, return_grad=True, **kw)
+            np.testing.assert_array_equal(loss, with_grad)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(12, 300, 70), (6, 64, 600), (16, 1000, 8)])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_middle_axis_forward_from_column_pairs(rng, dtype, shape, reduction):
     """The middle axis without gradient or smoothing (logsumexp's column
@@ -466,19 +502,16 @@ def test_middle_axis_forward_from_column_pairs(rng, dtype, shape, reduction):
     x[1, t[1, 3], 3] = 2.0
     t[2, 4] = -100
     w = rng.uniform(0.5, 2.0, shape[1])
-    assert _xent._pairs_cols_fit(_xent._Layout(x, 1, np.dtype(dtype)))
-    for kw in ({}, {"weight": w}):
-        ref, _ = torch_ce(x.astype(np.float64), t, axis=1, reduction=reduction, **kw)
-        loss = fastlse.cross_entropy(x, t, axis=1, reduction=reduction, **kw)
-        assert np.asarray(loss).dtype == dtype and np.shape(loss) == np.shape(ref)
-        np.testing.assert_array_equal(np.isnan(loss), np.isnan(ref))
-        ok = ~np.isnan(ref)
-        tol = TOL[dtype]
-        np.testing.assert_allclose(np.asarray(loss)[ok], np.asarray(ref)[ok], rtol=tol, atol=tol)
-        kw["reduction"] = reduction
-        with_grad, _ = fastlse.cross_entropy(x, t, axis=1, return_grad=True, **kw)
-        eps = np.finfo(dtype).eps
-        np.testing.assert_allclose(loss, with_grad, rtol=4 * eps, atol=4 * eps)
+    # (the nan columns make the sum and mean nan: also without them)
+    for xs, ts in ((x, t), (x[2:], t[2:])):
+        assert _xent._pairs_cols_fit(_xent._Layout(xs, 1, np.dtype(dtype)))
+        for kw in ({"reduction": reduction}, {"reduction": reduction, "weight": w}):
+            ref, _ = torch_ce(xs.astype(np.float64), ts, axis=1, **kw)
+            loss = fastlse.cross_entropy(xs, ts, axis=1, **kw)
+            check_kept(loss, ref, dtype)
+            with_grad, _ = fastlse.cross_entropy(xs, ts, axis=1, return_grad=True, **kw)
+            eps = np.finfo(dtype).eps
+            np.testing.assert_allclose(loss, with_grad, rtol=4 * eps, atol=4 * eps)
 
 
 # ----------------------------------------------------------------------------
