@@ -68,6 +68,7 @@ from ._kernels import (
     has_nan,
     jit,
     jit_fast,
+    jit_inl,
     merge,
     one_of,
     range_pair,
@@ -908,6 +909,17 @@ def _cols_exp_at(x, xp, xq0, nw, mb, want_grad, grad, p, q0, sb, cb, tv):
         tv[j] = sb[j] + (cb[j] - 1.0)
 
 
+@jit_inl
+def _terms4(a, b, e, d, z, o):
+    """(sum, count) of four terms of a column: a term equal to 1 is counted
+    instead of summed (see ``_exp_rows4``), pairwise."""
+    ta = (z if a >= o else a) + (z if b >= o else b)
+    te = (z if e >= o else e) + (z if d >= o else d)
+    ka = (o if a >= o else z) + (o if b >= o else z)
+    ke = (o if e >= o else z) + (o if d >= o else z)
+    return ta + te, ka + ke
+
+
 @jit
 def _exp_rows4(x, xp, xq0, nw, mb, want_grad, grad, p, q0, c, tb, kb):
     """Classes c..c+3 of ``_cols_exp_at``: the four terms of a column summed
@@ -930,13 +942,9 @@ def _exp_rows4(x, xp, xq0, nw, mb, want_grad, grad, p, q0, c, tb, kb):
         ec = grad[p, c + 2, q0 : q0 + nw]
         ed = grad[p, c + 3, q0 : q0 + nw]
         for j in range(nw):
-            a, b, e, d = ea[j], eb[j], ec[j], ed[j]
-            ta = (z if a >= o else a) + (z if b >= o else b)
-            tc = (z if e >= o else e) + (z if d >= o else d)
-            tb[j] += ta + tc
-            ka = (o if a >= o else z) + (o if b >= o else z)
-            kc = (o if e >= o else z) + (o if d >= o else z)
-            kb[j] += ka + kc
+            t, k = _terms4(ea[j], eb[j], ec[j], ed[j], z, o)
+            tb[j] += t
+            kb[j] += k
     else:
         xa = x[xp, c, xq0 : xq0 + nw]
         xb = x[xp, c + 1, xq0 : xq0 + nw]
@@ -948,12 +956,9 @@ def _exp_rows4(x, xp, xq0, nw, mb, want_grad, grad, p, q0, c, tb, kb):
             b = expn(xb[j] - m)
             e = expn(xc[j] - m)
             d = expn(xd[j] - m)
-            ta = (z if a >= o else a) + (z if b >= o else b)
-            tc = (z if e >= o else e) + (z if d >= o else d)
-            tb[j] += ta + tc
-            ka = (o if a >= o else z) + (o if b >= o else z)
-            kc = (o if e >= o else z) + (o if d >= o else z)
-            kb[j] += ka + kc
+            t, k = _terms4(a, b, e, d, z, o)
+            tb[j] += t
+            kb[j] += k
 
 
 @jit
