@@ -106,13 +106,21 @@ def softmax_rows_masked(x, w, out, log):
 
 # ------------------------------------------- narrow rows: blocks of rows -----
 @jit
+def _block_rows(x):
+    """Rows of a block's scratch: NB, or fewer when x has fewer rows (a
+    small call does not allocate scratch for 512 rows)."""
+    return min(NB, x.shape[0])
+
+
+@jit
 def _narrow_scratch(x):
     n = x.shape[1]
+    nb = _block_rows(x)
     return (
-        np.empty(NB, dtype=x.dtype),
-        np.empty(NB * n, dtype=x.dtype),
-        np.empty(NB * n, dtype=x.dtype),
-        np.empty(NB * n, dtype=x.dtype),
+        np.empty(nb, dtype=x.dtype),
+        np.empty(nb * n, dtype=x.dtype),
+        np.empty(nb * n, dtype=x.dtype),
+        np.empty(nb * n, dtype=x.dtype),
     )
 
 
@@ -132,8 +140,8 @@ def lse_narrow(x, out):
         r0 = b * NB
         r1 = min(m_, r0 + NB)
         mb, rep, e, f = _narrow_scratch(x)
-        mo = np.empty(NB)
-        to = np.empty(NB)
+        mo = np.empty(_block_rows(x))
+        to = np.empty(_block_rows(x))
         narrow_pairs(x, r0, r1, mo, to, 0, mb, rep, e, f)
         finish_block(mo, to, out, r0, r1)
 
@@ -143,8 +151,8 @@ def softmax_narrow(x, out):
     m_ = x.shape[0]
     for b in prange((m_ + NB - 1) // NB):
         r0 = b * NB
-        mb = np.empty(NB, dtype=x.dtype)  # the max and its copies: no e, f
-        rep = np.empty(NB * x.shape[1], dtype=x.dtype)
+        mb = np.empty(_block_rows(x), dtype=x.dtype)  # the max and its copies: no e, f
+        rep = np.empty(_block_rows(x) * x.shape[1], dtype=x.dtype)
         narrow_softmax(x, out, r0, min(m_, r0 + NB), mb, rep)
 
 
@@ -156,8 +164,8 @@ def log_softmax_narrow(x, out):
         r0 = b * NB
         r1 = min(m_, r0 + NB)
         mb, rep, e, f = _narrow_scratch(x)
-        mo = np.empty(NB)
-        to = np.empty(NB)
+        mo = np.empty(_block_rows(x))
+        to = np.empty(_block_rows(x))
         of = out[r0:r1].reshape((r1 - r0) * n)
         narrow_pairs(x, r0, r1, mo, to, 0, mb, rep, e, f, of)
         _narrow_log_softmax_finish(of, n, mo, to, r1 - r0, rep)
