@@ -253,7 +253,11 @@ def exp32(x):
 # stays nan (the clamp below keeps it); -inf gives 0.  About a third fewer
 # operations than exp32 / exp64; the same accuracy on d <= 0.
 _KOFF32 = 64
-_LOW32 = np.float32(-104.0)  # exp(-104) rounds to 0 in float32
+#: the clamp: k = -191 there, so 2**(k + 64) is built with a zero exponent
+#: field, +0.0, and the term of -inf (or of d below it) is exactly 0.  (A
+#: clamp at -104, where exp already rounds to 0, left the scaled term
+#: exp(-104) * 2**64 in sums: logsumexp([0, -inf, ...]) was n * 6.8e-46.)
+_LOW32 = np.float32(-132.5)
 _SCALE32 = np.float32(2.0**-_KOFF32)
 
 
@@ -281,7 +285,8 @@ _pow2_from_shifted32 = _scale_intrinsic(32, 23, 0x4B400000 - 127 - _KOFF32)
 
 
 _KOFF64 = 512
-_LOW64 = np.float64(-746.0)  # exp(-746) rounds to 0 in float64
+#: the clamp: k = -1535, 2**(k + 512) is +0.0 (see _LOW32)
+_LOW64 = np.float64(-1064.0)
 _SCALE64 = np.float64(2.0**-_KOFF64)
 #: 2**(k + 512) from kd = d * log2(e) + 1.5 * 2**52
 _pow2_from_shifted64 = _scale_intrinsic(64, 52, 0x4338000000000000 - 1023 - _KOFF64)

@@ -175,6 +175,27 @@ def test_special_rows_match_scipy(dtype):
         np.testing.assert_allclose(fastlse.logsumexp(xx, axis=axis), ref, rtol=tol(dtype))
 
 
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("n", [10, 40, 5000, 70000])
+def test_one_finite_among_neg_inf_is_exact(dtype, n):
+    """[0, -inf, ..., -inf]: logsumexp is exactly 0 and log_softmax exactly
+    [0, -inf, ...] (closed form), on every path: narrow rows, rows, pieces of
+    a long row, a vector, the middle axis.  (The exp's clamp once left a
+    subnormal term per -inf: n * 6.8e-46 in float32.)"""
+    x = np.full((3, n), -np.inf, dtype=dtype)
+    x[:, 0] = 0.0
+    x[1, n // 2] = -200.0  # exp(-200) is below float32's range: still 0 there
+    expect = np.zeros(3, dtype)
+    if dtype == np.float64:
+        expect[1] = np.exp(-200.0)
+    cases = [(x, 1), (np.ascontiguousarray(x.T), 0), (np.ascontiguousarray(x.T)[None], 1)]
+    for a, axis in cases:
+        np.testing.assert_array_equal(fastlse.logsumexp(a, axis=axis).ravel(), expect)
+        ls = np.moveaxis(fastlse.log_softmax(a, axis=axis), axis, -1).reshape(3, n)
+        assert np.all(ls[:, 0] == -expect) and np.all(ls[[0, 2], 1:] == -np.inf)
+    assert fastlse.logsumexp(x[0]) == 0.0
+
+
 def test_inf_with_opposite_weights_is_nan():
     assert np.isnan(fastlse.logsumexp([np.inf, np.inf], b=[1, -1]))
     assert np.isnan(sp.logsumexp([np.inf, np.inf], b=[1, -1]))
