@@ -28,7 +28,6 @@ from ._kernels import (
     range_pair,
     row_exp_store,
     row_log_softmax,
-    row_lse,
     row_lse_weighted,
     row_max,
     row_pair_masked,
@@ -43,14 +42,41 @@ __all__ = ["CACHE", "PARALLEL_MIN_WORK", "Kernel", "kernel", "num_threads"]  # +
 
 _NAN = np.nan
 _INF = np.inf
+_NINF = -np.inf
 
 
 # ---------------------------------------------------------------- rows -----
+#: rows per block of ``lse_rows`` (fewer when x has under 16 * LSE_BLOCK rows)
+LSE_BLOCK = 64
+
+
 @kernel
 def lse_rows(x, out):
-    n = x.shape[1]
-    for i in prange(x.shape[0]):
-        out[i] = row_lse(x[i], 0, n)
+    """Each row's pair, then ``m + log1p(t)`` by blocks of rows as one
+    vectorized loop (``_finish_rows``: the bits of ``finish``); a
+    scalar log1p per row cost ~20 ns, 15-25% of a row of 32-100.  Blocks
+    of ``m // 16`` rows below LSE_BLOCK keep every thread busy on few rows;
+    the pairs wait in two float64 arrays of one element per row."""
+    m_, n = x.shape
+    rb = min(LSE_BLOCK, max(1, m_ // 16))
+    mo = np.empty(m_)
+    to = np.empty(m_)
+    for b in prange((m_ + rb - 1) // rb):
+        r0 = b * rb
+        r1 = min(m_, r0 + rb)
+        for i in range(r0, r1):
+            mo[i], to[i] = range_pair(x[i], 0, n)
+        _finish_rows(mo[r0:r1], to[r0:r1], out[r0:r1])
+
+
+@jit
+def _finish_rows(mo, to, out):
+    """out = ``finish(m, t)`` per row, as one vectorized loop (a select for
+    the infinite maxima, whose t is not used)."""
+    for i in range(out.shape[0]):
+        m = mo[i]
+        v = m + log1p64(to[i])
+        out[i] = m if (m == _INF or m == _NINF) else v
 
 
 @kernel

@@ -176,6 +176,35 @@ def test_special_rows_match_scipy(dtype):
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("shape", [(300, 40), (1100, 100), (70, 20000)])
+def test_special_rows_in_row_blocks(rng, dtype, shape):
+    """Rows of 32 classes or more are finished by blocks of rows (one
+    vectorized log1p): special rows at the start, middle and end of blocks
+    (all -inf, +inf, nan, -inf with nan, huge) among ordinary ones, against
+    scipy, on the threads and serial."""
+    x = (rng.standard_normal(shape) * 4).astype(dtype)
+    m = shape[0]
+    for i in (0, 1, 63, 64, 65, m // 2, m - 2, m - 1):
+        x[i] = -np.inf
+    x[1, 7] = np.inf
+    x[63, 3] = np.nan
+    x[64, :5] = np.nan
+    x[65, 9] = 1e30
+    x[m // 2, 0] = 0.0  # one finite element
+    with np.errstate(all="ignore"):
+        ref = sp.logsumexp(x.astype(np.float64), axis=1)
+    for threads in (None, 1):
+        if threads is None:
+            res = fastlse.logsumexp(x, axis=1)
+        else:
+            with fastlse.num_threads(threads):
+                res = fastlse.logsumexp(x, axis=1)
+        assert res.dtype == dtype
+        np.testing.assert_array_equal(np.isnan(res), np.isnan(ref))
+        np.testing.assert_allclose(res, ref.astype(dtype), rtol=tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 @pytest.mark.parametrize("n", [10, 40, 5000, 70000])
 def test_one_finite_among_neg_inf_is_exact(dtype, n):
     """[0, -inf, ..., -inf]: logsumexp is exactly 0 and log_softmax exactly
