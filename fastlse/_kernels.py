@@ -627,10 +627,12 @@ def narrow_pairs(x, r0, r1, mo, to, off, mb, rep, e, f, dout=None):
 
 @jit
 def finish_block(mo, to, out, r0, r1):
-    """out[r0 + i] = m_i + log1p(t_i): a vectorized loop (specials included:
-    -inf + log1p(0), inf + log1p(0) and nan need no branch)."""
+    """out[r0 + i] = ``finish(m_i, t_i)``: one vectorized loop, an infinite
+    max taken as it is (a select: its t is not used; nan needs nothing)."""
     for i in range(r1 - r0):
-        out[r0 + i] = mo[i] + log1p64(to[i])
+        m = mo[i]
+        v = m + log1p64(to[i])
+        out[r0 + i] = m if (m == _INF or m == _NINF) else v
 
 
 @jit

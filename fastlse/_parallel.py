@@ -42,7 +42,6 @@ __all__ = ["CACHE", "PARALLEL_MIN_WORK", "Kernel", "kernel", "num_threads"]  # +
 
 _NAN = np.nan
 _INF = np.inf
-_NINF = -np.inf
 
 
 # ---------------------------------------------------------------- rows -----
@@ -53,7 +52,7 @@ LSE_BLOCK = 64
 @kernel
 def lse_rows(x, out):
     """Each row's pair, then ``m + log1p(t)`` by blocks of rows as one
-    vectorized loop (``_finish_rows``: the bits of ``finish``); a
+    vectorized loop (``finish_block``: the bits of ``finish``); a
     scalar log1p per row cost ~20 ns, 15-25% of a row of 32-100.  Blocks
     of ``m // 16`` rows below LSE_BLOCK keep every thread busy on few rows;
     the pairs wait in two float64 arrays of one element per row."""
@@ -66,17 +65,7 @@ def lse_rows(x, out):
         r1 = min(m_, r0 + rb)
         for i in range(r0, r1):
             mo[i], to[i] = range_pair(x[i], 0, n)
-        _finish_rows(mo[r0:r1], to[r0:r1], out[r0:r1])
-
-
-@jit
-def _finish_rows(mo, to, out):
-    """out = ``finish(m, t)`` per row, as one vectorized loop (a select for
-    the infinite maxima, whose t is not used)."""
-    for i in range(out.shape[0]):
-        m = mo[i]
-        v = m + log1p64(to[i])
-        out[i] = m if (m == _INF or m == _NINF) else v
+        finish_block(mo[r0:r1], to[r0:r1], out, r0, r1)
 
 
 @kernel

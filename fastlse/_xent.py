@@ -515,7 +515,7 @@ def cross_entropy(
                 g0 = (scale * w0.astype(np.float64)).astype(cdt)
             targs = (q, w1, w0, g1, g0)
             args = (x, *targs, scale, lossk, per_row, gbuf, return_grad)
-            kerns = (K.soft_rows, K.soft_rows_lm)
+            kerns = (K.soft_rows, K.soft_rows_lm, None)  # (no forward-only kernel)
         else:
             wl = w.astype(cdt)
             wsum = float(w.sum()) if weight is not None else float(n)
@@ -528,14 +528,18 @@ def cross_entropy(
             total = (_long_rows_soft if soft else _long_rows_index)(*args, *lmv)
         elif not lay.rows:  # the column kernels serve both kinds of targets
             common = (scale, lossk, per_row, gbuf, return_grad)
-            if lm is None and not (soft or return_grad or eps) and _pairs_cols_fit(lay):
-                total = _cols_index_forward(x, tk, w, ii, lossk, per_row)
+            cw = None
+            if lm is None and not (soft or return_grad or eps):
+                cw = _pairs_cols_width(lay)
+            if cw is not None:
+                rows = C.block_rows(cw, x.itemsize)
+                total = K.cols_index_loss(x.size, x, cw, rows, tk, w, ii, lossk, per_row)
             elif lm is None:
                 total = K.cols(x.size, x, targs, *common, lay.qchunk())
             else:
                 total = K.cols_lm(x.size, x, targs, *common, *lm, lay.qchunk(), cap)
-        elif lm is None and kerns[0] is K.index_rows and not (return_grad or eps):
-            total = K.index_rows_plain(x.size, x, tk, w, ii, lossk, per_row)
+        elif lm is None and kerns[2] is not None and not (return_grad or eps):
+            total = kerns[2](x.size, x, tk, w, ii, lossk, per_row)
         elif lm is None:
             total = kerns[0](x.size, *args)
         else:
@@ -568,21 +572,17 @@ def cross_entropy(
 _PAIRS_COLS_MIN_C = 64
 
 
-def _pairs_cols_fit(lay):
-    """Whether ``cols_index_loss`` suits these logits: enough classes, and
-    enough slabs for the threads (its slabs are no narrower than
-    ``col_width``, where the general column kernel goes down to 8)."""
+def _pairs_cols_width(lay):
+    """The slab width of ``cols_index_loss`` for these logits, or None where
+    it does not suit them: too few classes, or too few slabs for the threads
+    (its slabs are no narrower than ``col_width``, where the general column
+    kernel goes down to 8)."""
     if lay.n < _PAIRS_COLS_MIN_C:
-        return False
+        return None
     w = C.col_width(lay.n, lay.q, lay.x.dtype.itemsize, False)
-    return _nthreads() == 1 or lay.p * -(-lay.q // w) >= 4 * _nthreads()
-
-
-def _cols_index_forward(x, tk, w, ii, lossk, per_row):
-    _, n_, q_ = x.shape
-    cw = C.col_width(n_, q_, x.itemsize, False)
-    rows = C.block_rows(cw, x.itemsize)
-    return K.cols_index_loss(x.size, x, cw, rows, tk, w, ii, lossk, per_row)
+    if _nthreads() == 1 or lay.p * -(-lay.q // w) >= 4 * _nthreads():
+        return w
+    return None
 
 
 #: (C, dtype) -> the unit class weights of the plain kernels (w, w in x's
@@ -593,11 +593,12 @@ _UNIT_WEIGHTS_MAX_C = 4096
 
 
 def _index_rows_kernels(n):
-    """(plain, LM options) kernels of class-index rows of n classes: blocks of
-    rows vectorized across rows for few classes, one row at a time otherwise."""
+    """(plain, LM options, forward only) kernels of class-index rows of n
+    classes: blocks of rows vectorized across rows for few classes (no
+    forward-only kernel: None), one row at a time otherwise."""
     if n <= K.SMALL_C:
-        return K.index_rows_small, K.index_rows_small_lm
-    return K.index_rows, K.index_rows_lm
+        return K.index_rows_small, K.index_rows_small_lm, None
+    return K.index_rows, K.index_rows_lm, K.index_rows_plain
 
 
 def _unit_weights(n, cdt):
@@ -650,9 +651,9 @@ def _small_index_rows(logits, target, axis, ii, reduction, return_grad):
     loss = np.empty(m if per_row else 0)
     scale = _ieee_div(1.0, den) if reduction == "mean" else 1.0
     gbuf = np.empty((m, n) if return_grad else (m, 0), dtype=logits.dtype)
-    kern = _index_rows_kernels(n)[0]
-    if kern is K.index_rows and not return_grad:
-        total = K.index_rows_plain.serial(logits, target, w, ii, loss, per_row)
+    kern, _, fwd = _index_rows_kernels(n)
+    if fwd is not None and not return_grad:
+        total = fwd.serial(logits, target, w, ii, loss, per_row)
     else:
         total = kern.serial(
             logits, target, w, wl, float(n), ii, 0.0, scale, loss, per_row, gbuf, wg, return_grad

@@ -273,12 +273,20 @@ def index_rows(x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, grad, wg,
     return total
 
 
+@jit_inl
+def _pair_loss(m, t, xy, wy):
+    """A class-index sample's loss from its pair (m, t) and target logit:
+    ``wy * ((m - xy) + log1p(t))``, nan where m is +-inf or nan or t is nan
+    (what ``_index_row`` and ``_index_block`` give there)."""
+    bad = m != m or t != t or m == _INF or m == _NINF
+    return _NAN if bad else wy * ((m - xy) + log1p64(t))
+
+
 @kernel(error_model="numpy")
 def index_rows_plain(x, tgt, w, ignore, loss, per_row):
     """``index_rows`` without gradient, smoothing or LM options: the row's
     pair (``row_pair``, inlined: the same max and exp-sum sweeps as
-    ``_index_row``, so the same bits) and ``w[y] * ((m - x_y) + log1p(t))``;
-    nan where the max is +-inf or t is nan (as there), 0 where ignored.
+    ``_index_row``, so the same bits) and ``_pair_loss``; 0 where ignored.
     1.1-1.3x faster on rows of ~100: no per-row call of the general row."""
     nr, n = x.shape
     total = 0.0
@@ -287,8 +295,7 @@ def index_rows_plain(x, tgt, w, ignore, loss, per_row):
         li = 0.0
         if y != ignore:
             m, t = row_pair(x[i], 0, n)
-            bad = m != m or t != t or m == _INF or m == _NINF
-            li = _NAN if bad else w[y] * ((m - np.float64(x[i, y])) + log1p64(t))
+            li = _pair_loss(m, t, np.float64(x[i, y]), w[y])
         if per_row:
             loss[i] = li
         total += li
@@ -498,9 +505,8 @@ def cols_index_loss(x, w_, rows, tgt, w, ignore, loss, per_row):
     """The loss of class-index targets along axis 1 of x (P, C, Q), no
     gradient and no smoothing, by slabs of ``w_`` columns: each slab's
     ``(m, t)`` pairs from logsumexp's column sweeps (``slab_pairs``: row
-    blocks, four rows a pass), then ``w[y] * ((m - x_y) + log1p(t))`` per
-    column while the slab is in cache; nan where the column's max is +-inf
-    or nan or t is nan (``_index_block``'s results), 0 where ignored.
+    blocks, four rows a pass), then ``_pair_loss`` per column while the slab
+    is in cache; 0 where ignored.
     Returns the sum of the kept columns' losses."""
     pn, qn = x.shape[0], x.shape[2]
     nq = (qn + w_ - 1) // w_
@@ -519,11 +525,7 @@ def cols_index_loss(x, w_, rows, tgt, w, ignore, loss, per_row):
             y = tgt[p, q0 + j]
             lo = 0.0
             if y != ignore:
-                m = mv[j]
-                t = tv[j]
-                bad = m != m or t != t or m == _INF or m == _NINF
-                xy = np.float64(x[p, y, q0 + j])
-                lo = _NAN if bad else w[y] * ((m - xy) + log1p64(t))
+                lo = _pair_loss(mv[j], tv[j], np.float64(x[p, y, q0 + j]), w[y])
             if per_row:
                 loss[p, q0 + j] = lo
             bsum += lo
