@@ -412,17 +412,34 @@ def row_log_softmax(x, out):
     stores x - m into out; ``out -= log1p(t)`` in cache.  The same two
     roundings as ``log_softmax_store``, so the same bits (1.2-1.3x faster:
     the stores overlap the exp instead of a sweep of their own)."""
+    m, t = row_shift_pair(x, out)
+    row_sub(x, out, m, log1p64(t))
+
+
+@jit_inl
+def row_shift_pair(x, out):
+    """row_log_softmax's first two sweeps: its (m, t), and out = x - m for a
+    finite m.  An infinite m comes back as the constant row_sub subtracts
+    from x (nan: only -inf, or nan elements; +inf: x - inf), with t = 0."""
     n = x.shape[0]
     m = row_max(x, 0, n)
     if m == _INF or m == _NINF:
-        # scipy: x - inf (nan for inf elements), nan anywhere -> all nan;
-        # all -inf (or nan) -> all nan
         v = _NAN if (m == _NINF or has_nan(x, 0, n)) else _INF
-        for j in range(n):
-            out[j] = x[j] - v
-        return
+        return v, 0.0
     s, cnt = sum_excl_shift(x, out, m)
-    lx = cast_to(out, log1p64(s + (cnt - 1.0)))
+    return np.float64(m), s + (cnt - 1.0)
+
+
+@jit_inl
+def row_sub(x, out, m, lg):
+    """row_log_softmax's last sweep: out -= lg (lg = log1p(t)) where out holds
+    x - m, or out = x - m for row_shift_pair's nan / +inf."""
+    n = x.shape[0]
+    if m == _INF or m != m:
+        for j in range(n):
+            out[j] = x[j] - m
+        return
+    lx = cast_to(out, lg)
     for j in range(n):
         out[j] = out[j] - lx
 

@@ -32,9 +32,11 @@ from ._kernels import (
     row_max,
     row_pair_masked,
     row_scale,
+    row_shift_pair,
     row_softmax,
     row_softmax_masked,
     row_softmax_masked_fast,
+    row_sub,
 )
 from ._threads import CACHE, PARALLEL_MIN_WORK, Kernel, kernel, num_threads
 
@@ -82,17 +84,44 @@ def softmax_rows(x, out):
         row_softmax(x[i], out[i], 0, n)
 
 
+#: log_softmax rows up to this many bytes run ``row_log_softmax``'s sweeps by
+#: blocks of rows, the log1p of a block's rows as one vectorized loop (a
+#: scalar log1p per row cost 5-10% of a row of 32-250 elements); longer rows
+#: run ``row_log_softmax`` itself
+LSM_BLOCK_BYTES = 1024
+
+
 @kernel
 def log_softmax_rows(x, out):
-    n = x.shape[1]
-    fused = n * x.itemsize <= FUSED_BYTES
-    for i in prange(x.shape[0]):
-        if fused:
-            row_log_softmax(x[i], out[i])
-        else:
-            m, t = range_pair(x[i], 0, n)
-            c1, c2 = log_softmax_consts(m, t)
-            log_softmax_store(x[i], out[i], 0, n, c1, c2)
+    m_, n = x.shape
+    if n * x.itemsize <= LSM_BLOCK_BYTES:
+        rb = min(LSE_BLOCK, max(1, m_ // 16))
+        mo = np.empty(m_)
+        to = np.empty(m_)
+        for b in prange((m_ + rb - 1) // rb):
+            r0 = b * rb
+            r1 = min(m_, r0 + rb)
+            for i in range(r0, r1):
+                mo[i], to[i] = row_shift_pair(x[i], out[i])
+            _lg_block(to[r0:r1])
+            for i in range(r0, r1):
+                row_sub(x[i], out[i], mo[i], to[i])
+    else:
+        fused = n * x.itemsize <= FUSED_BYTES
+        for i in prange(m_):
+            if fused:
+                row_log_softmax(x[i], out[i])
+            else:
+                m, t = range_pair(x[i], 0, n)
+                c1, c2 = log_softmax_consts(m, t)
+                log_softmax_store(x[i], out[i], 0, n, c1, c2)
+
+
+@jit
+def _lg_block(to):
+    """t -> log1p(t) in place, one vectorized loop."""
+    for i in range(to.shape[0]):
+        to[i] = log1p64(to[i])
 
 
 @kernel

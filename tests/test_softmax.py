@@ -130,6 +130,40 @@ def test_special_rows_among_many_narrow_rows(rng, name, f, ref_f, dtype, n):
     assert np.array_equal(np.isnan(res), np.isnan(ref))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1100, 40), (1100, 100), (300, 256), (70, 128)])
+def test_log_softmax_special_rows_in_row_blocks(rng, dtype, shape):
+    """log_softmax rows of up to 1 KiB run by blocks of rows (one vectorized
+    log1p per block): special rows at the start, middle and end of blocks
+    (all -inf, +inf, nan, -inf with nan, one finite, huge) among ordinary
+    ones, against scipy, on the threads and serial."""
+    x = (rng.standard_normal(shape) * 4).astype(dtype)
+    m = shape[0]
+    for i in (0, 1, 2, 63, 64, 65, m // 2, m - 2, m - 1):
+        x[i] = -np.inf
+    x[1, 7] = np.inf
+    x[63, 3] = np.nan
+    x[64, :5] = np.nan
+    x[65, 9] = 1e30
+    x[m // 2, 0] = 0.0  # one finite element: exactly 0 there
+    x[m - 1, :] = 2.0  # equal elements: -log(n)
+    with np.errstate(all="ignore"):
+        ref = sp.log_softmax(x.astype(np.float64), axis=1)
+    eps = np.finfo(dtype).eps
+    for threads in (None, 1):
+        if threads is None:
+            res = fastlse.log_softmax(x, axis=1)
+        else:
+            with fastlse.num_threads(threads):
+                res = fastlse.log_softmax(x, axis=1)
+        assert res.dtype == dtype
+        np.testing.assert_array_equal(np.isnan(res), np.isnan(ref))
+        np.testing.assert_allclose(res, ref, rtol=4 * eps, atol=8 * eps * 20)
+        assert res[m // 2, 0] == 0.0
+        assert np.all(res[m // 2, 1:] == -np.inf)
+        np.testing.assert_allclose(res[m - 1], -np.log(shape[1]), rtol=2 * eps)
+
+
 @pytest.mark.parametrize(("name", "f", "ref_f"), FUNCS, ids=IDS)
 def test_special_values_long_rows(name, f, ref_f):
     # long rows are split across threads: specials must survive the merge
