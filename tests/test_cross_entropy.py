@@ -456,13 +456,14 @@ def test_middle_axis_column_blocks(rng, monkeypatch, dtype, block_bytes, shape):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(9, 40), (400, 100), (5, 3000)])
+@pytest.mark.parametrize("shape", [(9, 40), (400, 100), (5, 3000), (1100, 50)])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_rows_forward_without_gradient(rng, dtype, shape, reduction):
     """Rows of more than SMALL_C classes without gradient or smoothing (the
-    plain kernel, small calls included) against torch, with weights, an
-    ignored row and rows with a +inf, a nan, all -inf, and -inf non-target
-    logits; the same bits as the loss that comes with the gradient."""
+    plain kernel, small calls included; losses finished by blocks of rows)
+    against torch, with weights, ignored rows and rows with a +inf, a nan,
+    all -inf, and -inf non-target logits, also at block edges; the same bits
+    as the loss that comes with the gradient."""
     x = (rng.standard_normal(shape) * 3).astype(dtype)
     t = rng.integers(0, shape[1], shape[0])
     x[0] = -np.inf  # all -inf: nan
@@ -471,6 +472,11 @@ def test_rows_forward_without_gradient(rng, dtype, shape, reduction):
     x[3] = -np.inf  # only the target finite: 0
     x[3, t[3]] = 2.0
     t[4] = -100
+    if shape[0] > 200:  # blocks of 64 rows (25 for 400)
+        x[63] = -np.inf
+        x[63, t[63]] = 0.5
+        t[[24, 25, 64, -1]] = -100
+        x[65, :7] = -np.inf
     w = rng.uniform(0.5, 2.0, shape[1])
     # (the nan rows make the sum and mean nan: also without them)
     for xs, ts in ((x, t), (x[3:], t[3:])):
