@@ -116,8 +116,9 @@ def _small_softmax(x, axis, out, log):
     v = _small_rows(x, axis)
     if v is None:
         return None
-    if out is None:
-        res = np.empty(x.shape, dtype=x.dtype)
+    if out is None:  # made in the rows' shape: a vector's row [0] is cheaper than a reshape
+        rv = np.empty(v.shape, dtype=x.dtype)
+        res = rv if v is x else (rv[0] if x.ndim == 1 else rv.reshape(x.shape))
     elif (
         type(out) is np.ndarray
         and out.shape == x.shape
@@ -127,9 +128,9 @@ def _small_softmax(x, axis, out, log):
         and not np.may_share_memory(out, x)
     ):
         res = out
+        rv = out if v is x else (out[None] if x.ndim == 1 else out.reshape(v.shape))
     else:
         return None
-    rv = res if v is x else res.reshape(v.shape)
     _softmax_rows_kernel(v.shape[1], log).serial(v, rv)
     return res
 
