@@ -67,9 +67,17 @@ def _softmax_dtype(x):
     return dt
 
 
-def _lse_rows_kernel(n):
-    """The logsumexp kernel of whole rows of n elements (narrow: blocks of rows)."""
-    return P.lse_narrow if n < NARROW else P.lse_rows
+#: narrow float64 rows up to this many elements take the transposed kernel
+#: (float32: all narrow rows); from about 16 it is slower for float64
+_T64_MAX = 12
+
+
+def _lse_rows_kernel(n, dtype):
+    """The logsumexp kernel of whole rows of n elements (narrow: blocks of
+    rows, transposed for float32 and very narrow float64)."""
+    if n >= NARROW:
+        return P.lse_rows
+    return P.lse_narrow_t if (dtype == np.float32 or n <= _T64_MAX) else P.lse_narrow
 
 
 def _softmax_rows_kernel(n, log):
@@ -206,7 +214,7 @@ def _lse_plain(a, axes, keepdims, cdt, rdt):
         and not (v.shape[0] < 2 * _nthreads() and v.shape[1] >= 2 * PIECE)
     ):
         res = np.empty(v.shape[0], dtype=cdt)
-        _lse_rows_kernel(v.shape[1])(v.size, v, res)
+        _lse_rows_kernel(v.shape[1], v.dtype)(v.size, v, res)
     else:
         mo, to = _pairs(plan)
         res = np.empty(mo.size, dtype=cdt)
@@ -426,7 +434,7 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, where=Non
         v = _small_rows(a, axis)
         if v is not None:  # small rows along the last axis: see _small_rows
             res = np.empty(v.shape[0], dtype=a.dtype)
-            _lse_rows_kernel(v.shape[1]).serial(v, res)
+            _lse_rows_kernel(v.shape[1], v.dtype).serial(v, res)
             if keepdims:
                 return res.reshape((1,) * a.ndim if axis is None else (*a.shape[:-1], 1))
             return res[0] if axis is None or a.ndim == 1 else res.reshape(a.shape[:-1])

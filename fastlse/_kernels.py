@@ -642,6 +642,106 @@ def narrow_pairs(x, r0, r1, mo, to, off, mb, rep, e, f, dout=None):
                     to[off + i] = _NAN
 
 
+# ---------------------------------------- narrow rows, transposed blocks -----
+#: rows per transposed block (the scratch is (N, TB): in L1 for N < NARROW)
+TB = 256
+#: tasks of the transposed kernels (each allocates its scratch once; a numba
+#: kernel that calls get_num_threads() cannot be cached)
+MAXTASKS = 256
+
+
+@jit
+def tasks_of(nall):
+    """(tasks, items per task) for nall items: at most ``MAXTASKS`` tasks and
+    none empty, so that prange's even split of the tasks between the threads
+    is an even split of the items (``min(nall, MAXTASKS)`` tasks of
+    ``ceil(nall / tasks)`` items leave the last tasks empty: 300 rows in 256
+    tasks of 2 gave one of two threads 256 rows, the other 44)."""
+    per = max(1, (nall + MAXTASKS - 1) // MAXTASKS)
+    return (nall + per - 1) // per, per
+
+
+@jit
+def transpose_rows(x, r0, nb, xt):
+    """xt[j, r] = x[r0 + r, j] for r < nb (contiguous reads, strided writes)."""
+    n = x.shape[1]
+    for r in range(nb):
+        xr = x[r0 + r]
+        for j in range(n):
+            xt[j, r] = xr[j]
+
+
+@jit_fast
+def block_max_t(xt, nb, mv):
+    """mv[r] = max_j xt[j, r] (nan ignored), vectorized over r < nb."""
+    for r in range(nb):
+        mv[r] = cast_to(xt, _NINF)
+    for j in range(xt.shape[0]):
+        xj = xt[j]
+        for r in range(nb):
+            mv[r] = maxnum(mv[r], xj[r])
+
+
+@jit_fast
+def block_sum_t(xt, nb, mv, acc, cnt):
+    """acc[r]: sum of the scaled terms ``expt(x - m)`` of row r below its max
+    m = mv[r], cnt[r]: count of the rest (x's dtype), vectorized over r < nb,
+    four of a row's elements a pass (fewer loads and stores of acc, cnt)."""
+    z = zero_of(xt)
+    o = one_of(xt)
+    n = xt.shape[0]
+    for r in range(nb):
+        acc[r] = z
+        cnt[r] = z
+    n4 = n // 4 * 4
+    for j in range(0, n4, 4):
+        xa = xt[j]
+        xb = xt[j + 1]
+        xc = xt[j + 2]
+        xd = xt[j + 3]
+        for r in range(nb):
+            m = mv[r]
+            da = xa[r] - m
+            db = xb[r] - m
+            dc = xc[r] - m
+            dd = xd[r] - m
+            ea = expt(da)  # (an exp inside the conditional expression ran 2x slower)
+            eb = expt(db)
+            ec = expt(dc)
+            ed = expt(dd)
+            ta = (z if da >= z else ea) + (z if db >= z else eb)
+            tc = (z if dc >= z else ec) + (z if dd >= z else ed)
+            acc[r] += ta + tc
+            ca = (o if da >= z else z) + (o if db >= z else z)
+            cc = (o if dc >= z else z) + (o if dd >= z else z)
+            cnt[r] += ca + cc
+    for j in range(n4, n):
+        xj = xt[j]
+        for r in range(nb):
+            d = xj[r] - mv[r]
+            e = expt(d)
+            acc[r] += z if d >= z else e
+            cnt[r] += o if d >= z else z
+
+
+@jit
+def pairs_t(x, r0, nb, mv, acc, cnt, mo, to):
+    """(m, t) of rows r0..r0 + nb into mo, to (float64) from the transposed
+    sweeps; a row with an infinite max gets t = 0, or (nan, nan) when it has
+    a nan element (the max ignores nan; rare, so a scalar rescan)."""
+    n = x.shape[1]
+    for r in range(nb):
+        mo[r] = np.float64(mv[r])
+        to[r] = np.float64(acc[r]) * sumscale_of(x) + (np.float64(cnt[r]) - 1.0)
+    for r in range(nb):
+        m = mo[r]
+        if m == _INF or m == _NINF:
+            to[r] = 0.0
+            if has_nan(x[r0 + r], 0, n):
+                mo[r] = _NAN
+                to[r] = _NAN
+
+
 @jit
 def finish_block(mo, to, out, r0, r1):
     """out[r0 + i] = ``finish(m_i, t_i)``: one vectorized loop, an infinite

@@ -62,7 +62,9 @@ from ._columns import slab_pairs
 from ._exp import expneg64, log1p32, log1p64, maxnum
 from ._kernels import (
     CHUNK,
+    TB,
     _by_dtype,
+    block_max_t,
     cast_to,
     expn,
     has_nan,
@@ -77,6 +79,8 @@ from ._kernels import (
     row_sum_excl,
     sum_excl_exp,
     tanhx,
+    tasks_of,
+    transpose_rows,
     zero_of,
 )
 from ._parallel import kernel
@@ -85,12 +89,9 @@ _NINF = -np.inf
 _INF = np.inf
 _NAN = np.nan
 #: rows per block in the small-C kernel (transposed into an L1 scratch)
-SBLOCK = 256
+SBLOCK = TB
 #: classes up to this count use the small-C kernel
 SMALL_C = 32
-#: tasks of the small-C kernel (each allocates its scratch once; a numba
-#: kernel that calls get_num_threads() cannot be cached)
-MAXTASKS = 256
 
 
 # ----------------------------------------------------------------------------
@@ -145,17 +146,6 @@ def _by_targets(name, index_fn, soft_fn, doc):
         return lambda targs, *args: soft_fn(targs, *args)
 
     return stub
-
-
-@jit
-def _tasks(nall):
-    """(tasks, items per task) for nall items: at most ``MAXTASKS`` tasks and
-    none empty, so that prange's even split of the tasks between the threads
-    is an even split of the items (``min(nall, MAXTASKS)`` tasks of
-    ``ceil(nall / tasks)`` items leave the last tasks empty: 300 rows in 256
-    tasks of 2 gave one of two threads 256 rows, the other 44)."""
-    per = max(1, (nall + MAXTASKS - 1) // MAXTASKS)
-    return (nall + per - 1) // per, per
 
 
 # ----------------------------------------------------------------------------
@@ -356,7 +346,7 @@ def index_rows_small(x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, gra
     smooth = eps > 0.0
     epsn = eps / n
     nblk = (nr + SBLOCK - 1) // SBLOCK
-    ntask, per = _tasks(nblk)
+    ntask, per = tasks_of(nblk)
     total = 0.0
     for tk in prange(ntask):
         xt = np.empty((n, SBLOCK), dtype=x.dtype)
@@ -370,14 +360,11 @@ def index_rows_small(x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, gra
         for b in range(tk * per, min(nblk, (tk + 1) * per)):
             r0 = b * SBLOCK
             nb = min(nr, r0 + SBLOCK) - r0
-            for r in range(nb):
-                i = r0 + r
-                for j in range(n):
-                    xt[j, r] = x[i, j]
+            transpose_rows(x, r0, nb, xt)
             for r in range(nb):
                 y = tgt[r0 + r]
                 xyv[r] = x[r0 + r, y] if y != ignore else 0.0
-            _block_max(xt, nb, mv)
+            block_max_t(xt, nb, mv)
             if smooth:
                 for r in range(nb):
                     smv[r] = 0.0
@@ -414,16 +401,6 @@ def index_rows_small(x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, gra
                             grad[i, j] = zero_of(grad)
         total += bsum
     return total
-
-
-@jit_fast
-def _block_max(xt, nb, mv):
-    """mv[r] = max_j xt[j, r] (nan ignored), vectorized over r < nb."""
-    for r in range(nb):
-        mv[r] = cast_to(xt, _NINF)
-    for j in range(xt.shape[0]):
-        for r in range(nb):
-            mv[r] = maxnum(mv[r], xt[j, r])
 
 
 @jit_fast
@@ -692,7 +669,7 @@ def index_rows_lm(
     keep = 1.0 - eps
     capped = cap > 0.0
     cp, rc = _cap_consts(x, cap)
-    ntask, per = _tasks(nr)
+    ntask, per = tasks_of(nr)
     total = 0.0
     for tk in prange(ntask):
         cx = np.empty(n if capped else 0, dtype=x.dtype)
@@ -742,7 +719,7 @@ def index_rows_small_lm(
     epsn = eps / n
     sk = scale * keep
     nblk = (nr + SBLOCK - 1) // SBLOCK
-    ntask, per = _tasks(nblk)
+    ntask, per = tasks_of(nblk)
     total = 0.0
     for tk in prange(ntask):
         xt = np.empty((n, SBLOCK), dtype=x.dtype)
@@ -757,16 +734,13 @@ def index_rows_small_lm(
         for b in range(tk * per, min(nblk, (tk + 1) * per)):
             r0 = b * SBLOCK
             nb = min(nr, r0 + SBLOCK) - r0
-            for r in range(nb):
-                i = r0 + r
-                for j in range(n):
-                    xt[j, r] = x[i, j]
+            transpose_rows(x, r0, nb, xt)
             if capped:
                 _block_cap(xt, ct, nb, cp, rc)
             for r in range(nb):
                 y = tgt[r0 + r]
                 xyv[r] = xt[y, r] if y != ignore else 0.0
-            _block_max(xt, nb, mv)
+            block_max_t(xt, nb, mv)
             if smooth:
                 for r in range(nb):
                     smv[r] = 0.0
@@ -865,7 +839,7 @@ def soft_rows_lm(
     nr, n = x.shape
     capped = cap > 0.0
     cp, rc = _cap_consts(x, cap)
-    ntask, per = _tasks(nr)
+    ntask, per = tasks_of(nr)
     total = 0.0
     for tk in prange(ntask):
         cx = np.empty(n if capped else 0, dtype=x.dtype)
@@ -1172,7 +1146,7 @@ def cols_lm(
     capped = cap > 0.0
     cp, rc = _cap_consts(x, cap)
     nblk = pn * nq
-    ntask, per = _tasks(nblk)
+    ntask, per = tasks_of(nblk)
     total = 0.0
     for tk in prange(ntask):
         cx = np.empty((1, n, qchunk if capped else 0), dtype=x.dtype)
@@ -1285,7 +1259,7 @@ def pieces_sums(x, targs, piece, cap, mo, to, so, wo):
     npc = mo.shape[1]
     capped = cap > 0.0
     cp, rc = _cap_consts(x, cap)
-    ntask, per = _tasks(nr * npc)
+    ntask, per = tasks_of(nr * npc)
     nall = nr * npc
     for tk in prange(ntask):
         cx = np.empty(piece if capped else 0, dtype=x.dtype)
@@ -1404,7 +1378,7 @@ def pieces_grad(x, targs, piece, cap, mr, cr, grad):
     npc = (n + piece - 1) // piece
     capped = cap > 0.0
     cp, rc = _cap_consts(x, cap)
-    ntask, per = _tasks(nr * npc)
+    ntask, per = tasks_of(nr * npc)
     nall = nr * npc
     for tk in prange(ntask):
         cx = np.empty(piece if capped else 0, dtype=x.dtype)

@@ -176,20 +176,27 @@ def test_special_rows_match_scipy(dtype):
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
-@pytest.mark.parametrize("shape", [(300, 40), (1100, 100), (70, 20000)])
+@pytest.mark.parametrize(
+    "shape", [(300, 40), (1100, 100), (70, 20000), (3000, 10), (3000, 13), (700, 4), (600, 31)]
+)
 def test_special_rows_in_row_blocks(rng, dtype, shape):
     """Rows of 32 classes or more are finished by blocks of rows (one
-    vectorized log1p): special rows at the start, middle and end of blocks
+    vectorized log1p), narrow rows run by transposed blocks of 256 rows (or
+    blocks of 512): special rows at the start, middle and end of blocks
     (all -inf, +inf, nan, -inf with nan, huge) among ordinary ones, against
     scipy, on the threads and serial."""
     x = (rng.standard_normal(shape) * 4).astype(dtype)
     m = shape[0]
-    for i in (0, 1, 63, 64, 65, m // 2, m - 2, m - 1):
-        x[i] = -np.inf
-    x[1, 7] = np.inf
+    for i in (0, 1, 63, 64, 65, 255, 256, 511, 512, m // 2, m - 2, m - 1):
+        x[i % m] = -np.inf
+    x[1, 3] = np.inf
     x[63, 3] = np.nan
-    x[64, :5] = np.nan
-    x[65, 9] = 1e30
+    x[64, :3] = np.nan
+    x[65, 2] = 1e30
+    x[255 % m, 1] = np.nan  # nan and -inf only: nan
+    x[256 % m, 0] = np.inf  # inf and -inf only: inf
+    x[511 % m, 3] = np.inf  # inf and nan: nan
+    x[511 % m, 1] = np.nan
     x[m // 2, 0] = 0.0  # one finite element
     with np.errstate(all="ignore"):
         ref = sp.logsumexp(x.astype(np.float64), axis=1)

@@ -15,6 +15,7 @@ import pytest
 from xent_reference import torch_ref
 
 import fastlse
+from fastlse import _kernels as KK
 from fastlse import _xent
 from fastlse import _xent_kernels as K
 
@@ -131,7 +132,7 @@ def test_many_pieces_across_tasks(rng, pieces, monkeypatch, dtype):
     """Small pieces: more pieces than the kernels' tasks (several per task)."""
     monkeypatch.setattr(_xent, "PIECE", 1000)
     shape = (3, 100_000)
-    assert shape[0] * _xent._pieces(shape[1])[0] > K.MAXTASKS
+    assert shape[0] * _xent._pieces(shape[1])[0] > KK.MAXTASKS
     x, t = make(rng, shape, dtype, "ignore")
     run_all(x, t, dtype, pieces, weight=rng.uniform(0.2, 2.0, shape[1]), label_smoothing=0.2)
     pieces.clear()
