@@ -686,7 +686,11 @@ def block_max_t(xt, nb, mv):
 def block_sum_t(xt, nb, mv, acc, cnt):
     """acc[r]: sum of the scaled terms ``expt(x - m)`` of row r below its max
     m = mv[r], cnt[r]: count of the rest (x's dtype), vectorized over r < nb,
-    four of a row's elements a pass (fewer loads and stores of acc, cnt)."""
+    four of a row's elements a pass (fewer loads and stores of acc, cnt).
+
+    Nothing is stored: stores to four rows of xt a pass kept LLVM from
+    vectorizing the loop (too many runtime alias checks), 2x slower.
+    """
     z = zero_of(xt)
     o = one_of(xt)
     n = xt.shape[0]

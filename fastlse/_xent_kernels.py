@@ -65,6 +65,7 @@ from ._kernels import (
     TB,
     _by_dtype,
     block_max_t,
+    block_sum_t,
     cast_to,
     expn,
     has_nan,
@@ -78,6 +79,7 @@ from ._kernels import (
     row_pair,
     row_sum_excl,
     sum_excl_exp,
+    sumscale_of,
     tanhx,
     tasks_of,
     transpose_rows,
@@ -372,7 +374,13 @@ def index_rows_small(x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, gra
                     wj = wl[j]
                     for r in range(nb):
                         smv[r] += wj * (mv[r] - xt[j, r])
-            _block_exp(xt, nb, mv, acc, cnt)
+            if want_grad:  # exps stored for the gradient, one class a pass
+                _block_exp(xt, nb, mv, acc, cnt)
+            else:  # four classes a pass, nothing stored: 1.1-1.2x (another order)
+                block_sum_t(xt, nb, mv, acc, cnt)
+                sc = cast_to(acc, sumscale_of(acc))
+                for r in range(nb):
+                    acc[r] = acc[r] * sc
             for r in range(nb):
                 acc[r] = log1px(acc[r] + (cnt[r] - one_of(acc)))  # lg, in x's dtype
             for r in range(nb):
