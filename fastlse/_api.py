@@ -167,7 +167,8 @@ def _pairs(plan):
             mo.fill(-np.inf)
             to.fill(0.0)
         elif n_ < NARROW:
-            P.pair_narrow(v.size, v, mo, to)
+            kern = P.pair_narrow_t if (v.dtype == np.float32 or n_ <= _T64_MAX) else P.pair_narrow
+            kern(v.size, v, mo, to)
         elif m_ < 2 * _nthreads() and n_ >= 2 * PIECE and m_ * n_ >= P.PARALLEL_MIN_WORK:
             npc = (n_ + PIECE - 1) // PIECE  # pieces sized for L2: two sweeps, one read
             piece = (n_ + npc - 1) // npc

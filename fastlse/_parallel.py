@@ -216,11 +216,34 @@ def lse_narrow_t(x, out):
         for b in range(tk * per, min(nblk, (tk + 1) * per)):
             r0 = b * TB
             nb = min(nr, r0 + TB) - r0
-            transpose_rows(x, r0, nb, xt)
-            block_max_t(xt, nb, mv)
-            block_sum_t(xt, nb, mv, acc, cnt)
-            pairs_t(x, r0, nb, mv, acc, cnt, mo, to)
+            _pairs_t(x, r0, nb, xt, mv, acc, cnt, mo, to)
             finish_block(mo, to, out, r0, r0 + nb)
+
+
+@kernel
+def pair_narrow_t(x, mo, to):
+    """The (m, t) pairs of narrow rows by transposed blocks (``lse_narrow_t``'s)."""
+    nr, n = x.shape
+    nblk = (nr + TB - 1) // TB
+    ntask, per = tasks_of(nblk)
+    for tk in prange(ntask):
+        xt = np.empty((n, TB), dtype=x.dtype)
+        mv = np.empty(TB, dtype=x.dtype)
+        acc = np.empty(TB, dtype=x.dtype)
+        cnt = np.empty(TB, dtype=x.dtype)
+        for b in range(tk * per, min(nblk, (tk + 1) * per)):
+            r0 = b * TB
+            nb = min(nr, r0 + TB) - r0
+            _pairs_t(x, r0, nb, xt, mv, acc, cnt, mo[r0 : r0 + nb], to[r0 : r0 + nb])
+
+
+@jit
+def _pairs_t(x, r0, nb, xt, mv, acc, cnt, mo, to):
+    """mo, to = the pairs of rows r0..r0 + nb (scratch: xt, mv, acc, cnt)."""
+    transpose_rows(x, r0, nb, xt)
+    block_max_t(xt, nb, mv)
+    block_sum_t(xt, nb, mv, acc, cnt)
+    pairs_t(x, r0, nb, mv, acc, cnt, mo, to)
 
 
 @kernel
