@@ -594,10 +594,10 @@ _UNIT_WEIGHTS_MAX_C = 4096
 
 def _index_rows_kernels(n):
     """(plain, LM options, forward only) kernels of class-index rows of n
-    classes: blocks of rows vectorized across rows for few classes (no
-    forward-only kernel: None), one row at a time otherwise."""
+    classes: blocks of rows vectorized across rows for few classes, one row
+    at a time otherwise."""
     if n <= K.SMALL_C:
-        return K.index_rows_small, K.index_rows_small_lm, None
+        return K.index_rows_small, K.index_rows_small_lm, K.index_rows_small_plain
     return K.index_rows, K.index_rows_lm, K.index_rows_plain
 
 
