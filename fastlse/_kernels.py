@@ -642,6 +642,18 @@ def narrow_pairs(x, r0, r1, mo, to, off, mb, rep, e, f, dout=None):
                     to[off + i] = _NAN
 
 
+#: rows per block of the row kernels that finish a block of rows at once (its
+#: log1p as one vectorized loop): logsumexp, log_softmax, cross-entropy
+ROW_BLOCK = 64
+
+
+@jit_inl
+def row_block(nr):
+    """Rows per block for nr rows: ROW_BLOCK, fewer under 16 * ROW_BLOCK rows
+    (blocks of nr // 16 rows keep every thread busy on few rows)."""
+    return min(ROW_BLOCK, max(1, nr // 16))
+
+
 # ---------------------------------------- narrow rows, transposed blocks -----
 #: rows per transposed block (the scratch is (N, TB): in L1 for N < NARROW)
 TB = 256
@@ -659,6 +671,19 @@ def tasks_of(nall):
     tasks of 2 gave one of two threads 256 rows, the other 44)."""
     per = max(1, (nall + MAXTASKS - 1) // MAXTASKS)
     return (nall + per - 1) // per, per
+
+
+@jit
+def scratch_t(x):
+    """A transposed kernel's scratch: the (N, TB) block, and TB row maxima,
+    sums and counts in x's dtype."""
+    n = x.shape[1]
+    return (
+        np.empty((n, TB), dtype=x.dtype),
+        np.empty(TB, dtype=x.dtype),
+        np.empty(TB, dtype=x.dtype),
+        np.empty(TB, dtype=x.dtype),
+    )
 
 
 @jit

@@ -30,6 +30,7 @@ from ._kernels import (
     narrow_softmax,
     pairs_t,
     range_pair,
+    row_block,
     row_exp_store,
     row_log_softmax,
     row_lse_weighted,
@@ -41,6 +42,7 @@ from ._kernels import (
     row_softmax_masked,
     row_softmax_masked_fast,
     row_sub,
+    scratch_t,
     tasks_of,
     transpose_rows,
 )
@@ -53,19 +55,14 @@ _INF = np.inf
 
 
 # ---------------------------------------------------------------- rows -----
-#: rows per block of ``lse_rows`` (fewer when x has under 16 * LSE_BLOCK rows)
-LSE_BLOCK = 64
-
-
 @kernel
 def lse_rows(x, out):
     """Each row's pair, then ``m + log1p(t)`` by blocks of rows as one
     vectorized loop (``finish_block``: the bits of ``finish``); a
     scalar log1p per row cost ~20 ns, 15-25% of a row of 32-100.  Blocks
-    of ``m // 16`` rows below LSE_BLOCK keep every thread busy on few rows;
-    the pairs wait in two float64 arrays of one element per row."""
+    of ``row_block`` rows; the pairs wait in two float64 arrays of one element per row."""
     m_, n = x.shape
-    rb = min(LSE_BLOCK, max(1, m_ // 16))
+    rb = row_block(m_)
     mo = np.empty(m_)
     to = np.empty(m_)
     for b in prange((m_ + rb - 1) // rb):
@@ -101,7 +98,7 @@ LSM_BLOCK_BYTES = 1024
 def log_softmax_rows(x, out):
     m_, n = x.shape
     if n * x.itemsize <= LSM_BLOCK_BYTES:
-        rb = min(LSE_BLOCK, max(1, m_ // 16))
+        rb = row_block(m_)
         mo = np.empty(m_)
         to = np.empty(m_)
         for b in prange((m_ + rb - 1) // rb):
@@ -203,14 +200,11 @@ def lse_narrow_t(x, out):
     across the rows (no per-row reduction chains, no per-element copy of
     the row's max); each task allocates its scratch once.  Faster than
     ``lse_narrow`` for float32 (1.2-1.3x on one thread, more on two)."""
-    nr, n = x.shape
+    nr = x.shape[0]
     nblk = (nr + TB - 1) // TB
     ntask, per = tasks_of(nblk)
     for tk in prange(ntask):
-        xt = np.empty((n, TB), dtype=x.dtype)
-        mv = np.empty(TB, dtype=x.dtype)
-        acc = np.empty(TB, dtype=x.dtype)
-        cnt = np.empty(TB, dtype=x.dtype)
+        xt, mv, acc, cnt = scratch_t(x)
         mo = np.empty(TB)
         to = np.empty(TB)
         for b in range(tk * per, min(nblk, (tk + 1) * per)):
@@ -223,14 +217,11 @@ def lse_narrow_t(x, out):
 @kernel
 def pair_narrow_t(x, mo, to):
     """The (m, t) pairs of narrow rows by transposed blocks (``lse_narrow_t``'s)."""
-    nr, n = x.shape
+    nr = x.shape[0]
     nblk = (nr + TB - 1) // TB
     ntask, per = tasks_of(nblk)
     for tk in prange(ntask):
-        xt = np.empty((n, TB), dtype=x.dtype)
-        mv = np.empty(TB, dtype=x.dtype)
-        acc = np.empty(TB, dtype=x.dtype)
-        cnt = np.empty(TB, dtype=x.dtype)
+        xt, mv, acc, cnt = scratch_t(x)
         for b in range(tk * per, min(nblk, (tk + 1) * per)):
             r0 = b * TB
             nb = min(nr, r0 + TB) - r0

@@ -75,9 +75,11 @@ from ._kernels import (
     merge,
     one_of,
     range_pair,
+    row_block,
     row_max,
     row_pair,
     row_sum_excl,
+    scratch_t,
     sum_excl_exp,
     sumscale_of,
     tanhx,
@@ -247,7 +249,7 @@ def index_rows(x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, grad, wg,
     nr, n = x.shape
     keep = 1.0 - eps
     total = 0.0
-    rb = _row_block(nr)
+    rb = row_block(nr)
     for b in prange((nr + rb - 1) // rb):  # numba splits the blocks evenly between the threads
         for i in range(b * rb, min(nr, b * rb + rb)):
             y = tgt[i]
@@ -276,16 +278,6 @@ def _pair_loss(m, t, xy, wy):
     return _NAN if bad else wy * ((m - xy) + log1p64(t))
 
 
-#: rows per block of the class-index row kernels (fewer when there are under
-#: 16 * ROW_BLOCK rows, so few rows still spread over the threads)
-ROW_BLOCK = 64
-
-
-@jit_inl
-def _row_block(nr):
-    return min(ROW_BLOCK, max(1, nr // 16))
-
-
 @jit
 def _pair_losses(mo, to, xo, wo, lo):
     """lo = ``_pair_loss`` of each row of a block: one vectorized loop."""
@@ -302,7 +294,7 @@ def index_rows_plain(x, tgt, w, ignore, loss, per_row):
     ~10% of a row of ~100), summed in ``index_rows``' order; 0 where
     ignored.  The pairs wait in arrays of one float64 per row."""
     nr, n = x.shape
-    rb = _row_block(nr)
+    rb = row_block(nr)
     mo = np.empty(nr)
     to = np.empty(nr)
     xo = np.empty(nr)
@@ -351,10 +343,7 @@ def index_rows_small(x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, gra
     ntask, per = tasks_of(nblk)
     total = 0.0
     for tk in prange(ntask):
-        xt = np.empty((n, SBLOCK), dtype=x.dtype)
-        mv = np.empty(SBLOCK, dtype=x.dtype)
-        acc = np.empty(SBLOCK, dtype=x.dtype)
-        cnt = np.empty(SBLOCK, dtype=x.dtype)
+        xt, mv, acc, cnt = scratch_t(x)
         tv = np.empty(SBLOCK)
         xyv = np.empty(SBLOCK)
         smv = np.empty(SBLOCK)
@@ -376,13 +365,10 @@ def index_rows_small(x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, gra
                         smv[r] += wj * (mv[r] - xt[j, r])
             if want_grad:  # exps stored for the gradient, one class a pass
                 _block_exp(xt, nb, mv, acc, cnt)
-            else:  # four classes a pass, nothing stored: 1.1-1.2x (another order)
-                block_sum_t(xt, nb, mv, acc, cnt)
-                sc = cast_to(acc, sumscale_of(acc))
                 for r in range(nb):
-                    acc[r] = acc[r] * sc
-            for r in range(nb):
-                acc[r] = log1px(acc[r] + (cnt[r] - one_of(acc)))  # lg, in x's dtype
+                    acc[r] = log1px(acc[r] + (cnt[r] - one_of(acc)))  # lg, in x's dtype
+            else:  # four classes a pass, nothing stored: 1.1-1.2x (another order)
+                _block_lg(xt, nb, mv, acc, cnt)
             for r in range(nb):
                 i = r0 + r
                 y = tgt[i]
@@ -417,27 +403,19 @@ def index_rows_small_plain(x, tgt, w, ignore, loss, per_row):
     ``index_rows_plain``: fewer to type-check on a small call, ~2 us of a
     (32, 10) call's 6 us went to the dispatch of 13): the same sweeps and
     the same bits as its forward."""
-    nr, n = x.shape
+    nr = x.shape[0]
     nblk = (nr + SBLOCK - 1) // SBLOCK
     ntask, per = tasks_of(nblk)
     total = 0.0
     for tk in prange(ntask):
-        xt = np.empty((n, SBLOCK), dtype=x.dtype)
-        mv = np.empty(SBLOCK, dtype=x.dtype)
-        acc = np.empty(SBLOCK, dtype=x.dtype)
-        cnt = np.empty(SBLOCK, dtype=x.dtype)
+        xt, mv, acc, cnt = scratch_t(x)
         bsum = 0.0
         for b in range(tk * per, min(nblk, (tk + 1) * per)):
             r0 = b * SBLOCK
             nb = min(nr, r0 + SBLOCK) - r0
             transpose_rows(x, r0, nb, xt)
             block_max_t(xt, nb, mv)
-            block_sum_t(xt, nb, mv, acc, cnt)
-            sc = cast_to(acc, sumscale_of(acc))
-            for r in range(nb):
-                acc[r] = acc[r] * sc
-            for r in range(nb):
-                acc[r] = log1px(acc[r] + (cnt[r] - one_of(acc)))  # lg, in x's dtype
+            _block_lg(xt, nb, mv, acc, cnt)
             for r in range(nb):
                 i = r0 + r
                 y = tgt[i]
@@ -449,6 +427,18 @@ def index_rows_small_plain(x, tgt, w, ignore, loss, per_row):
                 bsum += lo
         total += bsum
     return total
+
+
+@jit
+def _block_lg(xt, nb, mv, acc, cnt):
+    """acc[r] = log1p(t) of row r of the block (x's dtype), t from
+    ``block_sum_t`` (four classes a pass, no stores)."""
+    block_sum_t(xt, nb, mv, acc, cnt)
+    sc = cast_to(acc, sumscale_of(acc))
+    for r in range(nb):
+        acc[r] = acc[r] * sc
+    for r in range(nb):
+        acc[r] = log1px(acc[r] + (cnt[r] - one_of(acc)))
 
 
 @jit_fast
@@ -770,11 +760,8 @@ def index_rows_small_lm(
     ntask, per = tasks_of(nblk)
     total = 0.0
     for tk in prange(ntask):
-        xt = np.empty((n, SBLOCK), dtype=x.dtype)
+        xt, mv, acc, cnt = scratch_t(x)
         ct = np.empty((n if capped else 0, SBLOCK), dtype=x.dtype)
-        mv = np.empty(SBLOCK, dtype=x.dtype)
-        acc = np.empty(SBLOCK, dtype=x.dtype)
-        cnt = np.empty(SBLOCK, dtype=x.dtype)
         tv = np.empty(SBLOCK)
         xyv = np.empty(SBLOCK)
         smv = np.empty(SBLOCK)
