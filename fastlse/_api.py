@@ -206,16 +206,27 @@ def lse_pairs(a, axes):
     return plan.reduced(mo, True), plan.reduced(to, True)
 
 
+def _run_rows(plan, kern, dest):
+    """kern(work, rows, dest rows) over the plan's rows: once on the view, or
+    block by block through ``row_blocks`` when the copy is deferred and
+    larger than two blocks (each block has rows for every thread).  Speed
+    as a whole copy (a strided (2048, 1000) float32 view: 0.97-1.04x,
+    integers converted: 1.15-1.25x), and the copy is 2 MiB instead of the
+    input's size (small inputs are copied whole: ``Plan``)."""
+    if not plan.deferred:
+        v = plan.view
+        kern(v.size, v, dest)
+        return
+    for r0, r1, blk in plan.row_blocks(4 * _nthreads()):
+        kern(blk.size, blk, dest[r0:r1])
+
+
 def _lse_plain(a, axes, keepdims, cdt, rdt):
     plan = Plan(a, axes, dtype=cdt)
-    v = plan.view
-    if (
-        plan.kind == "rows"
-        and v.shape[1] > 0
-        and not (v.shape[0] < 2 * _nthreads() and v.shape[1] >= 2 * PIECE)
-    ):
-        res = np.empty(v.shape[0], dtype=cdt)
-        _lse_rows_kernel(v.shape[1], v.dtype)(v.size, v, res)
+    m_, n_ = plan.p, plan.n
+    if plan.kind == "rows" and n_ > 0 and not (m_ < 2 * _nthreads() and n_ >= 2 * PIECE):
+        res = np.empty(m_, dtype=cdt)
+        _run_rows(plan, _lse_rows_kernel(n_, cdt), res)
     else:
         mo, to = _pairs(plan)
         res = np.empty(mo.size, dtype=cdt)
@@ -526,7 +537,6 @@ def _finish_out(res, rdt, out):
 def _softmax_kernel(x, axes, rdt, out, log):
     cdt = _compute_dtype(rdt)
     plan = Plan(x, axes, dtype=cdt)
-    v = plan.view
     # out sharing x's memory (in place, or overlapping): the kernels write
     # into a buffer, copied at the end (as numpy's ufuncs do); in place, the
     # vectorized loops would fall back to their scalar versions anyway, which
@@ -540,8 +550,9 @@ def _softmax_kernel(x, axes, rdt, out, log):
     if x.size == 0:
         return full
     if plan.kind == "rows":
-        m_, n_ = v.shape
-        if m_ < 2 * _nthreads() and n_ >= 2 * PIECE and v.size >= P.PARALLEL_MIN_WORK:
+        m_, n_ = plan.p, plan.n
+        if m_ < 2 * _nthreads() and n_ >= 2 * PIECE and m_ * n_ >= P.PARALLEL_MIN_WORK:
+            v = plan.view
             npc = (n_ + PIECE - 1) // PIECE
             piece = (n_ + npc - 1) // npc
             if log:
@@ -554,8 +565,9 @@ def _softmax_kernel(x, axes, rdt, out, log):
                 P.softmax_piece_divisors(mp, sp)
                 P.softmax_pieces_scale(v.size, dest, piece, sp)
         else:
-            _softmax_rows_kernel(n_, log)(v.size, v, dest)
+            _run_rows(plan, _softmax_rows_kernel(n_, log), dest)
     else:
+        v = plan.view
         _, n_, q_ = v.shape
         w = C.col_width(n_, q_, v.itemsize, True)
         C.softmax_cols(v.size, v, dest, w, C.block_rows(w, v.itemsize), log)

@@ -424,3 +424,43 @@ def test_small_rows_match_scipy(rng, dtype, shape, axis, keepdims):
     assert type(res) is type(ref) and res.dtype == ref.dtype
     assert np.shape(res) == np.shape(ref)
     np.testing.assert_allclose(res, ref, rtol=4 * np.finfo(dtype).eps)
+
+
+@pytest.mark.parametrize("op", ["logsumexp", "softmax", "log_softmax"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda x: x[::2],  # rows strided, each contiguous
+        lambda x: x[:, ::3],  # nothing contiguous
+        lambda x: (x * 8).astype(np.int32),  # converted to float64
+    ],
+    ids=["rows_strided", "cols_strided", "int32"],
+)
+def test_large_copied_inputs_by_blocks(rng, op, make):
+    """An input that must be copied (strided, or of another dtype) and spans
+    more than two copy blocks is copied a block of rows at a time through
+    one buffer (no copy of its whole size): special rows at the blocks'
+    edges, against scipy."""
+    from fastlse._axis import COPY_BLOCK_BYTES, Plan
+
+    a = make((rng.standard_normal((6200, 1200)) * 4).astype(np.float32))
+    cdt = np.dtype(np.float64 if a.dtype.kind == "i" else np.float32)
+    plan = Plan(a, (1,), dtype=cdt)
+    assert plan.deferred and a.size * cdt.itemsize > 2 * COPY_BLOCK_BYTES
+    m, n = a.shape
+    rb = COPY_BLOCK_BYTES // (n * cdt.itemsize)  # rows per block
+    if a.dtype.kind == "f":
+        a[0] = -np.inf
+        a[1, 5] = np.inf
+        a[2, 7] = np.nan
+        for r in (rb - 1, rb, 2 * rb - 1, 2 * rb, m - 1):
+            a[r] = -np.inf
+            a[r, r % n] = 1.0
+    f, g = getattr(fastlse, op), getattr(sp, op)
+    with np.errstate(all="ignore"):
+        ref = g(a.astype(np.float64), axis=1)
+    res = f(a, axis=1)
+    assert res.dtype == cdt
+    np.testing.assert_array_equal(np.isnan(res), np.isnan(ref))
+    eps = np.finfo(cdt).eps
+    np.testing.assert_allclose(res, ref, rtol=8 * eps, atol=8 * eps * 20)
