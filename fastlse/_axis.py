@@ -26,7 +26,7 @@ __all__ = ["Plan", "normalize_axes"]
 #: bytes of the buffer a strided or converted input is copied through, a block
 #: of rows at a time (``Plan.row_blocks``); inputs up to twice this are copied
 #: whole (fewer kernel calls)
-COPY_BLOCK_BYTES = 1 << 21
+COPY_BLOCK_BYTES = 1 << 22
 
 
 def normalize_axes(axis, ndim, argname="axis"):
@@ -126,19 +126,24 @@ class Plan:
         them a block at a time instead of ``view`` at once."""
         return self._view is None
 
-    def row_blocks(self, min_rows, nbytes=None):
+    def row_blocks(self, min_rows, nbytes=None, copy=None):
         """``(r0, r1, rows)``: the view's rows r0..r1 copied into one
         C-contiguous buffer of about ``nbytes`` (default ``COPY_BLOCK_BYTES``;
         at least ``min_rows`` rows),
         reused from block to block, so a strided or converted input is never
-        copied whole (and each block is read from cache by the kernel)."""
+        copied whole (and each block is read from cache by the kernel).
+        ``copy(dst, src)`` copies a block of the same dtype (numpy's
+        ``copyto`` otherwise, and for conversions)."""
         nbytes = COPY_BLOCK_BYTES if nbytes is None else nbytes
         rows = max(min_rows, nbytes // max(1, self.n * self.dtype.itemsize), 1)
         buf = np.empty((min(rows, self.p), self.n), dtype=self.dtype)
         for r0 in range(0, self.p, rows):
             r1 = min(self.p, r0 + rows)
             blk = buf[: r1 - r0]
-            np.copyto(blk, self.src[r0:r1], casting="unsafe")
+            if copy is not None and self.src.dtype == self.dtype:
+                copy(blk, self.src[r0:r1])
+            else:
+                np.copyto(blk, self.src[r0:r1], casting="unsafe")
             yield r0, r1, blk
 
     # ------------------------------------------------------------ results --
