@@ -72,12 +72,17 @@ def _softmax_dtype(x):
 _T64_MAX = 12
 
 
+def _transposed(n, dtype):
+    """True where narrow rows of n elements take the transposed kernels."""
+    return dtype == np.float32 or n <= _T64_MAX
+
+
 def _lse_rows_kernel(n, dtype):
     """The logsumexp kernel of whole rows of n elements (narrow: blocks of
     rows, transposed for float32 and very narrow float64)."""
     if n >= NARROW:
         return P.lse_rows
-    return P.lse_narrow_t if (dtype == np.float32 or n <= _T64_MAX) else P.lse_narrow
+    return P.lse_narrow_t if _transposed(n, dtype) else P.lse_narrow
 
 
 def _softmax_rows_kernel(n, log):
@@ -167,7 +172,7 @@ def _pairs(plan):
             mo.fill(-np.inf)
             to.fill(0.0)
         elif n_ < NARROW:
-            kern = P.pair_narrow_t if (v.dtype == np.float32 or n_ <= _T64_MAX) else P.pair_narrow
+            kern = P.pair_narrow_t if _transposed(n_, v.dtype) else P.pair_narrow
             kern(v.size, v, mo, to)
         elif m_ < 2 * _nthreads() and n_ >= 2 * PIECE and m_ * n_ >= P.PARALLEL_MIN_WORK:
             npc = (n_ + PIECE - 1) // PIECE  # pieces sized for L2: two sweeps, one read

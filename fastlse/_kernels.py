@@ -302,13 +302,20 @@ def row_sum_excl(x, lo, hi, m):
 
 
 @jit_inl
+def inf_pair(x, lo, hi, m):
+    """The pair of x[lo:hi] whose max (nan ignored) m is +-inf: (m, 0), or
+    (nan, nan) when the range holds a nan."""
+    if has_nan(x, lo, hi):
+        return _NAN, _NAN
+    return np.float64(m), 0.0
+
+
+@jit_inl
 def row_pair(x, lo, hi):
     """The ``(m, t)`` pair of x[lo:hi] (m, t as float64)."""
     m = row_max(x, lo, hi)
     if m == _NINF or m == _INF:
-        if has_nan(x, lo, hi):
-            return _NAN, _NAN
-        return np.float64(m), 0.0
+        return inf_pair(x, lo, hi, m)
     s, cnt = row_sum_excl(x, lo, hi, m)
     return np.float64(m), s + (cnt - 1.0)
 
@@ -635,11 +642,7 @@ def narrow_pairs(x, r0, r1, mo, to, off, mb, rep, e, f, dout=None):
         mo[off + i] = mf
         to[off + i] = np.float64(s) * sumscale_of(x) + (np.float64(c) - 1.0)
         if mf == _NINF or mf == _INF:
-            to[off + i] = 0.0
-            for j in range(n):
-                if x[r0 + i, j] != x[r0 + i, j]:
-                    mo[off + i] = _NAN
-                    to[off + i] = _NAN
+            mo[off + i], to[off + i] = inf_pair(x[r0 + i], 0, n, mf)
 
 
 #: rows per block of the row kernels that finish a block of rows at once (its
@@ -765,10 +768,7 @@ def pairs_t(x, r0, nb, mv, acc, cnt, mo, to):
     for r in range(nb):
         m = mo[r]
         if m == _INF or m == _NINF:
-            to[r] = 0.0
-            if has_nan(x[r0 + r], 0, n):
-                mo[r] = _NAN
-                to[r] = _NAN
+            mo[r], to[r] = inf_pair(x[r0 + r], 0, n, m)
 
 
 @jit

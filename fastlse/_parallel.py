@@ -284,8 +284,7 @@ def _narrow_log_softmax_finish(of, n, mo, to, nr, rep):
     cost as much as the rows), and the row constants are spread over the
     block so the subtraction is one flat, vectorized loop, with the bits of
     (x - c1) - c2."""
-    for i in range(nr):
-        to[i] = log1p64(to[i])
+    _lg_block(to[:nr])
     for i in range(nr):
         c1, c2 = log_softmax_consts_lg(mo[i], to[i])
         b = cast_to(rep, _NAN if c1 != c1 else c2)
