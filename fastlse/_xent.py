@@ -621,51 +621,69 @@ def _ieee_div(a, b):
 
 
 def _small_index_rows(logits, target, axis, ii, reduction, return_grad):
-    """cross_entropy of small (M, C) logits with int64 class indices and no
-    option beyond ``ignore_index`` / ``reduction`` / ``return_grad``, or None
-    (the general path, which also raises every error).
+    """cross_entropy of (M, C) or (C,) logits along their last axis with int64
+    class indices and no option beyond ``ignore_index`` / ``reduction`` /
+    ``return_grad``, or None (the general path, which also raises every error).
 
-    The serial kernel the general path picks, called with the arguments it
-    builds (the same bits), without its validation and planning: (32, 10)
-    float32 with its gradient ~60 -> ~10 us.
+    The kernel the general path picks (serial below ``PARALLEL_MIN_WORK``
+    elements), called with the arguments it builds (the same bits), without
+    its validation and planning, which cost ~30 us a call: (32, 10) float32
+    with its gradient ~60 -> ~10 us, a vector of 100 logits 36 -> 5 us.
+    Few long rows (split into pieces across the threads) take the general path.
     """
     if (
         type(logits) is not np.ndarray
-        or type(target) is not np.ndarray
-        or logits.ndim != 2
         or logits.dtype not in _FAST_DTYPES
         or not logits.flags.c_contiguous
-        or not 0 < logits.size < PARALLEL_MIN_WORK
+        or logits.size == 0
         or type(axis) is not int
-        or axis not in (-1, 1)
-        or target.dtype != np.int64
-        or target.shape != logits.shape[:1]
     ):
         return None
-    m, n = logits.shape
-    nbad, den = K.check_targets.serial(target, n, ii, 1.0)
+    nd = logits.ndim
+    if nd == 2 and axis in (-1, 1):
+        if type(target) is not np.ndarray or target.shape != logits.shape[:1]:
+            return None
+        x, tv = logits, target
+    elif nd == 1 and axis in (-1, 0):  # one sample: torch's (C,) input, () target
+        tv = np.asarray(target) if type(target) is not np.ndarray else target
+        if tv.shape != ():
+            return None
+        x, tv = logits[None], tv.reshape(1)
+    else:
+        return None
+    if tv.dtype != np.int64:
+        return None
+    m, n = x.shape
+    if _few_long_rows(m, n):
+        return None
+    small = x.size < PARALLEL_MIN_WORK  # (a Kernel's own test costs ~0.5 us)
+    nbad, den = (
+        K.check_targets.serial(tv, n, ii, 1.0) if small else K.check_targets(m, tv, n, ii, 1.0)
+    )
     if nbad:
         return None  # the general path raises the IndexError
-    w, wl, wg = _unit_weights(n, logits.dtype)
+    w, wl, wg = _unit_weights(n, x.dtype)
     per_row = reduction == "none"
     loss = np.empty(m if per_row else 0)
     scale = _ieee_div(1.0, den) if reduction == "mean" else 1.0
-    gbuf = np.empty((m, n) if return_grad else (m, 0), dtype=logits.dtype)
+    gbuf = np.empty((m, n) if return_grad else (m, 0), dtype=x.dtype)
     kern, _, fwd = _index_rows_kernels(n)
     if fwd is not None and not return_grad:
-        total = fwd.serial(logits, target, w, ii, loss, per_row)
+        args = (x, tv, w, ii, loss, per_row)
+        total = fwd.serial(*args) if small else fwd(x.size, *args)
     else:
-        total = kern.serial(
-            logits, target, w, wl, float(n), ii, 0.0, scale, loss, per_row, gbuf, wg, return_grad
-        )
-    dt = logits.dtype.type
+        args = (x, tv, w, wl, float(n), ii, 0.0, scale, loss, per_row, gbuf, wg, return_grad)
+        total = kern.serial(*args) if small else kern(x.size, *args)
+    dt = x.dtype.type
     if per_row:
-        res = loss.astype(logits.dtype)
+        res = loss.astype(x.dtype) if nd == 2 else dt(loss[0])
     elif reduction == "sum":
         res = dt(total)
     else:
         res = dt(_ieee_div(total, den))
-    return (res, gbuf) if return_grad else res
+    if not return_grad:
+        return res
+    return res, (gbuf if nd == 2 else gbuf[0])
 
 
 def _few_long_rows(nrows, n):

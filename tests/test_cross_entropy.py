@@ -568,6 +568,47 @@ def test_small_index_rows_match_torch(rng, dtype, shape, reduction, return_grad)
     np.testing.assert_array_equal(y, y0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 7, 100, 5000])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_one_sample_vector_matches_torch(rng, dtype, n, reduction):
+    """torch's (C,) logits with a () target take the path without planning:
+    loss (a scalar of the logits' dtype, "none" too, as torch's 0-d tensor)
+    and gradient (shape (C,)) against torch, for int64 and Python int targets;
+    an ignored target; an out-of-range one raises as in the general path."""
+    x = (rng.standard_normal(n) * 3).astype(dtype)
+    y = int(rng.integers(0, n))
+    ref, ref_grad = torch_ce(x, np.array(y), axis=0, reduction=reduction)
+    for target in (np.int64(y), y, np.array(y)):
+        loss, grad = fastlse.cross_entropy(x, target, reduction=reduction, return_grad=True)
+        assert type(loss) is np.dtype(dtype).type and grad.shape == (n,)
+        check(loss, ref, dtype, grad, ref_grad)
+        check(fastlse.cross_entropy(x, target, reduction=reduction), ref, dtype)
+    ref, ref_grad = torch_ce(x, np.array(-100), axis=0, reduction=reduction)
+    loss, grad = fastlse.cross_entropy(x, -100, reduction=reduction, return_grad=True)
+    check(loss, ref, dtype, grad, ref_grad)
+    with pytest.raises(IndexError, match=f"target {n} is out of bounds"):
+        fastlse.cross_entropy(x, n)
+
+
+@pytest.mark.parametrize(("shape", "dtype"), [((700, 100), np.float32), ((3000, 12), np.float64)])
+@pytest.mark.parametrize("return_grad", [False, True])
+def test_unplanned_rows_on_the_threads_match_torch(rng, shape, dtype, return_grad):
+    """(M, C) logits over PARALLEL_MIN_WORK elements with int64 targets skip the
+    planning too and run the threaded kernels: against torch, every reduction."""
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    y = rng.integers(0, shape[1], shape[0])
+    y[::5] = -100
+    x[3, 1] = -np.inf
+    for reduction in ("mean", "sum", "none"):
+        ref, ref_grad = torch_ce(x, y, reduction=reduction)
+        res = fastlse.cross_entropy(x, y, reduction=reduction, return_grad=return_grad)
+        if return_grad:
+            check(res[0], ref, dtype, res[1], ref_grad)
+        else:
+            check(res, ref, dtype)
+
+
 def test_small_index_rows_edge_cases():
     """Every row ignored (mean: nan, as torch), an out-of-range target
     (IndexError naming it), int32 targets (the general path, same result)."""
