@@ -14,6 +14,7 @@ from . import _columns as C
 from . import _kernels as K
 from . import _parallel as P
 from ._axis import Plan, normalize_axes
+from ._config import PARALLEL_MIN_WORK
 from ._kernels import NARROW
 
 __all__ = ["log_softmax", "logsumexp", "softmax"]
@@ -92,41 +93,42 @@ def _softmax_rows_kernel(n, log):
     return P.log_softmax_rows if log else P.softmax_rows
 
 
-#: a small input has fewer elements than this (and than PARALLEL_MIN_WORK): a
-#: longer row is split into pieces
-_SMALL_MAX = 2 * PIECE
+def _unplanned_rows(x, axis):
+    """The ``(M, N)`` rows view of a C-contiguous float32 / float64 ndarray
+    reduced along its last axis (``axis=None``: all of it), or None.
 
-
-def _small_rows(x, axis):
-    """The ``(M, N)`` rows view of a small C-contiguous float32 / float64
-    ndarray reduced along its last axis (``axis=None``: all of it), or None.
-
-    Such a call (the common ``(batch, classes)`` case, and every small vector)
-    skips the planning and runs the serial kernel the general path would pick
-    anyway (fewer than ``PARALLEL_MIN_WORK`` elements never start threads):
-    the same bits in a few microseconds instead of tens.
+    Such a call (the common ``(batch, classes)`` case, and every vector) skips
+    the planning and runs the kernel of whole rows the general path would pick
+    anyway: the same bits, without the general path's ~15 us (a few microseconds for a
+    small call instead of tens).  Few long rows (split into pieces across the
+    threads) are left to the general path.
     """
     if type(x) is not np.ndarray or x.dtype not in _FAST_DTYPES or not x.flags.c_contiguous:
         return None
     nd = x.ndim
     size = x.size
-    if nd == 0 or size == 0 or size >= _SMALL_MAX or size >= P.PARALLEL_MIN_WORK:
+    if nd == 0 or size == 0:
         return None
     if axis is None or (nd == 1 and type(axis) is int and (axis == -1 or axis == 0)):
+        if size >= 2 * PIECE:
+            return None  # one long row: pieces (the general path)
         return x[None] if nd == 1 else x.reshape(1, size)
     if type(axis) is int and (axis == -1 or axis == nd - 1):
-        return x if nd == 2 else x.reshape(size // x.shape[-1], x.shape[-1])
+        n = x.shape[-1]
+        if n >= 2 * PIECE and size // n < 2 * _nthreads():
+            return None  # few long rows: pieces (the general path)
+        return x if nd == 2 else x.reshape(size // n, n)
     return None
 
 
-def _small_softmax(x, axis, out, log):
-    """softmax / log_softmax through ``_small_rows``, or None (general path).
+def _unplanned_softmax(x, axis, out, log):
+    """softmax / log_softmax through ``_unplanned_rows``, or None (general path).
 
     ``out`` qualifies when it is a C-contiguous ndarray of x's shape and dtype
     that shares no memory with x; anything else takes the general path (and
     its checks).
     """
-    v = _small_rows(x, axis)
+    v = _unplanned_rows(x, axis)
     if v is None:
         return None
     if out is None:  # made in the rows' shape: a vector's row [0] is cheaper than a reshape
@@ -144,7 +146,11 @@ def _small_softmax(x, axis, out, log):
         rv = out if v is x else (out[None] if x.ndim == 1 else out.reshape(v.shape))
     else:
         return None
-    _softmax_rows_kernel(v.shape[1], log).serial(v, rv)
+    kern = _softmax_rows_kernel(v.shape[1], log)
+    if v.size < PARALLEL_MIN_WORK:  # (without the Kernel's own test: ~0.5 us)
+        kern.serial(v, rv)
+    else:
+        kern(v.size, v, rv)
     return res
 
 
@@ -453,10 +459,14 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, where=Non
         # a small vector: no planning, the serial kernel directly (a few us)
         return a.dtype.type(K.row_lse(a, 0, a.shape[0]))
     if b is None and where is None and not return_sign:
-        v = _small_rows(a, axis)
-        if v is not None:  # small rows along the last axis: see _small_rows
+        v = _unplanned_rows(a, axis)
+        if v is not None:  # rows along the last axis: see _unplanned_rows
             res = np.empty(v.shape[0], dtype=a.dtype)
-            _lse_rows_kernel(v.shape[1], v.dtype).serial(v, res)
+            kern = _lse_rows_kernel(v.shape[1], v.dtype)
+            if v.size < PARALLEL_MIN_WORK:
+                kern.serial(v, res)
+            else:
+                kern(v.size, v, res)
             if keepdims:
                 return res.reshape((1,) * a.ndim if axis is None else (*a.shape[:-1], 1))
             return res[0] if axis is None or a.ndim == 1 else res.reshape(a.shape[:-1])
@@ -650,7 +660,7 @@ def softmax(x, axis=None, *, out=None, where=None):
             raise NotImplementedError("softmax: where= is not supported for dask arrays")
         return _dask.softmax(x, axis=axis, out=out)
     if where is None:
-        res = _small_softmax(x, axis, out, False)
+        res = _unplanned_softmax(x, axis, out, False)
         if res is not None:
             return res
     x, rdt, axes = _prepare_softmax(x, axis, out, "softmax")
@@ -715,7 +725,7 @@ def log_softmax(x, axis=None, *, out=None, where=None):
             raise NotImplementedError("log_softmax: where= is not supported for dask arrays")
         return _dask.log_softmax(x, axis=axis, out=out)
     if where is None:
-        res = _small_softmax(x, axis, out, True)
+        res = _unplanned_softmax(x, axis, out, True)
         if res is not None:
             return res
     x, rdt, axes = _prepare_softmax(x, axis, out, "log_softmax")

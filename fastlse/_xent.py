@@ -427,7 +427,7 @@ def cross_entropy(
         and type(reduction) is str
         and reduction in _REDUCTIONS
     ):
-        res = _small_index_rows(logits, target, axis, ignore_index, reduction, return_grad)
+        res = _unplanned_index_rows(logits, target, axis, ignore_index, reduction, return_grad)
         if res is not None:
             return res
     fn = "cross_entropy"
@@ -620,7 +620,7 @@ def _ieee_div(a, b):
     return math.copysign(math.inf, a) * math.copysign(1.0, b)
 
 
-def _small_index_rows(logits, target, axis, ii, reduction, return_grad):
+def _unplanned_index_rows(logits, target, axis, ii, reduction, return_grad):
     """cross_entropy of (M, C) or (C,) logits along their last axis with int64
     class indices and no option beyond ``ignore_index`` / ``reduction`` /
     ``return_grad``, or None (the general path, which also raises every error).

@@ -407,6 +407,9 @@ def test_small_vectors_match_scipy(rng, dtype, n, axis):
         ((1, 7), -1),
         ((7, 1), -1),
         ((2, 3, 33), -1),
+        ((600, 100), -1),  # over PARALLEL_MIN_WORK: the threads, still unplanned
+        ((2, 40000), -1),
+        ((3, 70000), -1),  # few long rows: pieces (planned)
     ],
 )
 @pytest.mark.parametrize("keepdims", [False, True])

@@ -336,6 +336,9 @@ def test_input_not_modified_read_only(rng, name, f, ref_f):
         ((2, 3, 33), None),
         ((1,), -1),
         ((5, 1), -1),
+        ((600, 100), -1),  # over PARALLEL_MIN_WORK: the threads, still unplanned
+        ((2, 40000), -1),
+        ((2, 40000), None),  # one long row: pieces (planned)
     ],
 )
 def test_small_inputs_match_scipy(rng, name, f, ref_f, dtype, shape, axis):
