@@ -196,10 +196,30 @@ def _pairs(plan):
     if n_ == 0:
         mo.fill(-np.inf)
         to.fill(0.0)
+    elif C.folded(n_, q_, v.itemsize):
+        k, piece, npc, rows = _fold_plan(v)
+        nt = C.fold_tasks(p_ * npc, min(piece, n_) * q_)
+        if npc == 1:
+            mk, tk = mo.reshape(p_, q_, 1), to.reshape(p_, q_, 1)
+            C.pairs_folded(v.size, v, k, piece, rows, nt, mk, tk)
+        else:
+            mp = np.empty((p_ * q_, npc))
+            tp = np.empty((p_ * q_, npc))
+            mk, tk = mp.reshape(p_, q_, npc), tp.reshape(p_, q_, npc)
+            C.pairs_folded(v.size, v, k, piece, rows, nt, mk, tk)
+            P.merge_pieces(mp, tp, mo.reshape(-1), to.reshape(-1))
     else:
         w = C.col_width(n_, q_, v.itemsize, False)
         C.pairs_cols(v.size, v, w, C.block_rows(w, v.itemsize), mo, to)
     return mo, to
+
+
+def _fold_plan(v):
+    """(k, piece, pieces, block rows) of a middle axis read folded (``_columns``)."""
+    p_, n_, q_ = v.shape
+    k = C.fold_rows(q_, v.itemsize)
+    piece, npc = C.fold_pieces(p_, n_, q_, k, v.itemsize, _nthreads())
+    return k, piece, npc, C.block_rows(k * q_, v.itemsize)
 
 
 def lse_pairs(a, axes):
@@ -589,8 +609,17 @@ def _softmax_kernel(x, axes, rdt, out, log):
     else:
         v = plan.view
         _, n_, q_ = v.shape
-        w = C.col_width(n_, q_, v.itemsize, True)
-        C.softmax_cols(v.size, v, dest, w, C.block_rows(w, v.itemsize), log)
+        if C.folded(n_, q_, v.itemsize):
+            k, piece, npc, rows = _fold_plan(v)
+            nt = C.fold_tasks(v.shape[0] * npc, min(piece, n_) * q_)
+            if npc == 1:  # a slab at a time: its output while it is in cache
+                C.softmax_folded(v.size, v, dest, k, rows, nt, log)
+            else:
+                mo, to = _pairs(plan)
+                C.apply_folded(v.size, v, dest, k, piece, nt, mo, to, log)
+        else:
+            w = C.col_width(n_, q_, v.itemsize, True)
+            C.softmax_cols(v.size, v, dest, w, C.block_rows(w, v.itemsize), log)
     return full
 
 

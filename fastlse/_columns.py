@@ -26,6 +26,8 @@ Special values: the max ignores nan; a running max of -inf uses the shift 0
 for nan (rare), as are blocks whose softmax divisor would overflow.
 """
 
+import math
+
 import numpy as np
 from numba import prange
 
@@ -339,3 +341,247 @@ def softmax_cols(x, out, w, rows, log):
             shifts = np.empty((nb, q1 - q0), dtype=x.dtype)
             slab_pairs(x, p, q0, q1 - q0, rows, mv, tv, out, shifts, True)
             slab_softmax_scale(x, out, p, q0, q1 - q0, rows, mv, tv, shifts)
+
+
+# ------------------------------------------------------ folded columns ---
+# A middle axis with few columns (Q * itemsize < FOLD_BYTES: float32 Q < 32,
+# float64 Q < 16) leaves the sweeps above too narrow to vectorize (their
+# loops run 32 float32 / 16 float64 a step; a 4-column slab ran scalar, 5-9x
+# slower than rows).  A slab (N, Q) is C-contiguous, so k consecutive rows
+# are one row of k * Q elements: the slab is read as (N // k, k * Q) "folded"
+# rows (plus N % k rows of Q), virtual column v holding real column v % Q.
+# The sweeps run on the folded rows at full width; per real column the
+# folds are combined: first the max (a max pass over the piece), then, with
+# that max as every fold's shift, the sums and counts of the exp sweep are
+# added up.  So no pair is merged (no exp) per fold, and a piece (a range of
+# rows of one slab, sized for L2) is read from memory once.
+FOLD_BYTES = 128
+#: bytes of a piece: its two sweeps (max, exp) run from L2
+FOLD_PIECE_BYTES = 1 << 18
+
+
+def fold_rows(q, itemsize):
+    """k: rows of q columns read as one folded row of k * q elements, the
+    least multiple of FOLD_BYTES (the vectorized loops' step)."""
+    v = FOLD_BYTES // itemsize
+    return v // math.gcd(q, v)
+
+
+def folded(n, q, itemsize):
+    """True when a middle axis of n rows of q columns is read folded (with
+    fewer rows than a fold, as narrow as before: the old sweeps)."""
+    return 0 < q * itemsize < FOLD_BYTES and n >= fold_rows(q, itemsize)
+
+
+def fold_pieces(p, n, q, k, itemsize, nthreads):
+    """(piece rows, pieces per slab): pieces of at most FOLD_PIECE_BYTES, a
+    multiple of k rows, smaller (down to 16k elements) where the slabs would
+    leave threads idle."""
+    piece = max(k, FOLD_PIECE_BYTES // (q * itemsize) // k * k)
+    want = 4 * nthreads
+    if nthreads > 1 and 0 < p * -(-n // piece) < want:
+        per = max(-(-n // -(-want // p)), -(-(1 << 14) // q))
+        piece = min(piece, -(-per // k) * k)
+    piece = min(piece, -(-n // k) * k)
+    return piece, -(-n // piece)
+
+
+def fold_tasks(items, item_size):
+    """Tasks for ``items`` pieces of ``item_size`` elements: each task takes a
+    run of pieces of about 16k elements or more (its scratch is allocated
+    once; a slab of 1024 elements a task spent half its time allocating)."""
+    return max(1, min(items, items * item_size >> 14))
+
+
+@jit
+def _fold_views(x, p, r0, r1, k):
+    """Rows r0..r1 of slab p as (folded rows (n1, k * Q), the rest (R, Q))."""
+    q = x.shape[2]
+    seg = x[p].reshape(x.shape[1] * q)[r0 * q : r1 * q]
+    n1 = (r1 - r0) // k
+    xm = seg[: n1 * k * q].reshape((n1, k * q))
+    xr = seg[n1 * k * q :].reshape((r1 - r0 - n1 * k, q))
+    return xm, xr
+
+
+@jit
+def _column_has_nan(xm, xr, qq):
+    q = xr.shape[1]
+    for r in range(xm.shape[0]):
+        for v in range(qq, xm.shape[1], q):
+            if xm[r, v] != xm[r, v]:
+                return True
+    for r in range(xr.shape[0]):
+        if xr[r, qq] != xr[r, qq]:
+            return True
+    return False
+
+
+@jit
+def fold_pairs(xm, xr, rows, mq, tq, xs, fs, om, orr, store):
+    """(m, t) per real column of a folded piece into mq, tq (float64, Q).
+
+    With ``store`` (softmax), om / orr get e = exp(x - m) and t is the sum of
+    every term less 1 (softmax's divisor less 1).  Scratch: xs (5, k * Q) of
+    x's dtype, fs (2, k * Q) float64."""
+    n1, wv = xm.shape
+    q = xr.shape[1]
+    nr = xr.shape[0]
+    ninf = cast_to(xm, _NINF)
+    z = zero_of(xm)
+    mrun, sh, tb, cb, mx = xs[0, :wv], xs[1, :wv], xs[2, :wv], xs[3, :wv], xs[4, :q]
+    tt, cc = fs[0, :wv], fs[1, :wv]
+    for v in range(wv):
+        mrun[v] = ninf
+    for b0 in range(0, n1, rows):
+        _block_max(xm, b0, min(b0 + rows, n1), 0, wv, mrun, mrun)
+    for qq in range(q):
+        mx[qq] = ninf
+    for v0 in range(0, wv, q):
+        for qq in range(q):
+            mx[qq] = maxnum(mx[qq], mrun[v0 + qq])
+    if nr > 0:
+        _block_max(xr, 0, nr, 0, q, mx, mx)
+    for v0 in range(0, wv, q):  # every fold's shift: its column's max
+        for qq in range(q):
+            sh[v0 + qq] = z if mx[qq] == _NINF else mx[qq]
+    for v in range(wv):
+        tt[v] = 0.0
+        cc[v] = 0.0
+    if store:
+        for v in range(wv):
+            cb[v] = z  # (every term is summed: no count)
+    for b0 in range(0, n1, rows):
+        if store:
+            _block_store(xm, om, b0, min(b0 + rows, n1), 0, wv, sh, tb)
+        else:
+            _block_sum(xm, b0, min(b0 + rows, n1), 0, wv, sh, tb, cb)
+        _add_block(wv, tt, cc, tb, cb)
+    for qq in range(q):
+        tq[qq] = 0.0
+        mq[qq] = 0.0  # the counts, until the end
+    if nr > 0:
+        if store:
+            _block_store(xr, orr, 0, nr, 0, q, sh, tb)
+        else:
+            _block_sum(xr, 0, nr, 0, q, sh, tb, cb)
+        _add_block(q, tq, mq, tb, cb)
+    for v0 in range(0, wv, q):
+        for qq in range(q):
+            tq[qq] += tt[v0 + qq]
+            mq[qq] += cc[v0 + qq]
+    for qq in range(q):
+        m = np.float64(mx[qq])
+        t = tq[qq] + (mq[qq] - 1.0)
+        if m == _NINF or m == _INF:
+            m, t = (_NAN, _NAN) if _column_has_nan(xm, xr, qq) else (m, 0.0)
+        elif t != t:
+            m = _NAN
+        mq[qq] = m
+        tq[qq] = t
+
+
+@jit
+def _apply_rows(xp, op, c1, c2, rv, log, stored):
+    """op = (x - c1) - c2 (log) or e / c2, e = exp(x - c1) (or op itself,
+    ``stored``; the quotient computed as ``div_by`` with rv = 1 / c2), per
+    column."""
+    w = xp.shape[1]
+    for r in range(xp.shape[0]):
+        xr = xp[r]
+        orow = op[r]
+        if log:
+            for v in range(w):
+                orow[v] = (xr[v] - c1[v]) - c2[v]
+        else:
+            if not stored:
+                for v in range(w):
+                    orow[v] = expn(xr[v] - c1[v])
+            for v in range(w):
+                orow[v] = div_by(orow[v], c2[v], rv[v])
+
+
+@jit
+def fold_apply(xm, xr, om, orr, mq, tq, log, xs, stored):
+    """softmax / log_softmax of a folded piece given its columns' pairs
+    (``stored``: om / orr hold softmax's exps already); scratch xs (5, k * Q)
+    of the output's dtype."""
+    wv = xm.shape[1]
+    q = xr.shape[1]
+    c1, c2, rv = xs[0, :wv], xs[1, :wv], xs[2, :wv]
+    for qq in range(q):
+        m, t = mq[qq], tq[qq]
+        if log:
+            a1, a2 = log_softmax_consts(m, t)
+        else:  # scipy: nan for a nan, +inf or only -inf column
+            bad = m != m or t != t or m == _INF or m == _NINF
+            a1, a2 = (_NAN, _NAN) if bad else (m, 1.0 + t)
+        c1[qq] = cast_to(om, a1)
+        c2[qq] = cast_to(om, a2)
+        rv[qq] = one_of(om) / c2[qq]
+    for v0 in range(q, wv, q):
+        for qq in range(q):
+            c1[v0 + qq] = c1[qq]
+            c2[v0 + qq] = c2[qq]
+            rv[v0 + qq] = rv[qq]
+    _apply_rows(xm, om, c1, c2, rv, log, stored)
+    if xr.shape[0] > 0:
+        _apply_rows(xr, orr, c1, c2, rv, log, stored)
+
+
+@kernel
+def pairs_folded(x, k, piece, rows, ntask, mp, tp):
+    """(m, t) over axis 1 of x (P, N, Q), Q folded: mp, tp (P, Q, pieces);
+    ntask tasks, each a run of (slab, piece) items."""
+    p_, n_, q_ = x.shape
+    npc = mp.shape[2]
+    items = p_ * npc
+    for task in prange(ntask):
+        xs = np.empty((5, k * q_), dtype=x.dtype)
+        fs = np.empty((2, k * q_))
+        mq = np.empty(q_)
+        tq = np.empty(q_)
+        for it in range(task * items // ntask, (task + 1) * items // ntask):
+            p = it // npc
+            i = it % npc
+            xm, xr = _fold_views(x, p, i * piece, min(n_, (i + 1) * piece), k)
+            fold_pairs(xm, xr, rows, mq, tq, xs, fs, xs[:0], xs[:0], False)  # (no stores)
+            for qq in range(q_):
+                mp[p, qq, i] = mq[qq]
+                tp[p, qq, i] = tq[qq]
+
+
+@kernel
+def softmax_folded(x, out, k, rows, ntask, log):
+    """softmax / log_softmax over axis 1 of x (P, N, Q), Q folded, a run of
+    slabs a task (each slab's pairs, then its output while it is in cache;
+    softmax stores its exps with the sums, then divides them)."""
+    p_, n_, q_ = x.shape
+    for task in prange(ntask):
+        xs = np.empty((5, k * q_), dtype=x.dtype)
+        fs = np.empty((2, k * q_))
+        mq = np.empty(q_)
+        tq = np.empty(q_)
+        for p in range(task * p_ // ntask, (task + 1) * p_ // ntask):
+            xm, xr = _fold_views(x, p, 0, n_, k)
+            om, orr = _fold_views(out, p, 0, n_, k)
+            fold_pairs(xm, xr, rows, mq, tq, xs, fs, om, orr, not log)
+            fold_apply(xm, xr, om, orr, mq, tq, log, xs, not log)
+
+
+@kernel
+def apply_folded(x, out, k, piece, ntask, mo, to, log):
+    """softmax / log_softmax over axis 1 of x (P, N, Q), Q folded, by pieces,
+    given the pairs mo, to (P, Q)."""
+    p_, n_, q_ = x.shape
+    npc = -(-n_ // piece)
+    items = p_ * npc
+    for task in prange(ntask):
+        xs = np.empty((5, k * q_), dtype=out.dtype)
+        for it in range(task * items // ntask, (task + 1) * items // ntask):
+            p = it // npc
+            r0 = (it % npc) * piece
+            r1 = min(n_, r0 + piece)
+            xm, xr = _fold_views(x, p, r0, r1, k)
+            om, orr = _fold_views(out, p, r0, r1, k)
+            fold_apply(xm, xr, om, orr, mo[p], to[p], log, xs, False)

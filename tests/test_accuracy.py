@@ -129,3 +129,30 @@ def test_column_reduction_accuracy(rng):
         m = col.max()
         ref = m + math.log(math.fsum(np.exp(col - m)))
         assert abs(res[j] - ref) <= 4 * cond_bound(col, ref, np.finfo(float).eps)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [200, 45])  # rows of 32 / 16 folds, and a rest of 13 / 13
+def test_few_columns_within_conditioning_bound(rng, dtype, n):
+    """A middle axis of few columns is read folded (k rows as one): the rows
+    of make_rows as the 13 columns of an (n, 13) array reduced along axis 0,
+    logsumexp, log_softmax and softmax within the bounds of the rows' tests."""
+    x = np.ascontiguousarray(make_rows(rng, dtype, n=n).T)
+    eps = np.finfo(dtype).eps
+    lse = fastlse.logsumexp(x, axis=0)
+    ls = fastlse.log_softmax(x, axis=0)
+    sm = fastlse.softmax(x, axis=0)
+    worst = [0.0, 0.0, 0.0]
+    for i, col in enumerate(x.T):
+        ref = mp_lse(col)
+        b = cond_bound(col, ref, eps)
+        worst[0] = max(worst[0], float(abs(mp.mpf(float(lse[i])) - ref)) / b)
+        for j, v in enumerate(col):
+            exact = mp.mpf(float(v)) - ref
+            bj = b + eps * float(abs(exact)) + eps * abs(float(v))
+            worst[1] = max(worst[1], float(abs(mp.mpf(float(ls[j, i])) - exact)) / bj)
+            e = mp.exp(exact)
+            if e >= np.finfo(dtype).tiny * 1e3:
+                bj = b + eps * abs(float(v)) + eps
+                worst[2] = max(worst[2], float(abs(mp.mpf(float(sm[j, i])) / e - 1)) / bj)
+    assert worst[0] <= 4.0 and worst[1] <= 4.0 and worst[2] <= 6.0, worst

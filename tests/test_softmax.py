@@ -13,6 +13,7 @@ FUNCS = [
     ("log_softmax", fastlse.log_softmax, sp.log_softmax),
 ]
 IDS = [f[0] for f in FUNCS]
+FLOATS = (np.float32, np.float64)
 
 
 def tol(dtype):
@@ -209,6 +210,49 @@ def test_special_values_middle_axis_across_blocks(name, f, ref_f, dtype):
     res = f(x, axis=1)
     rtol = 1e-5 if dtype == np.float32 else 1e-13
     np.testing.assert_allclose(res, ref, rtol=rtol, atol=1e-300 if name == "lse" else 1e-30)
+
+
+@pytest.mark.parametrize(("name", "f", "ref_f"), [*FUNCS, ("lse", fastlse.logsumexp, sp.logsumexp)])
+@pytest.mark.parametrize(
+    ("n", "q", "dtype"),
+    [
+        *((n, q, dt) for n, q in [(40, 2), (33, 3), (70, 5), (37, 8), (300, 12)] for dt in FLOATS),
+        (64, 31, np.float32),  # the widest folded float32 columns
+    ],
+)
+@pytest.mark.parametrize("piece_bytes", [None, 256])
+def test_special_values_few_columns_folded(monkeypatch, name, f, ref_f, dtype, n, q, piece_bytes):
+    """A middle axis of few columns (float32 < 32, float64 < 16) is read as
+    folded rows of k * q elements plus a rest of n % k rows (``_columns``),
+    by slabs or by pieces of a slab (small pieces forced: their pairs merged,
+    then each piece's output): specials in the folded rows and in the rest,
+    one kind per slab, against scipy."""
+    from fastlse import _columns
+
+    if piece_bytes is not None:
+        monkeypatch.setattr(_columns, "FOLD_PIECE_BYTES", piece_bytes)
+    rng = np.random.default_rng(n * q)
+    x = rng.standard_normal((8, n, q)) * 4
+    c = (q - 1) // 2
+    x[0, :, c] = -np.inf  # only -inf
+    x[1, 2, c] = np.nan  # nan in the folded rows
+    x[2, n - 1, c] = np.nan  # nan in the rest (or the last fold)
+    x[3, 1, c] = np.inf
+    x[4, n - 1, c] = np.inf
+    x[5, :, c] = np.linspace(-500.0, 0.0, n)  # far below the max early on
+    x[6, :, c] = 3.0  # ties
+    x[7, : n // 2, :] = -np.inf  # -inf for half the rows of every column
+    x = x.astype(dtype)
+    assert _columns.folded(n, q, x.itemsize)
+    with np.errstate(all="ignore"):
+        ref = ref_f(x.astype(np.float64), axis=1)
+    res = f(x, axis=1)
+    assert res.dtype == dtype and res.shape == ref.shape
+    rtol = 1e-5 if dtype == np.float32 else 1e-13
+    # log_softmax near 0 (-log1p(2.7e-6) at a column's max): scipy's log of the
+    # rounded sum is off by ~eps there, fastlse's log1p is not
+    atol = {"lse": 1e-300, "softmax": 1e-30, "log_softmax": 4 * np.finfo(dtype).eps}[name]
+    np.testing.assert_allclose(res, ref, rtol=rtol, atol=atol)
 
 
 # ------------------------------------------------------- parallel paths ----
