@@ -362,7 +362,9 @@ FOLD_PIECE_BYTES = 1 << 18
 
 def fold_rows(q, itemsize):
     """k: rows of q columns read as one folded row of k * q elements, the
-    least multiple of FOLD_BYTES (the vectorized loops' step)."""
+    least multiple of FOLD_BYTES (the vectorized loops' step).  k is a power
+    of two, so folds combine by halving (``_fold_max``).  (Wider folds, up to
+    2 KiB, measured slower: fewer rows of the same per-row work.)"""
     v = FOLD_BYTES // itemsize
     return v // math.gcd(q, v)
 
@@ -418,6 +420,37 @@ def _column_has_nan(xm, xr, qq):
 
 
 @jit
+def _fold_max(a, w, q):
+    """a[:q] = the max over the folds of a[:w] (w = k * q, k a power of two),
+    by halving: vectorized loops (nested loops over q columns ran scalar)."""
+    while w > q:
+        h = w // 2
+        for v in range(h):
+            a[v] = maxnum(a[v], a[v + h])
+        w = h
+
+
+@jit
+def _fold_add(a, w, q):
+    """a[:q] = the sum over the folds of a[:w], by halving."""
+    while w > q:
+        h = w // 2
+        for v in range(h):
+            a[v] += a[v + h]
+        w = h
+
+
+@jit
+def _fold_rep(a, w, q):
+    """a[:w] = a[:q] repeated (every fold of a column gets its value), by doubling."""
+    c = q
+    while c < w:
+        for v in range(c):
+            a[c + v] = a[v]
+        c *= 2
+
+
+@jit
 def fold_pairs(xm, xr, rows, mq, tq, xs, fs, om, orr, store):
     """(m, t) per real column of a folded piece into mq, tq (float64, Q).
 
@@ -429,50 +462,40 @@ def fold_pairs(xm, xr, rows, mq, tq, xs, fs, om, orr, store):
     nr = xr.shape[0]
     ninf = cast_to(xm, _NINF)
     z = zero_of(xm)
-    mrun, sh, tb, cb, mx = xs[0, :wv], xs[1, :wv], xs[2, :wv], xs[3, :wv], xs[4, :q]
+    mrun, sh, tb, cb = xs[0, :wv], xs[1, :wv], xs[2, :wv], xs[3, :wv]
     tt, cc = fs[0, :wv], fs[1, :wv]
     for v in range(wv):
         mrun[v] = ninf
     for b0 in range(0, n1, rows):
         _block_max(xm, b0, min(b0 + rows, n1), 0, wv, mrun, mrun)
-    for qq in range(q):
-        mx[qq] = ninf
-    for v0 in range(0, wv, q):
-        for qq in range(q):
-            mx[qq] = maxnum(mx[qq], mrun[v0 + qq])
+    _fold_max(mrun, wv, q)
+    mx = mrun[:q]
     if nr > 0:
         _block_max(xr, 0, nr, 0, q, mx, mx)
-    for v0 in range(0, wv, q):  # every fold's shift: its column's max
-        for qq in range(q):
-            sh[v0 + qq] = z if mx[qq] == _NINF else mx[qq]
+    for qq in range(q):  # every fold's shift: its column's max
+        sh[qq] = z if mx[qq] == _NINF else mx[qq]
+    _fold_rep(sh, wv, q)
     for v in range(wv):
         tt[v] = 0.0
         cc[v] = 0.0
-    if store:
-        for v in range(wv):
-            cb[v] = z  # (every term is summed: no count)
+        cb[v] = z  # (softmax sums every term: no count)
     for b0 in range(0, n1, rows):
         if store:
             _block_store(xm, om, b0, min(b0 + rows, n1), 0, wv, sh, tb)
         else:
             _block_sum(xm, b0, min(b0 + rows, n1), 0, wv, sh, tb, cb)
         _add_block(wv, tt, cc, tb, cb)
-    for qq in range(q):
-        tq[qq] = 0.0
-        mq[qq] = 0.0  # the counts, until the end
+    _fold_add(tt, wv, q)
+    _fold_add(cc, wv, q)
     if nr > 0:
         if store:
             _block_store(xr, orr, 0, nr, 0, q, sh, tb)
         else:
             _block_sum(xr, 0, nr, 0, q, sh, tb, cb)
-        _add_block(q, tq, mq, tb, cb)
-    for v0 in range(0, wv, q):
-        for qq in range(q):
-            tq[qq] += tt[v0 + qq]
-            mq[qq] += cc[v0 + qq]
+        _add_block(q, tt, cc, tb, cb)
     for qq in range(q):
         m = np.float64(mx[qq])
-        t = tq[qq] + (mq[qq] - 1.0)
+        t = tt[qq] + (cc[qq] - 1.0)
         if m == _NINF or m == _INF:
             m, t = (_NAN, _NAN) if _column_has_nan(xm, xr, qq) else (m, 0.0)
         elif t != t:
@@ -519,11 +542,9 @@ def fold_apply(xm, xr, om, orr, mq, tq, log, xs, stored):
         c1[qq] = cast_to(om, a1)
         c2[qq] = cast_to(om, a2)
         rv[qq] = one_of(om) / c2[qq]
-    for v0 in range(q, wv, q):
-        for qq in range(q):
-            c1[v0 + qq] = c1[qq]
-            c2[v0 + qq] = c2[qq]
-            rv[v0 + qq] = rv[qq]
+    _fold_rep(c1, wv, q)
+    _fold_rep(c2, wv, q)
+    _fold_rep(rv, wv, q)
     _apply_rows(xm, om, c1, c2, rv, log, stored)
     if xr.shape[0] > 0:
         _apply_rows(xr, orr, c1, c2, rv, log, stored)

@@ -45,3 +45,37 @@ class CopiedInputs:
 
     def peakmem_logsumexp(self, shape, layout):
         fastlse.logsumexp(self.x, axis=-1)
+
+
+FEW_COLUMNS = {  # name: (shape, axis): fewer than 128 bytes of columns behind the axis
+    "1000000x4_ax0": ((1_000_000, 4), 0),
+    "64x64x8_ax1": ((64, 64, 8), 1),
+    "2048x256x12_ax1": ((2048, 256, 12), 1),
+}
+
+
+class FewColumns:
+    """A non-last axis with few columns behind it, read as folded rows
+    (``_columns``), and the same elements laid out as rows (``rows``: the
+    reference, the reduced axis last and contiguous)."""
+
+    params = (list(FEW_COLUMNS), ["float32", "float64"], ["columns", "rows"])
+    param_names = ("case", "dtype", "layout")
+
+    def setup(self, case, dtype, layout):
+        shape, axis = FEW_COLUMNS[case]
+        x = (3.0 * np.random.default_rng(12).standard_normal(shape)).astype(dtype)
+        if layout == "rows":
+            x, axis = np.ascontiguousarray(np.moveaxis(x, axis, -1)), -1
+        self.x, self.axis = x, axis
+        for f in (fastlse.logsumexp, fastlse.softmax, fastlse.log_softmax):
+            f(x, axis=axis)  # compiled outside the timings
+
+    def time_logsumexp(self, case, dtype, layout):
+        fastlse.logsumexp(self.x, axis=self.axis)
+
+    def time_softmax(self, case, dtype, layout):
+        fastlse.softmax(self.x, axis=self.axis)
+
+    def time_log_softmax(self, case, dtype, layout):
+        fastlse.log_softmax(self.x, axis=self.axis)
