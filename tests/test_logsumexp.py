@@ -410,12 +410,17 @@ def test_small_vectors_match_scipy(rng, dtype, n, axis):
         ((600, 100), -1),  # over PARALLEL_MIN_WORK: the threads, still unplanned
         ((2, 40000), -1),
         ((3, 70000), -1),  # few long rows: pieces (planned)
+        ((64, 64, 8), 1),  # one axis, not the last: column kernels, unplanned
+        ((300, 2), 0),
+        ((6, 40, 3), -2),
+        ((4, 50, 40), 1),
     ],
 )
 @pytest.mark.parametrize("keepdims", [False, True])
 def test_small_rows_match_scipy(rng, dtype, shape, axis, keepdims):
-    """Small C-contiguous arrays along the last axis (or all of it) skip the
-    planning: value, type, dtype and shape as scipy's, specials included."""
+    """C-contiguous arrays along the last axis (or all of it), or along one
+    other axis, skip the planning: value, type, dtype and shape as scipy's,
+    specials included."""
     a = (rng.standard_normal(shape) * 10).astype(dtype)
     if a.shape[-1] >= 3:
         a[0, ..., 0] = np.inf

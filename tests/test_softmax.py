@@ -383,12 +383,16 @@ def test_input_not_modified_read_only(rng, name, f, ref_f):
         ((600, 100), -1),  # over PARALLEL_MIN_WORK: the threads, still unplanned
         ((2, 40000), -1),
         ((2, 40000), None),  # one long row: pieces (planned)
+        ((64, 64, 8), 1),  # one axis, not the last: column kernels, unplanned
+        ((300, 2), 0),
+        ((6, 40, 3), -2),
+        ((4, 50, 40), 1),
     ],
 )
 def test_small_inputs_match_scipy(rng, name, f, ref_f, dtype, shape, axis):
-    """Small C-contiguous float32 / float64 input along the last axis (or all
-    of it) skips the planning: values, dtype, shape and special rows as
-    scipy's, ``out=`` written and returned, x untouched."""
+    """C-contiguous float32 / float64 input along the last axis (or all of
+    it), or along one other axis, skips the planning: values, dtype, shape and
+    special rows as scipy's, ``out=`` written and returned, x untouched."""
     x = (rng.standard_normal(shape) * 5).astype(dtype)
     if x.ndim >= 2 and x.shape[-1] >= 3:
         x[0, ..., 1] = -np.inf  # a -inf element, all -inf rows, a nan element
