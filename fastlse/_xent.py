@@ -430,6 +430,22 @@ def cross_entropy(
         res = _unplanned_index_rows(logits, target, axis, ignore_index, reduction, return_grad)
         if res is not None:
             return res
+    moved = _classes_moved_last(logits, target, axis, out)
+    if moved is not None:  # few columns behind the class axis: as rows
+        ax, rows, target = moved
+        res = cross_entropy(
+            rows,
+            target,
+            weight=weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            label_smoothing=label_smoothing,
+            return_grad=return_grad,
+            z_loss=z_loss,
+            softcap=softcap,
+            return_lse=return_lse,
+        )
+        return _moved_back(res, logits.shape, ax, reduction == "none", return_grad, return_lse)
     fn = "cross_entropy"
     logits = _float_input(logits, "logits", fn)
     ax = _class_axis(axis, logits.ndim, fn)
@@ -618,6 +634,61 @@ def _ieee_div(a, b):
     if a != a or a == 0.0:
         return math.nan
     return math.copysign(math.inf, a) * math.copysign(1.0, b)
+
+
+#: a class axis with fewer bytes than this behind it (float32: up to 8
+#: positions, float64: 4) is moved last: (N, C, d) logits are copied as
+#: (N, d, C) rows, whose kernels are vectorized across the classes; the column
+#: kernels, vectorized across the d positions, ran such narrow blocks scalar
+#: ((4096, 3, 4) float32: 1.2 ms against 0.25 ms moved; (1000, 10, 2) 0.71
+#: against 0.09 ms).  From 16 float32 positions on the columns win.
+_MOVE_CLASSES_MAX_BYTES = 32
+
+
+def _classes_moved_last(logits, target, axis, out):
+    """(class axis, (M, C) rows, targets as rows) with the class axis moved
+    last in one contiguous copy (so the rows call itself may skip the
+    planning), or None (keep the layout: many positions behind the axis,
+    ``out=``, or an input the general path is to check)."""
+    if (
+        out is not None
+        or type(logits) is not np.ndarray
+        or type(axis) is not int
+        or logits.dtype not in _FAST_DTYPES
+        or logits.size == 0
+        or not -logits.ndim <= axis < logits.ndim
+    ):
+        return None
+    ax = axis % logits.ndim
+    q = math.prod(logits.shape[ax + 1 :])
+    if ax == logits.ndim - 1 or q * logits.itemsize > _MOVE_CLASSES_MAX_BYTES:
+        return None
+    n = logits.shape[ax]
+    t = np.asarray(target)
+    if t.dtype.kind == "f":  # class probabilities: the logits' layout
+        if t.shape != logits.shape:
+            return None
+        t = np.ascontiguousarray(np.moveaxis(t, ax, -1)).reshape(-1, n)
+    elif t.shape == logits.shape[:ax] + logits.shape[ax + 1 :]:
+        t = t.reshape(-1)
+    else:
+        return None
+    rows = np.ascontiguousarray(np.moveaxis(logits, ax, -1)).reshape(-1, n)
+    return ax, rows, t
+
+
+def _moved_back(res, shape, ax, per_row, grad, lse):
+    """cross_entropy's results on moved rows -> the logits' layout."""
+    outs = list(res) if (grad or lse) else [res]
+    tshape = shape[:ax] + shape[ax + 1 :]
+    if per_row:
+        outs[0] = outs[0].reshape(tshape)
+    if grad:
+        g = outs[1].reshape((*tshape, shape[ax]))
+        outs[1] = np.ascontiguousarray(np.moveaxis(g, -1, ax))
+    if lse:
+        outs[-1] = outs[-1].reshape(tshape)
+    return outs[0] if len(outs) == 1 else tuple(outs)
 
 
 def _unplanned_index_rows(logits, target, axis, ii, reduction, return_grad):

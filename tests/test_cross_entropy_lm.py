@@ -37,7 +37,8 @@ def check(res, ref, dtype):
 LAYOUTS = {
     "few_classes": ((9, 5), -1),  # index_rows_small (C <= 32)
     "many_classes": ((6, 40), -1),  # index_rows
-    "ncd": ((3, 5, 4), 1),  # class axis 1 of 3-D: column blocks
+    "ncd": ((3, 5, 4), 1),  # class axis 1 of 3-D, 4 positions: moved last (rows)
+    "ncd_wide": ((3, 5, 16), 1),  # 16 positions: column blocks
     "axis0": ((6, 4), 0),
     "one_row": ((7,), 0),
 }
