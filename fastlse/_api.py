@@ -308,7 +308,7 @@ def _lse_plain(a, axes, keepdims, cdt, rdt):
     else:
         mo, to = _pairs(plan)
         res = np.empty(mo.size, dtype=cdt)
-        P.finish_rows(mo.ravel(), to.ravel(), res)
+        P.finish_rows(res.size, mo.ravel(), to.ravel(), res)
     res = plan.reduced(res, keepdims)
     return res.astype(rdt, copy=False)
 
@@ -379,7 +379,7 @@ def _lse_masked(a, w, axes, keepdims, cdt, rdt):
     else:
         P.pair_rows_masked(x.size, x, wv, mo, to)
     res = np.empty(x.shape[0], dtype=cdt)
-    P.finish_rows(mo, to, res)
+    P.finish_rows(res.size, mo, to, res)
     res = res.reshape(moved[: a.ndim - len(axes)])
     if keepdims:
         res = res.reshape(tuple(1 if i in axes else s for i, s in enumerate(a.shape)))
@@ -536,7 +536,7 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, where=Non
         if v is not None:  # one axis, not the last: see _unplanned_cols
             mo, to = _cols_pairs(v)
             res = np.empty(mo.size, dtype=a.dtype)
-            P.finish_rows(mo.reshape(-1), to.reshape(-1), res)
+            P.finish_rows(res.size, mo.reshape(-1), to.reshape(-1), res)
             ax = axis % a.ndim
             kept = a.shape[:ax] + ((1,) if keepdims else ()) + a.shape[ax + 1 :]
             return res.reshape(kept)
