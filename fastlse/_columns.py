@@ -90,10 +90,17 @@ def _block_max(xp, r0, r1, q0, w, mrun, mb):
 
 
 @jit
-def _advance(w, mrun, mb, sh, tt, cc):
+def _advance(w, mrun, mb, sh, tt, cc, first):
     """Rescale the running (T, C) from max mrun to mb; set mrun = mb and the
-    exp shift sh (0 where the max is still -inf)."""
+    exp shift sh (0 where the max is still -inf).  For the ``first`` block
+    (T = C = 0) nothing is rescaled: no float64 exp per column (with few rows,
+    one block, it cost as much as the block's own exps)."""
     z = zero_of(mb)
+    if first:
+        for q in range(w):
+            mrun[q] = mb[q]
+            sh[q] = z if mb[q] == _NINF else mb[q]
+        return
     for q in range(w):
         mo = np.float64(mrun[q])
         mn = np.float64(mb[q])
@@ -215,7 +222,7 @@ def slab_pairs(x, p, q0, w, rows, mv, tv, out, shifts, store):
     for r0 in range(0, n, rows):
         r1 = min(r0 + rows, n)
         _block_max(xp, r0, r1, q0, w, mrun, mb)
-        _advance(w, mrun, mb, sh, tt, cc)
+        _advance(w, mrun, mb, sh, tt, cc, r0 == 0)
         if store:
             _block_store(xp, out[p], r0, r1, q0, w, sh, tb)
             for q in range(w):
