@@ -557,6 +557,13 @@ def fold_apply(xm, xr, om, orr, mq, tq, log, xs, stored):
         _apply_rows(xr, orr, c1, c2, rv, log, stored)
 
 
+@jit
+def _fold_scratch(x, k):
+    """A task's scratch for ``fold_pairs`` (once per task, not per slab)."""
+    q = x.shape[2]
+    return np.empty((5, k * q), dtype=x.dtype), np.empty((2, k * q)), np.empty(q), np.empty(q)
+
+
 @kernel
 def pairs_folded(x, k, piece, rows, ntask, mp, tp):
     """(m, t) over axis 1 of x (P, N, Q), Q folded: mp, tp (P, Q, pieces);
@@ -565,10 +572,7 @@ def pairs_folded(x, k, piece, rows, ntask, mp, tp):
     npc = mp.shape[2]
     items = p_ * npc
     for task in prange(ntask):
-        xs = np.empty((5, k * q_), dtype=x.dtype)
-        fs = np.empty((2, k * q_))
-        mq = np.empty(q_)
-        tq = np.empty(q_)
+        xs, fs, mq, tq = _fold_scratch(x, k)
         for it in range(task * items // ntask, (task + 1) * items // ntask):
             p = it // npc
             i = it % npc
@@ -584,12 +588,9 @@ def softmax_folded(x, out, k, rows, ntask, log):
     """softmax / log_softmax over axis 1 of x (P, N, Q), Q folded, a run of
     slabs a task (each slab's pairs, then its output while it is in cache;
     softmax stores its exps with the sums, then divides them)."""
-    p_, n_, q_ = x.shape
+    p_, n_ = x.shape[0], x.shape[1]
     for task in prange(ntask):
-        xs = np.empty((5, k * q_), dtype=x.dtype)
-        fs = np.empty((2, k * q_))
-        mq = np.empty(q_)
-        tq = np.empty(q_)
+        xs, fs, mq, tq = _fold_scratch(x, k)
         for p in range(task * p_ // ntask, (task + 1) * p_ // ntask):
             xm, xr = _fold_views(x, p, 0, n_, k)
             om, orr = _fold_views(out, p, 0, n_, k)

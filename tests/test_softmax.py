@@ -218,6 +218,8 @@ def test_special_values_middle_axis_across_blocks(name, f, ref_f, dtype):
     [
         *((n, q, dt) for n, q in [(40, 2), (33, 3), (70, 5), (37, 8), (300, 12)] for dt in FLOATS),
         (64, 31, np.float32),  # the widest folded float32 columns
+        (5000, 3, np.float32),  # over PARALLEL_MIN_WORK: threads, pieces of few slabs
+        (600, 8, np.float64),  # threads, a slab a task
     ],
 )
 @pytest.mark.parametrize("piece_bytes", [None, 256])
