@@ -110,12 +110,12 @@ def _unplanned_rows(x, axis):
     if nd == 0 or size == 0:
         return None
     if axis is None or (nd == 1 and type(axis) is int and (axis == -1 or axis == 0)):
-        if size >= 2 * PIECE:
+        if _few_long_rows(1, size):
             return None  # one long row: pieces (the general path)
         return x[None] if nd == 1 else x.reshape(1, size)
     if type(axis) is int and (axis == -1 or axis == nd - 1):
         n = x.shape[-1]
-        if n >= 2 * PIECE and size // n < 2 * _nthreads():
+        if _few_long_rows(size // n, n):
             return None  # few long rows: pieces (the general path)
         return x if nd == 2 else x.reshape(size // n, n)
     return None
@@ -201,6 +201,14 @@ def _nthreads():
     return numba.config.NUMBA_NUM_THREADS
 
 
+def _few_long_rows(m, n):
+    """True when m rows of n elements are split into pieces across the
+    threads: fewer rows than two a thread, each at least ``2 * PIECE`` long
+    (logsumexp's rule; the ops that write an array, softmax, log_softmax and
+    cross_entropy, also want ``PARALLEL_MIN_WORK`` elements in all)."""
+    return n >= 2 * PIECE and m < 2 * _nthreads()
+
+
 # ----------------------------------------------------------------------------
 # pairs: (m, t) along axes, in kernel layout; shared by logsumexp and dask
 # ----------------------------------------------------------------------------
@@ -217,7 +225,7 @@ def _pairs(plan):
         elif n_ < NARROW:
             kern = P.pair_narrow_t if _transposed(n_, v.dtype) else P.pair_narrow
             kern(v.size, v, mo, to)
-        elif m_ < 2 * _nthreads() and n_ >= 2 * PIECE and m_ * n_ >= P.PARALLEL_MIN_WORK:
+        elif _few_long_rows(m_, n_) and m_ * n_ >= PARALLEL_MIN_WORK:
             npc = (n_ + PIECE - 1) // PIECE  # pieces sized for L2: two sweeps, one read
             piece = (n_ + npc - 1) // npc
             mp = np.empty((m_, npc))
@@ -239,8 +247,7 @@ def _cols_pairs(v):
         mo.fill(-np.inf)
         to.fill(0.0)
     elif C.folded(n_, q_, v.itemsize):
-        k, piece, npc, rows = _fold_plan(v)
-        nt = C.fold_tasks(p_ * npc, min(piece, n_) * q_)
+        k, piece, npc, rows, nt = _fold_plan(v)
         if npc == 1:
             mk, tk = mo.reshape(p_, q_, 1), to.reshape(p_, q_, 1)
             C.pairs_folded(v.size, v, k, piece, rows, nt, mk, tk)
@@ -257,11 +264,13 @@ def _cols_pairs(v):
 
 
 def _fold_plan(v):
-    """(k, piece, pieces, block rows) of a middle axis read folded (``_columns``)."""
+    """(k, piece, pieces, block rows, tasks) of a middle axis read folded
+    (``_columns``)."""
     p_, n_, q_ = v.shape
     k = C.fold_rows(q_, v.itemsize)
     piece, npc = C.fold_pieces(p_, n_, q_, k, v.itemsize, _nthreads())
-    return k, piece, npc, C.block_rows(k * q_, v.itemsize)
+    nt = C.fold_tasks(p_ * npc, min(piece, n_) * q_)
+    return k, piece, npc, C.block_rows(k * q_, v.itemsize), nt
 
 
 def lse_pairs(a, axes):
@@ -302,7 +311,7 @@ def _run_rows(plan, kern, dest):
 def _lse_plain(a, axes, keepdims, cdt, rdt):
     plan = Plan(a, axes, dtype=cdt)
     m_, n_ = plan.p, plan.n
-    if plan.kind == "rows" and n_ > 0 and not (m_ < 2 * _nthreads() and n_ >= 2 * PIECE):
+    if plan.kind == "rows" and n_ > 0 and not _few_long_rows(m_, n_):
         res = np.empty(m_, dtype=cdt)
         _run_rows(plan, _lse_rows_kernel(n_, cdt), res)
     else:
@@ -641,7 +650,7 @@ def _softmax_kernel(x, axes, rdt, out, log):
         return full
     if plan.kind == "rows":
         m_, n_ = plan.p, plan.n
-        if m_ < 2 * _nthreads() and n_ >= 2 * PIECE and m_ * n_ >= P.PARALLEL_MIN_WORK:
+        if _few_long_rows(m_, n_) and m_ * n_ >= PARALLEL_MIN_WORK:
             v = plan.view
             npc = (n_ + PIECE - 1) // PIECE
             piece = (n_ + npc - 1) // npc
@@ -663,10 +672,9 @@ def _softmax_kernel(x, axes, rdt, out, log):
 
 def _softmax_cols(v, dest, log):
     """softmax / log_softmax of a (P, N, Q) view over N into dest (N > 0)."""
-    p_, n_, q_ = v.shape
+    n_, q_ = v.shape[1], v.shape[2]
     if C.folded(n_, q_, v.itemsize):
-        k, piece, npc, rows = _fold_plan(v)
-        nt = C.fold_tasks(p_ * npc, min(piece, n_) * q_)
+        k, piece, npc, rows, nt = _fold_plan(v)
         if npc == 1:  # a slab at a time: its output while it is in cache
             C.softmax_folded(v.size, v, dest, k, rows, nt, log)
         else:

@@ -462,7 +462,7 @@ def fold_pairs(xm, xr, rows, mq, tq, xs, fs, om, orr, store):
     """(m, t) per real column of a folded piece into mq, tq (float64, Q).
 
     With ``store`` (softmax), om / orr get e = exp(x - m) and t is the sum of
-    every term less 1 (softmax's divisor less 1).  Scratch: xs (5, k * Q) of
+    every term less 1 (softmax's divisor less 1).  Scratch: xs (4, k * Q) of
     x's dtype, fs (2, k * Q) float64."""
     n1, wv = xm.shape
     q = xr.shape[1]
@@ -534,7 +534,7 @@ def _apply_rows(xp, op, c1, c2, rv, log, stored):
 @jit
 def fold_apply(xm, xr, om, orr, mq, tq, log, xs, stored):
     """softmax / log_softmax of a folded piece given its columns' pairs
-    (``stored``: om / orr hold softmax's exps already); scratch xs (5, k * Q)
+    (``stored``: om / orr hold softmax's exps already); scratch xs (3 rows or more, k * Q)
     of the output's dtype."""
     wv = xm.shape[1]
     q = xr.shape[1]
@@ -561,7 +561,7 @@ def fold_apply(xm, xr, om, orr, mq, tq, log, xs, stored):
 def _fold_scratch(x, k):
     """A task's scratch for ``fold_pairs`` (once per task, not per slab)."""
     q = x.shape[2]
-    return np.empty((5, k * q), dtype=x.dtype), np.empty((2, k * q)), np.empty(q), np.empty(q)
+    return np.empty((4, k * q), dtype=x.dtype), np.empty((2, k * q)), np.empty(q), np.empty(q)
 
 
 @kernel
@@ -606,7 +606,7 @@ def apply_folded(x, out, k, piece, ntask, mo, to, log):
     npc = -(-n_ // piece)
     items = p_ * npc
     for task in prange(ntask):
-        xs = np.empty((5, k * q_), dtype=out.dtype)
+        xs = np.empty((3, k * q_), dtype=out.dtype)
         for it in range(task * items // ntask, (task + 1) * items // ntask):
             p = it // npc
             r0 = (it % npc) * piece

@@ -27,6 +27,7 @@ import numpy as np
 from . import _columns as C
 from . import _xent_kernels as K
 from ._api import _FAST_DTYPES, PIECE, _is_dask, _nthreads
+from ._api import _few_long_rows as _api_few_long_rows
 from ._axis import normalize_axes
 from ._config import PARALLEL_MIN_WORK
 
@@ -758,8 +759,8 @@ def _unplanned_index_rows(logits, target, axis, ii, reduction, return_grad):
 
 
 def _few_long_rows(nrows, n):
-    """True when rows (M, C) are split into pieces: the condition of logsumexp's."""
-    return nrows < 2 * _nthreads() and n >= 2 * PIECE and nrows * n >= PARALLEL_MIN_WORK
+    """True when rows (M, C) are split into pieces: the rule of softmax's."""
+    return _api_few_long_rows(nrows, n) and nrows * n >= PARALLEL_MIN_WORK
 
 
 def _pieces(n):
