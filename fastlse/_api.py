@@ -16,6 +16,7 @@ from . import _parallel as P
 from ._axis import Plan, normalize_axes
 from ._config import PARALLEL_MIN_WORK
 from ._kernels import NARROW
+from ._pairs import lse_sign
 
 __all__ = ["log_softmax", "logsumexp", "softmax"]
 
@@ -694,6 +695,38 @@ def _softmax_complex(x, axes, log):
             return tmp - np.log(np.sum(np.exp(tmp), axis=axes, keepdims=True))
         e = np.exp(x - xmax)
         return e / np.sum(e, axis=axes, keepdims=True)
+
+
+def _softmax_family(x, axis, out, where, log):
+    """softmax (log: log_softmax) of every kind of input."""
+    name = "log_softmax" if log else "softmax"
+    if _is_dask(x):
+        from . import _dask
+
+        if where is not None:
+            raise NotImplementedError(f"{name}: where= is not supported for dask arrays")
+        return (_dask.log_softmax if log else _dask.softmax)(x, axis=axis, out=out)
+    if isinstance(x, np.ma.MaskedArray):
+        mask = np.ma.getmaskarray(x)
+        (x,), where = _unmasked((x,), where, name)
+        res = _softmax_family(x, axis, _unmasked((out,), None, name)[0][0], where, log)
+        if isinstance(out, np.ma.MaskedArray):
+            out.mask = mask
+            return out
+        return res if out is not None else np.ma.MaskedArray(res, mask=mask)
+    if where is None:
+        res = _unplanned_softmax(x, axis, out, log)
+        if res is not None:
+            return res
+    x, rdt, axes = _prepare_softmax(x, axis, out, name)
+    if where is not None:
+        w = _check_where(where, x.shape, name)
+        if rdt.kind == "c":
+            raise TypeError(f"{name}: where= is not supported for complex input")
+        return _finish_out(_softmax_masked(x, w, axes, rdt, out, log), rdt, out)
+    if rdt.kind == "c":
+        return _finish_out(_softmax_complex(x.astype(rdt), axes, log), rdt, out)
+    return _finish_out(_softmax_kernel(x, axes, rdt, out, log), rdt, out)
 
 
 def softmax(x, axis=None, *, out=None, where=None):

@@ -31,7 +31,14 @@ import numpy as np
 
 from . import _api
 from ._axis import normalize_axes
-from ._pairs import finish_pairs, finish_triples, fold_pairs, fold_triples, lse_triples
+from ._pairs import (
+    finish_pairs,
+    finish_triples,
+    fold_pairs,
+    fold_triples,
+    lse_sign,
+    lse_triples,
+)
 from ._parallel import num_threads
 
 __all__ = ["THREADS_KEY", "cross_entropy", "log_softmax", "logsumexp", "softmax"]
@@ -115,13 +122,6 @@ def _triple_aggregate(p, axis, keepdims, *, rdt, return_sign):
         return _pack(np.dtype([("v", rdt), ("s", rdt)]), v=out, s=sgn)
     out[sgn < 0] = np.nan
     return out
-
-
-def _lse_sign(r):
-    """+1, 0 for -inf, nan for nan: the sign of an unweighted sum."""
-    s = np.where(r == -np.inf, 0.0, 1.0).astype(r.dtype)
-    s[np.isnan(r)] = np.nan
-    return s
 
 
 # ----------------------------------------------------------------------------
@@ -218,7 +218,7 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, thread
         )
         if not return_sign:
             return res
-        return res, res.map_blocks(_lse_sign, dtype=dt, meta=_meta(out_nd, dt))
+        return res, res.map_blocks(lse_sign, dtype=dt, meta=_meta(out_nd, dt))
     rec = np.dtype([("v", dt), ("s", dt)]) if return_sign else dt
     res = da.reduction(
         a,

@@ -14,6 +14,7 @@ from ._axis import normalize_axes
 from ._pairs import (
     finish_pairs,
     finish_triples,
+    lse_sign,
     lse_triples,
     merge_pairs,
     merge_triples,
@@ -246,8 +247,7 @@ class OnlineLogSumExp:
             state, dt = self._state, self._dtype
         if len(state) == 2:
             out = finish_pairs(*state)
-            sgn = np.where(out == -np.inf, 0.0, 1.0)
-            sgn[np.isnan(out)] = np.nan
+            sgn = lse_sign(out)
         else:
             out, sgn = finish_triples(*state)
             if not return_sign:

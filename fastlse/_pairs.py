@@ -30,6 +30,7 @@ from ._parallel import kernel
 __all__ = [
     "finish_pairs",
     "finish_triples",
+    "lse_sign",
     "fold_pairs",
     "fold_triples",
     "lse_triples",
@@ -153,6 +154,16 @@ def finish_pairs(m, t):
     out = np.empty_like(m)
     _finish_pairs_flat(m, t, out)
     return out.reshape(shape)
+
+
+def lse_sign(res):
+    """The sign of an unweighted sum from its log: +1, 0 for -inf (the empty
+    sum), nan for nan; in res's dtype.  (Not ``sign(exp(res))``: exp
+    underflows to 0 for finite results below log(tiny) of the dtype.)"""
+    res = np.asarray(res)
+    sgn = np.where(res == _NINF, 0.0, 1.0).astype(res.dtype)
+    sgn[np.isnan(res)] = _NAN
+    return sgn
 
 
 def pairs_to_triples(m, t):
