@@ -360,6 +360,34 @@ def _check_where(where, shape, name, grow=False):
         ) from None
 
 
+def _unmasked(arrays, where, name):
+    """The data of any ``np.ma.MaskedArray`` among ``arrays``, and ``where``
+    narrowed so their masked elements are absent (scipy's logsumexp leaves
+    them out of the sum; fastlse does so in all three functions)."""
+    keep = None
+    data = []
+    for arr in arrays:
+        if isinstance(arr, np.ma.MaskedArray):
+            m = ~np.ma.getmaskarray(arr)
+            keep = m if keep is None else keep & m
+            arr = arr.data
+        data.append(arr)
+    if keep is None:
+        return data, where
+    if where is not None:
+        w = np.asarray(where)
+        if w.dtype != np.bool_:
+            raise TypeError(f"{name}: where must be a boolean array, got dtype {w.dtype}")
+        try:
+            keep = keep & w
+        except ValueError:
+            raise ValueError(
+                f"{name}: where with shape {w.shape} does not broadcast to the mask's "
+                f"shape {keep.shape}"
+            ) from None
+    return data, keep
+
+
 def _as_rows(arr, axes, dtype):
     """(M, N) C-contiguous arrangement with the reduced axes last (a view when
     the data already is laid out so), and the permutation used."""
@@ -509,7 +537,9 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, where=Non
     where : array_like of bool, optional
         Elements to include, broadcast against `a`. Excluded elements are
         absent (an excluded inf or nan has no effect); a fully excluded slice
-        gives ``-inf``. Not in scipy (scipy ignores masked arrays' masks).
+        gives ``-inf``. Not in scipy. The masked elements of a
+        ``np.ma.MaskedArray`` `a` (or `b`) are left out in the same way, as
+        scipy does.
 
     Returns
     -------
@@ -529,22 +559,25 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, where=Non
     float64 keep their dtype (float16 is computed in float32). Complex input
     takes a plain NumPy path with scipy's results.
 
-    For an empty sum the sign is 0 (scipy returns -1 there).
+    An empty sum (no elements, only ``-inf``, only zero weights, or an exact
+    cancellation such as ``b=[1, -1]`` at equal values) gives ``-inf`` with
+    sign 0, where scipy sometimes gives sign -1 or nan; see "Differences
+    from scipy and torch" in the README for every deliberate difference.
 
     Examples
     --------
     >>> import numpy as np
     >>> from fastlse import logsumexp
     >>> logsumexp([1000.0, 1000.0])  # 1000 + log(2), no overflow
-    np.float64(1000.6931471805599)
+    np.float64(1000.69314718056)
     >>> logsumexp([0.0, -40.0])  # the log1p form keeps tiny contributions
-    np.float64(4.248354255291589e-18)
+    np.float64(4.2483542553e-18)
     >>> logsumexp(np.arange(6.0).reshape(2, 3), axis=1)
     array([2.40760596, 5.40760596])
     >>> logsumexp([1.0, 2.0], b=[1.0, -1.0], return_sign=True)
-    (np.float64(1.5413248546129181), np.float64(-1.0))
+    (np.float64(1.54132485461), np.float64(-1.0))
     >>> logsumexp([0.0, np.nan, 0.0], where=[True, False, True])  # log 2
-    np.float64(0.6931471805599453)
+    np.float64(0.69314718056)
     """
     if (
         type(a) is np.ndarray
@@ -585,6 +618,7 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, where=Non
         if where is not None:
             raise NotImplementedError("logsumexp: where= is not supported for dask arrays")
         return _dask.logsumexp(a, axis=axis, b=b, keepdims=keepdims, return_sign=return_sign)
+    (a, b), where = _unmasked((a, b), where, "logsumexp")
     a = np.asarray(a)
     dt = _lse_dtype(a, b)
     if b is not None:
@@ -619,11 +653,11 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, where=Non
     if b is None and where is not None:
         out = _lse_masked(a, where, axes, keepdims, cdt, dt)
         if return_sign:
-            sgn = np.sign(np.exp(out))
+            sgn = lse_sign(out)
     elif b is None:
         out = _lse_plain(a, axes, keepdims, cdt, dt)
         if return_sign:
-            sgn = np.sign(np.exp(out))  # +1, 0 for -inf, nan for nan
+            sgn = lse_sign(out)
     else:
         out, sgn = _lse_weighted(a, b, axes, keepdims, cdt, dt)
         if not return_sign:
@@ -777,7 +811,9 @@ def softmax(x, axis=None, *, out=None, where=None):
     where : array_like of bool, optional
         Elements to include, broadcast against `x`. Excluded elements are
         absent from the sum and get 0; a fully excluded slice is all zeros
-        (jax's convention).
+        (jax's convention). A ``np.ma.MaskedArray`` `x` is computed the same
+        way over its unmasked elements and the result is a MaskedArray with
+        x's mask.
 
     Returns
     -------
@@ -806,25 +842,7 @@ def softmax(x, axis=None, *, out=None, where=None):
     >>> softmax(np.array([1.0, 1.0, np.inf]), where=np.array([True, True, False]))
     array([0.5, 0.5, 0. ])
     """
-    if _is_dask(x):
-        from . import _dask
-
-        if where is not None:
-            raise NotImplementedError("softmax: where= is not supported for dask arrays")
-        return _dask.softmax(x, axis=axis, out=out)
-    if where is None:
-        res = _unplanned_softmax(x, axis, out, False)
-        if res is not None:
-            return res
-    x, rdt, axes = _prepare_softmax(x, axis, out, "softmax")
-    if where is not None:
-        w = _check_where(where, x.shape, "softmax")
-        if rdt.kind == "c":
-            raise TypeError("softmax: where= is not supported for complex input")
-        return _finish_out(_softmax_masked(x, w, axes, rdt, out, False), rdt, out)
-    if rdt.kind == "c":
-        return _finish_out(_softmax_complex(x.astype(rdt), axes, False), rdt, out)
-    return _finish_out(_softmax_kernel(x, axes, rdt, out, False), rdt, out)
+    return _softmax_family(x, axis, out, where, False)
 
 
 def log_softmax(x, axis=None, *, out=None, where=None):
@@ -846,7 +864,9 @@ def log_softmax(x, axis=None, *, out=None, where=None):
     where : array_like of bool, optional
         Elements to include, broadcast against `x`. Excluded elements are
         absent from the sum and get ``-inf``; a fully excluded slice is all
-        ``-inf`` (jax's convention).
+        ``-inf`` (jax's convention). A ``np.ma.MaskedArray`` `x` is computed
+        the same way over its unmasked elements and the result is a
+        MaskedArray with x's mask.
 
     Returns
     -------
@@ -869,24 +889,6 @@ def log_softmax(x, axis=None, *, out=None, where=None):
     >>> log_softmax(np.array([1000.0, 1.0]))
     array([   0., -999.])
     >>> log_softmax(np.array([0.0, -40.0]))[0]  # scipy returns exactly 0.0
-    np.float64(-4.248354255291589e-18)
+    np.float64(-4.2483542553e-18)
     """
-    if _is_dask(x):
-        from . import _dask
-
-        if where is not None:
-            raise NotImplementedError("log_softmax: where= is not supported for dask arrays")
-        return _dask.log_softmax(x, axis=axis, out=out)
-    if where is None:
-        res = _unplanned_softmax(x, axis, out, True)
-        if res is not None:
-            return res
-    x, rdt, axes = _prepare_softmax(x, axis, out, "log_softmax")
-    if where is not None:
-        w = _check_where(where, x.shape, "log_softmax")
-        if rdt.kind == "c":
-            raise TypeError("log_softmax: where= is not supported for complex input")
-        return _finish_out(_softmax_masked(x, w, axes, rdt, out, True), rdt, out)
-    if rdt.kind == "c":
-        return _finish_out(_softmax_complex(x.astype(rdt), axes, True), rdt, out)
-    return _finish_out(_softmax_kernel(x, axes, rdt, out, True), rdt, out)
+    return _softmax_family(x, axis, out, where, True)
