@@ -410,7 +410,7 @@ def cross_entropy(
     logits,
     target,
     *,
-    axis=-1,
+    axis=None,
     weight=None,
     ignore_index=-100,
     reduction="mean",
@@ -466,8 +466,10 @@ def cross_entropy(
     nd = logits.ndim
     if nd == 0:
         raise ValueError(f"{fn}: logits must have at least one dimension (the class axis)")
-    ax = _xent._class_axis(axis, nd, fn)
     soft = target.dtype.kind == "f"
+    if axis is None:
+        axis = _xent.default_class_axis(logits.shape, target.shape, soft, fn)
+    ax = _xent._class_axis(axis, nd, fn)
     row_shape = logits.shape[:ax] + logits.shape[ax + 1 :]
     if target.shape != (logits.shape if soft else row_shape):
         raise ValueError(

@@ -68,6 +68,32 @@ def _class_axis(axis, ndim, fn):
     return normalize_axes(axis, ndim, "axis")[0]
 
 
+def default_class_axis(shape, target_shape, soft, fn):
+    """The class axis when none is given: the last for 1-D and 2-D logits
+    (torch's and numpy's conventions agree there); with more dimensions the
+    one the targets' shape implies, torch's axis 1 of ``(N, C, d1, ...)`` or
+    classes last, and an error where both fit (never a silent guess)."""
+    nd = len(shape)
+    if nd <= 2:
+        return -1
+    torch_fits = target_shape == shape[:1] + shape[2:]
+    last_fits = target_shape == shape[:-1]
+    if soft or (torch_fits and last_fits):
+        what = "class probabilities" if soft else "class indices"
+        raise ValueError(
+            f"{fn}: the class axis of logits of shape {shape} with {what} of shape "
+            f"{target_shape} is ambiguous: pass axis=1 (torch's (N, C, d1, ...) layout) "
+            f"or axis=-1 (classes last)"
+        )
+    if not (torch_fits or last_fits):
+        raise ValueError(
+            f"{fn}: target has shape {target_shape}; class indices need the logits' shape "
+            f"without the class axis: {shape[:1] + shape[2:]} for torch's layout (axis=1) "
+            f"or {shape[:-1]} for classes last (axis=-1)"
+        )
+    return 1 if torch_fits else -1
+
+
 def _check_reduction(reduction, fn):
     if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
         raise ValueError(f"{fn}: reduction must be one of 'mean', 'sum', 'none'; got {reduction!r}")
@@ -255,7 +281,7 @@ def cross_entropy(
     logits,
     target,
     *,
-    axis=-1,
+    axis=None,
     weight=None,
     ignore_index=-100,
     reduction="mean",
@@ -284,8 +310,11 @@ def cross_entropy(
         Either integer class indices with the logits' shape without the class
         axis, or floating class probabilities with the logits' own shape.
     axis : int, optional
-        The class axis. Default -1 (last); ``axis=1`` is torch's
-        ``(N, C, d1, ...)`` layout.
+        The class axis. By default the last one for 1-D and 2-D logits (the
+        same as torch's); for logits of more dimensions, the axis that the
+        class-index target's shape implies: torch's ``(N, C, d1, ...)``
+        layout (axis 1) or classes last (axis -1). Where both would fit, or
+        the target holds probabilities, a ValueError asks for it.
     weight : array_like, optional
         Per-class weights, a 1-D array of length C.
     ignore_index : int, optional
@@ -375,18 +404,24 @@ def cross_entropy(
     --------
     >>> import numpy as np
     >>> from fastlse import cross_entropy
-    >>> logits = np.float32([[2, 1, 0.1], [0.5, 2.5, 0.3]])
+    >>> logits = np.array([[2, 1, 0.1], [0.5, 2.5, 0.3]])
     >>> cross_entropy(logits, [0, 2])
-    np.float32(1.4185398)
+    np.float64(1.41853977)
     >>> loss, grad = cross_entropy(logits, [0, 2], return_grad=True)
     >>> grad
-    array([[-0.17049944,  0.12121648,  0.04928294],
-           [ 0.05430187,  0.40123954, -0.4555414 ]], dtype=float32)
+    array([[-0.17049943,  0.12121649,  0.04928295],
+           [ 0.05430187,  0.40123953, -0.45554139]])
     >>> cross_entropy(logits, [0, -100], reduction="none")  # second row ignored
-    array([0.41703, 0.     ], dtype=float32)
-    >>> probs = np.float32([[0.9, 0.1, 0.0], [0.0, 0.5, 0.5]])
+    array([0.41703002, 0.        ])
+    >>> probs = np.array([[0.9, 0.1, 0.0], [0.0, 0.5, 0.5]])
     >>> cross_entropy(logits, probs, label_smoothing=0.1)
-    np.float32(0.9768731)
+    np.float64(0.976873103)
+
+    float32 logits give float32 results (printed here with fewer digits: the
+    last bits of float32 depend on the CPU's vector width):
+
+    >>> cross_entropy(logits.astype(np.float32), [0, 2])
+    np.float32(1.41854)
 
     Language-model options: a z-loss, soft-capped logits, and the per-row
     log-sum-exp for reuse:
@@ -394,10 +429,11 @@ def cross_entropy(
     >>> loss, grad, lse = cross_entropy(
     ...     logits, [0, 2], z_loss=1e-4, softcap=2.0, return_grad=True, return_lse=True)
     >>> loss
-    np.float32(1.2088995)
+    np.float64(1.20889953)
     >>> lse
-    array([2.1055775, 2.132282 ], dtype=float32)
+    array([2.10557739, 2.13228205])
     """
+    fn = "cross_entropy"
     if _is_dask(logits) or _is_dask(target):
         from . import _dask
 
@@ -415,6 +451,9 @@ def cross_entropy(
             softcap=softcap,
             return_lse=return_lse,
         )
+    if axis is None:
+        tdt = target.dtype if isinstance(target, np.ndarray) else np.asarray(target).dtype
+        axis = default_class_axis(np.shape(logits), np.shape(target), tdt.kind == "f", fn)
     if (
         weight is None
         and out is None
@@ -447,7 +486,6 @@ def cross_entropy(
             return_lse=return_lse,
         )
         return _moved_back(res, logits.shape, ax, reduction == "none", return_grad, return_lse)
-    fn = "cross_entropy"
     logits = _float_input(logits, "logits", fn)
     ax = _class_axis(axis, logits.ndim, fn)
     _check_reduction(reduction, fn)
@@ -842,7 +880,7 @@ def _z_coefficients(z, reduction, weighted, tk, ii, den):
     return (z * (float(den) / cnt) if weighted else z), 2.0 * z / cnt
 
 
-def nll_loss(log_probs, target, *, axis=-1, weight=None, ignore_index=-100, reduction="mean"):
+def nll_loss(log_probs, target, *, axis=None, weight=None, ignore_index=-100, reduction="mean"):
     r"""Negative log-likelihood loss for log-probabilities and class indices.
 
     The semantics of :func:`torch.nn.functional.nll_loss`: the per-sample loss
@@ -857,7 +895,9 @@ def nll_loss(log_probs, target, *, axis=-1, weight=None, ignore_index=-100, redu
     target : array_like of int
         Class indices with the shape of `log_probs` without the class axis.
     axis : int, optional
-        The class axis. Default -1 (last); ``axis=1`` is torch's layout.
+        The class axis; by default chosen as in :func:`cross_entropy`: the
+        last one for 1-D and 2-D input, else the one the target's shape
+        implies (torch's axis 1, or -1), a ValueError where both fit.
     weight : array_like, optional
         Per-class weights, a 1-D array of length C.
     ignore_index : int, optional
@@ -888,12 +928,14 @@ def nll_loss(log_probs, target, *, axis=-1, weight=None, ignore_index=-100, redu
     ...     [np.log(s) + log_softmax(logits[:, :3], axis=1),
     ...      np.log(1 - s) + log_softmax(logits[:, 3:], axis=1)], axis=1)
     >>> nll_loss(lp, [2, 3])
-    np.float64(0.930454108306593)
+    np.float64(0.9304541083)
     >>> nll_loss(lp, [2, 3], reduction="none", weight=[1, 1, 1, 2, 2])
     array([1.33992359, 1.04196926])
     """
     fn = "nll_loss"
     lp = _float_input(log_probs, "log_probs", fn)
+    if axis is None:
+        axis = default_class_axis(lp.shape, np.shape(target), False, fn)
     ax = _class_axis(axis, lp.ndim, fn)
     _check_reduction(reduction, fn)
     ii = _check_ignore_index(ignore_index, fn)
@@ -956,8 +998,8 @@ def log_sigmoid(x):
     >>> from fastlse import log_sigmoid
     >>> log_sigmoid(np.array([-1000.0, 0.0, 40.0]))  # naive formula: -inf, ..., 0
     array([-1.00000000e+03, -6.93147181e-01, -4.24835426e-18])
-    >>> log_sigmoid(np.float32([30.0, -30.0]))  # -exp(-30) and -30
-    array([-9.357623e-14, -3.000000e+01], dtype=float32)
+    >>> log_sigmoid(np.float32(30.0))  # -exp(-30), float32 stays float32
+    np.float32(-9.35762e-14)
     """
     a = np.asarray(x)
     if a.dtype.kind in "biu":
