@@ -73,7 +73,7 @@ class OnlineLogSumExp:
     >>> a = OnlineLogSumExp().update([1.0, 2.0], b=[1.0, -1.0])
     >>> b = OnlineLogSumExp().update([0.5])
     >>> a.merge(b).result(return_sign=True)
-    (np.float64(1.1059364016754083), np.float64(-1.0))
+    (np.float64(1.10593640168), np.float64(-1.0))
     """
 
     def __init__(self, axis=None, keepdims=False):
