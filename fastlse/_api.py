@@ -672,6 +672,8 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, where=Non
 def _prepare_softmax(x, axis, out, name):
     x = np.asarray(x)
     rdt = _softmax_dtype(x)
+    if x.ndim == 0 and isinstance(axis, (int, np.integer)) and axis in (0, -1):
+        axis = None  # scipy takes the axis 0 (or -1) of a 0-d x
     axes = normalize_axes(axis, x.ndim)
     n = math.prod(x.shape[i] for i in axes)
     if n == 0:

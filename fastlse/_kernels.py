@@ -544,16 +544,41 @@ def row_triple(a, b, lo, hi):
         if pos and neg:
             return _NAN, _NAN, _NAN
         return _INF, (1.0 if pos else -1.0), 0.0
+    mf = np.float64(m)
+    w, s = _weighted_sums(a, b, lo, hi, mf, _INF)
+    while w == 0.0:
+        # the weights at the max cancel exactly: the sum is the one of the
+        # elements below it, whose terms scaled to this max may have
+        # underflowed ([0, 0, -800] with b = [1, -1, 1] is -800): the same
+        # triple again below this max
+        top = mf
+        mf = _NINF
+        for j in range(lo, hi):
+            aj = np.float64(a[j])
+            if b[j] != 0.0 and mf < aj < top:
+                mf = aj
+        if mf == _NINF:
+            return _NINF, 0.0, 0.0
+        w, s = _weighted_sums(a, b, lo, hi, mf, top)
+    return mf, w, s
+
+
+@jit
+def _weighted_sums(a, b, lo, hi, m, top):
+    """(w, s) of the elements of a[lo:hi] below ``top``: w the summed weight
+    of those at (or above) m, s the weighted sum of exp(a - m) of the rest."""
     w = 0.0
     s = 0.0
     for j in range(lo, hi):
-        bj = np.float64(b[j])
-        d = np.float64(a[j]) - m
-        if d >= 0.0:
-            w += bj
-        elif bj != 0.0:
-            s += bj * expneg64(d)
-    return np.float64(m), w, s
+        aj = np.float64(a[j])
+        if aj < top:
+            bj = np.float64(b[j])
+            d = aj - m
+            if d >= 0.0:
+                w += bj
+            elif bj != 0.0:
+                s += bj * expneg64(d)
+    return w, s
 
 
 @jit
