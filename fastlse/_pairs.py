@@ -215,8 +215,8 @@ def lse_triples(a, b, axes, dtype=np.float64):
     >>> import numpy as np
     >>> from fastlse._pairs import finish_triples, lse_triples
     >>> m, w, s = lse_triples(np.array([0.0, 0.0, -40.0]), np.array([1.0, -1.0, 1.0]), (0,))
-    >>> float(m[0]), float(w[0])  # the weights at the max cancel exactly
-    (0.0, 0.0)
+    >>> float(m[0]), float(w[0])  # the weights at 0 cancel exactly: the rest's triple
+    (-40.0, 1.0)
     >>> float(finish_triples(m, w, s)[0][0])
     -40.0
     """

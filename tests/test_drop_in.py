@@ -206,3 +206,17 @@ def test_cross_entropy_ambiguous_class_axis_raises():
 def test_cross_entropy_target_fitting_no_layout_names_both():
     with pytest.raises(ValueError, match=r"axis=1.*axis=-1"):
         fastlse.cross_entropy(np.zeros((4, 5, 6)), np.zeros((3, 3), dtype=np.int64))
+
+
+def test_cross_entropy_ignored_row_with_nan_logits_has_zero_gradient():
+    # torch's gradient of such a row is nan (0 * nan); the row is ignored
+    x = np.array([[np.nan, 1.0, 2.0], [0.5, 1.0, 1.5]])
+    t = np.array([-100, 2])
+    xt = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.cross_entropy(xt, torch.tensor(t)).backward()
+    assert np.isnan(xt.grad.numpy()[0]).all()
+    loss, grad = fastlse.cross_entropy(x, t, return_grad=True)
+    np.testing.assert_array_equal(grad[0], 0.0)
+    np.testing.assert_allclose(grad[1], xt.grad.numpy()[1], rtol=1e-13)
+    ref = torch.nn.functional.cross_entropy(torch.tensor(x), torch.tensor(t))
+    assert loss == pytest.approx(ref.item(), rel=1e-13)

@@ -35,7 +35,8 @@ def torch_ref(x, target, axis=-1, weight=None, reduction="mean", label_smoothing
     )  # fmt: skip
     lse = torch.logsumexp(c, dim=0 if one else 1)
     keep = torch.ones_like(lse) if soft else (t != ignore_index).to(lse.dtype)
-    zz = z_loss * keep * lse**2
+    # (no z-loss term at all without a z-loss: 0 * lse**2 is nan for a row of nan)
+    zz = z_loss * keep * lse**2 if z_loss else torch.zeros_like(lse)
     if reduction == "none":
         total = loss + zz
     elif reduction == "sum":
