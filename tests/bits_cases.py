@@ -11,7 +11,13 @@ Record them at a commit whose results are right, before a change that must
 not alter any result (a refactoring); a change that alters results on purpose
 records them again and says so in its commit message.  To record for the
 baseline targets too, run the script with ``NUMBA_CPU_NAME=haswell`` and
-``NUMBA_CPU_NAME=generic`` (each with its own ``NUMBA_CACHE_DIR``).
+``NUMBA_CPU_NAME=generic`` and ``NUMBA_CPU_FEATURES=""``.
+
+The hashes are computed in a fresh process whose kernels are all compiled
+there (a numba cache directory of its own, empty): numba's kernels loaded
+from its disk cache can differ in the last bit from the same kernels
+compiled in the process (seen for softmax's float64 rows: 1 ulp), so a
+process that compiles some kernels and loads others gives a mix.
 """
 
 import hashlib
@@ -247,6 +253,21 @@ def all_cases():
     return reduction_cases() + option_cases() + xent_cases()
 
 
+def compute_fresh():
+    """``compute`` for 1 and 2 threads in a new process whose numba cache is
+    a new, empty directory (every kernel compiled there; see the docstring)."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache, FASTLSE_CACHE="1")
+        proc = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), "--print"],
+            env=env, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    return json.loads(proc.stdout)
+
+
 def compute(threads):
     import fastlse
 
@@ -258,9 +279,7 @@ def compute(threads):
 
 
 def record():
-    hashes = {}
-    for threads in (1, 2):
-        hashes.update(compute(threads))
+    hashes = compute_fresh()
     os.makedirs(BITS_DIR, exist_ok=True)
     path = os.path.join(BITS_DIR, f"{cpu_key()}.json")
     with open(path, "w") as f:
@@ -272,5 +291,10 @@ def record():
 if __name__ == "__main__":
     if sys.argv[1:] == ["--record"]:
         record()
+    elif sys.argv[1:] == ["--print"]:  # (compute_fresh's process)
+        hashes = {}
+        for threads in (1, 2):
+            hashes.update(compute(threads))
+        print(json.dumps(hashes))
     else:
         print(__doc__)
