@@ -30,9 +30,9 @@ from ._parallel import kernel
 __all__ = [
     "finish_pairs",
     "finish_triples",
-    "lse_sign",
     "fold_pairs",
     "fold_triples",
+    "lse_sign",
     "lse_triples",
     "merge_pairs",
     "merge_triples",
