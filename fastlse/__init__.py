@@ -5,12 +5,12 @@ Drop-in replacements for ``scipy.special.logsumexp``, ``softmax`` and
 Nothing is compiled at import: each kernel compiles on first use per dtype.
 """
 
-from ._api import log_softmax, logsumexp, softmax
 from ._cumulative import logcumsumexp
 from ._linear_xent import linear_cross_entropy
 from ._online import OnlineLogSumExp
 from ._threads import num_threads
-from ._xent import cross_entropy, log_sigmoid, nll_loss
+from .losses import cross_entropy, log_sigmoid, nll_loss
+from .special import log_softmax, logsumexp, softmax
 
 __version__ = "0.1.0"
 

@@ -32,12 +32,12 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from ._axis import Plan, normalize_axes
 from ._exp import exp64 as exp64v  # noqa: F401 - the scan tests call it by this name
 from ._exp import log1p32 as log1p32v
 from ._exp import log1p64 as log1p64v
 from ._exp import maxnum
 from ._kernels import cast_to, expn, merge, row_pair, zero_of
+from ._layout import Layout, normalize_axes
 from ._parallel import CACHE, PARALLEL_MIN_WORK, kernel
 
 __all__ = ["logcumsumexp"]
@@ -484,7 +484,7 @@ def logcumsumexp(a, axis=-1, reverse=False, out=None):
         _check_out(out, a.shape, rdt)
     if a.size == 0:
         return out if out is not None else np.empty(a.shape, dtype=rdt)
-    plan = Plan(a, axes, dtype=cdt)
+    plan = Layout(a, axes, dtype=cdt)
     dest = plan.out_view(out) if out is not None else None
     if dest is not None and np.may_share_memory(dest, a) and not _same_view(dest, plan.view):
         dest = None  # out overlaps a in another layout: scan into a buffer

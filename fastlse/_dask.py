@@ -29,8 +29,8 @@ import dask
 import dask.array as da
 import numpy as np
 
-from . import _api
-from ._axis import normalize_axes
+from . import _args, _ops, _xent_ops
+from ._layout import class_axis, compute_dtype, lse_dtype, normalize_axes, softmax_dtype
 from ._pairs import (
     finish_pairs,
     finish_triples,
@@ -71,7 +71,7 @@ def _meta(ndim, dtype):
 
 
 def _as_dask(x):
-    return x if _api._is_dask(x) else da.asarray(x)
+    return x if _args.is_dask(x) else da.asarray(x)
 
 
 # ----------------------------------------------------------------------------
@@ -81,7 +81,7 @@ def _pair_chunk(x, axis, keepdims, *, threads, meta_dtype, computing_meta=False)
     if computing_meta:  # dask asks for the type of the (final) blocks
         return _meta(np.ndim(x), meta_dtype)
     with num_threads(threads):
-        m, t = _api.lse_pairs(x, tuple(sorted(axis)))
+        m, t = _ops.lse_pairs(x, tuple(sorted(axis)))
     return _pack(PAIR, m=m, t=t)
 
 
@@ -173,12 +173,12 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, thread
     threads = _threads(threads_per_task)
     a = _as_dask(a)
     if b is not None:
-        if _api._is_dask(b):
+        if _args.is_dask(b):
             bd = b
-            dt = _api._lse_dtype(a, np.empty(0, dtype=b.dtype))
+            dt = lse_dtype(a, np.empty(0, dtype=b.dtype))
         else:
             bd = np.asarray(b)
-            dt = _api._lse_dtype(a, b)
+            dt = lse_dtype(a, b)
         if bd.dtype.kind not in "biufc":
             raise TypeError(f"logsumexp: b must be numeric, got dtype {bd.dtype}")
         try:
@@ -192,7 +192,7 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, thread
         bd = da.broadcast_to(bd, shape) if bd.shape != shape else bd
     else:
         bd = None
-        dt = _api._lse_dtype(a, None)
+        dt = lse_dtype(a, None)
     if dt.kind == "c":
         raise NotImplementedError(
             "logsumexp: complex dask arrays are not supported; use a NumPy array"
@@ -202,7 +202,7 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, thread
         bd = bd.reshape(1) if bd is not None else None
     axes = normalize_axes(axis, a.ndim)
     out_nd = a.ndim if keepdims else a.ndim - len(axes)
-    cdt = _api._compute_dtype(dt)
+    cdt = compute_dtype(dt)
     if bd is None:
         res = da.reduction(
             a,
@@ -239,9 +239,13 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, thread
 # ----------------------------------------------------------------------------
 # softmax, log_softmax
 # ----------------------------------------------------------------------------
-def _numpy_block(x, *, fn, axes, threads):
+def _numpy_block(x, *, log, axes, threads):
+    """softmax / log_softmax of a block holding whole slices: the kernels'."""
+    name = "log_softmax" if log else "softmax"
     with num_threads(threads):
-        return np.asarray(fn(x, axis=axes))
+        r = _args.normalize(x, axes, None, None, name)
+        res = _ops.normalize(_ops.LOG_SOFTMAX if log else _ops.SOFTMAX, r)
+    return res.astype(r.dtype, copy=False)
 
 
 def _from_pairs(x, p, *, log, rdt):
@@ -258,7 +262,7 @@ def _from_pairs(x, p, *, log, rdt):
             c2 = np.where(bad | (m == np.inf), 0.0, np.log1p(t))
             res = (x.astype(np.float64) - c1) - c2
         else:
-            cdt = _api._compute_dtype(rdt)
+            cdt = compute_dtype(rdt)
             bad = ~np.isfinite(m) | np.isnan(t)
             mv = np.where(bad, 0.0, m).astype(cdt)
             sv = np.where(bad, np.nan, 1.0 + t).astype(cdt)
@@ -275,7 +279,7 @@ def _softmax(x, axis, out, log, threads_per_task):
         )
     threads = _threads(threads_per_task)
     x = _as_dask(x)
-    rdt = _api._softmax_dtype(x)
+    rdt = softmax_dtype(x, name)
     if rdt.kind == "c":
         raise NotImplementedError(f"{name}: complex dask arrays are not supported")
     axes = normalize_axes(axis, x.ndim)
@@ -283,8 +287,7 @@ def _softmax(x, axis, out, log, threads_per_task):
         raise ValueError(f"{name}: zero-size reduction: the axes {axis!r} of x have no elements")
     meta = _meta(x.ndim, rdt)
     if all(x.numblocks[i] == 1 for i in axes):
-        fn = _api.log_softmax if log else _api.softmax
-        f = functools.partial(_numpy_block, fn=fn, axes=axes, threads=threads)
+        f = functools.partial(_numpy_block, log=log, axes=axes, threads=threads)
         return x.map_blocks(f, dtype=rdt, meta=meta, name=f"fastlse-{name}")
     pairs = da.reduction(
         x,
@@ -350,10 +353,9 @@ def _one(x):
 
 def _xent_block(x, t, *, kw, red, grad, threads):
     """The NumPy cross_entropy of one row block."""
-    from . import _xent
-
+    kw = dict(kw, reduction=red, return_grad=grad, out=None, return_lse=False)
     with num_threads(threads):
-        return _xent.cross_entropy(_one(x), _one(t), reduction=red, return_grad=grad, **kw)
+        return _xent_ops.compute(_one(x), _one(t), kw.pop("axis"), **kw)
 
 
 def _xent_none(x, t, *, kw, threads):
@@ -451,12 +453,10 @@ def cross_entropy(
     >>> round(float(cross_entropy(logits, target).compute()), 6)
     1.41854
     """
-    from . import _xent
-
     fn = "cross_entropy"
     if out is not None:
         raise TypeError(f"{fn}: out= is not supported for dask arrays (they are immutable)")
-    if _api._is_dask(weight):
+    if _args.is_dask(weight):
         raise TypeError(f"{fn}: weight must be a NumPy array (one weight per class), not dask")
     if return_lse:
         raise NotImplementedError(f"{fn}: return_lse=True is not supported for dask arrays")
@@ -468,8 +468,8 @@ def cross_entropy(
         raise ValueError(f"{fn}: logits must have at least one dimension (the class axis)")
     soft = target.dtype.kind == "f"
     if axis is None:
-        axis = _xent.default_class_axis(logits.shape, target.shape, soft, fn)
-    ax = _xent._class_axis(axis, nd, fn)
+        axis = _args.default_class_axis(logits.shape, target.shape, soft, fn)
+    ax = class_axis(axis, nd, fn)
     row_shape = logits.shape[:ax] + logits.shape[ax + 1 :]
     if target.shape != (logits.shape if soft else row_shape):
         raise ValueError(
@@ -493,7 +493,8 @@ def cross_entropy(
     # with the NumPy function's own errors, on empty stand-ins of the inputs
     lmeta = np.empty(tuple(n if i == ax else 0 for i in range(nd)), dtype=logits.dtype)
     tmeta = np.empty(lmeta.shape if soft else (0,) * (nd - 1), dtype=target.dtype)
-    _xent.cross_entropy(lmeta, tmeta, reduction=reduction, return_grad=return_grad, **kw)
+    checks = dict(kw, reduction=reduction, return_grad=return_grad, out=None, return_lse=False)
+    _args.cross_entropy(lmeta, tmeta, checks.pop("axis"), **checks)
     if reduction == "mean" and weight is not None and not soft and float(z_loss) != 0.0:
         raise NotImplementedError(
             f"{fn}: z_loss with reduction='mean' and class weights is not supported for dask "

@@ -9,8 +9,8 @@ O(result size) however many chunks go through, and the result equals
 
 import numpy as np
 
-from . import _api
-from ._axis import normalize_axes
+from . import _ops
+from ._layout import compute_dtype, lse_dtype, normalize_axes
 from ._pairs import (
     finish_pairs,
     finish_triples,
@@ -166,14 +166,14 @@ class OnlineLogSumExp:
         self : OnlineLogSumExp
         """
         a = np.asarray(chunk)
-        dt = _api._lse_dtype(a, b)
+        dt = lse_dtype(a, b)
         if dt.kind == "c":
             raise TypeError("OnlineLogSumExp: complex data is not supported")
         if b is None:
             if a.ndim == 0:
                 a = a.reshape(1)
             axes = self._bind(a.shape)
-            return self._fold(_api.lse_pairs(a, axes), dt)
+            return self._fold(_ops.lse_pairs(a, axes), dt)
         b = np.asarray(b)
         if b.dtype.kind not in "biuf":
             raise TypeError(f"OnlineLogSumExp: b must be real numeric, got dtype {b.dtype}")
@@ -187,7 +187,7 @@ class OnlineLogSumExp:
         if a.ndim == 0:
             a, b = a.reshape(1), b.reshape(1)
         axes = self._bind(a.shape)
-        return self._fold(lse_triples(a, b, axes, _api._compute_dtype(dt)), dt)
+        return self._fold(lse_triples(a, b, axes, compute_dtype(dt)), dt)
 
     def merge(self, other):
         """Fold another accumulator (same `axis`, same kept shape) into this one.

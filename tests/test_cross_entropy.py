@@ -453,9 +453,9 @@ def test_bad_target_leaves_out_untouched():
 def test_middle_axis_column_blocks(rng, monkeypatch, dtype, block_bytes, shape):
     """Column blocks of the middle-axis kernels, a partial last one included
     (8 columns of 70; few slabs split for the threads), against torch."""
-    from fastlse import _xent
+    from fastlse import _routes
 
-    monkeypatch.setattr(_xent, "_COL_BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(_routes, "XENT_COL_BLOCK_BYTES", block_bytes)
     x = (rng.standard_normal(shape) * 3).astype(dtype)
     t = rng.integers(0, shape[1], (shape[0], shape[2]))
     t[0, 3] = -100
@@ -519,7 +519,7 @@ def test_middle_axis_forward_from_column_pairs(rng, dtype, shape, reduction):
     ignored column, and columns with a +inf, a nan, all -inf, and -inf
     non-target logits; the loss agrees with the one that comes with the
     gradient to rounding."""
-    from fastlse import _xent
+    from fastlse import _layout, _routes
 
     x = (rng.standard_normal(shape) * 3).astype(dtype)
     t = rng.integers(0, shape[1], (shape[0], shape[2]))
@@ -532,7 +532,10 @@ def test_middle_axis_forward_from_column_pairs(rng, dtype, shape, reduction):
     w = rng.uniform(0.5, 2.0, shape[1])
     # (the nan columns make the sum and mean nan: also without them)
     for xs, ts in ((x, t), (x[2:], t[2:])):
-        assert _xent._pairs_cols_width(_xent._Layout(xs, 1, np.dtype(dtype))) is not None
+        lay = _layout.ClassLayout(xs, 1, np.dtype(dtype))
+        assert _routes.choose_xent(lay, soft=False, lm=False, grad=False, smoothing=False) == (
+            "columns_loss"
+        )
         for kw in ({"reduction": reduction}, {"reduction": reduction, "weight": w}):
             ref, _ = torch_ce(xs.astype(np.float64), ts, axis=1, **kw)
             loss = fastlse.cross_entropy(xs, ts, axis=1, **kw)

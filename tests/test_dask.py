@@ -352,16 +352,16 @@ def test_nothing_is_computed_eagerly():
 def test_single_thread_in_tasks_by_default(monkeypatch):
     import numba
 
-    from fastlse import _api
+    from fastlse import _ops
 
     seen = []
-    real = _api.lse_pairs
+    real = _ops.lse_pairs
 
     def spy(a, axes):
         seen.append(numba.get_num_threads())
         return real(a, axes)
 
-    monkeypatch.setattr(_api, "lse_pairs", spy)
+    monkeypatch.setattr(_ops, "lse_pairs", spy)
     d = da.from_array(np.arange(20.0), chunks=5)
     fastlse.logsumexp(d).compute()
     assert seen and set(seen) == {1}
@@ -451,7 +451,7 @@ def xent_cases():
 @pytest.mark.parametrize("kw", xent_cases())
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 def test_cross_entropy_index_targets(rng, reduction, kw, dtype):
-    from fastlse._xent import cross_entropy as np_xent
+    from fastlse.losses import cross_entropy as np_xent
 
     logits = (rng.standard_normal((23, 7)) * 3).astype(dtype)
     target = rng.integers(0, 7, 23)
@@ -471,7 +471,7 @@ def test_cross_entropy_index_targets(rng, reduction, kw, dtype):
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_cross_entropy_soft_targets_class_axis_1(rng, reduction):
-    from fastlse._xent import cross_entropy as np_xent
+    from fastlse.losses import cross_entropy as np_xent
 
     logits = rng.standard_normal((6, 5, 4))  # torch's (N, C, d) layout
     probs = fastlse.softmax(rng.standard_normal((6, 5, 4)), axis=1)
@@ -486,7 +486,7 @@ def test_cross_entropy_soft_targets_class_axis_1(rng, reduction):
 
 
 def test_cross_entropy_index_targets_3d(rng):
-    from fastlse._xent import cross_entropy as np_xent
+    from fastlse.losses import cross_entropy as np_xent
 
     logits = rng.standard_normal((6, 5, 4))
     target = rng.integers(0, 5, (6, 4))
@@ -518,7 +518,7 @@ def test_cross_entropy_errors():
     [(dict(), True), (dict(weight=np.zeros(4)), False), (dict(label_smoothing=0.1), True)],
 )
 def test_cross_entropy_mean_with_zero_denominator(rng, kw, ignored):
-    from fastlse._xent import cross_entropy as np_xent
+    from fastlse.losses import cross_entropy as np_xent
 
     logits = rng.standard_normal((6, 4))
     target = np.full(6, -100) if ignored else np.arange(6) % 4

@@ -449,11 +449,11 @@ def test_large_copied_inputs_by_blocks(rng, op, make):
     more than two copy blocks is copied a block of rows at a time through
     one buffer (no copy of its whole size): special rows at the blocks'
     edges, against scipy."""
-    from fastlse._axis import COPY_BLOCK_BYTES, Plan
+    from fastlse._layout import COPY_BLOCK_BYTES, Layout
 
     a = make((rng.standard_normal((6200, 1200)) * 4).astype(np.float32))
     cdt = np.dtype(np.float64 if a.dtype.kind == "i" else np.float32)
-    plan = Plan(a, (1,), dtype=cdt)
+    plan = Layout(a, (1,), dtype=cdt)
     assert plan.deferred and a.size * cdt.itemsize > 2 * COPY_BLOCK_BYTES
     m, n = a.shape
     rb = COPY_BLOCK_BYTES // (n * cdt.itemsize)  # rows per block

@@ -1,7 +1,7 @@
 """cross_entropy on few, very long rows: the pieces path, against torch autograd.
 
 Fewer rows than twice the threads, each at least ``2 * PIECE`` long, are split
-into pieces that the threads share (``_xent._long_rows_*``).  Every option is
+into pieces that the threads share (``_xent_ops._run_pieces``).  Every option is
 checked there against torch's ``F.cross_entropy`` (plus the z-loss written out,
 as in ``test_cross_entropy_lm``), computed here; the ``pieces`` fixture forces
 that path (two threads, the threads' count seen by the dispatch) and checks
@@ -16,7 +16,7 @@ from xent_reference import torch_ref
 
 import fastlse
 from fastlse import _kernels as KK
-from fastlse import _xent
+from fastlse import _routes
 from fastlse import _xent_kernels as K
 
 torch = pytest.importorskip("torch")
@@ -43,7 +43,7 @@ def pieces(monkeypatch):
             return _kern(work, x, targs, *args)
 
         monkeypatch.setattr(K, name, counted)
-    monkeypatch.setattr(_xent, "_nthreads", lambda: 2)  # rows < 2 * threads, always
+    monkeypatch.setattr(_routes, "threads", lambda: 2)  # rows < 2 * threads, always
     assert all(s[1] * s[0] >= fastlse._config.PARALLEL_MIN_WORK for s in SHAPES)
     with fastlse.num_threads(2):
         yield calls
@@ -115,7 +115,7 @@ def test_options_match_torch(rng, pieces, shape, dtype, option):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_target_at_piece_boundaries(rng, pieces, dtype):
     n = 200_001
-    npc, piece = _xent._pieces(n)
+    npc, piece = _routes.pieces_of(n)
     assert npc > 2
     targets = [0, piece - 1, piece, 2 * piece - 1, n - 1]
     x = (rng.standard_normal((len(targets) // 2, n)) * 3).astype(dtype)
@@ -130,9 +130,9 @@ def test_target_at_piece_boundaries(rng, pieces, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_many_pieces_across_tasks(rng, pieces, monkeypatch, dtype):
     """Small pieces: more pieces than the kernels' tasks (several per task)."""
-    monkeypatch.setattr(_xent, "PIECE", 1000)
+    monkeypatch.setattr(_routes, "PIECE", 1000)
     shape = (3, 100_000)
-    assert shape[0] * _xent._pieces(shape[1])[0] > KK.MAXTASKS
+    assert shape[0] * _routes.pieces_of(shape[1])[0] > KK.MAXTASKS
     x, t = make(rng, shape, dtype, "ignore")
     run_all(x, t, dtype, pieces, weight=rng.uniform(0.2, 2.0, shape[1]), label_smoothing=0.2)
     pieces.clear()
@@ -249,7 +249,7 @@ def test_matches_the_row_kernels(rng, pieces, monkeypatch):
     kw = dict(weight=w, label_smoothing=0.2, z_loss=0.01, reduction="none", return_grad=True)
     new = fastlse.cross_entropy(x, t, **kw)
     assert pieces["index_pieces_sums"] == 1
-    monkeypatch.setattr(_xent, "_few_long_rows", lambda nrows, n: False)
+    monkeypatch.setattr(_routes, "few_long_rows", lambda m, n, writes=False: False)
     old = fastlse.cross_entropy(x, t, **kw)
     assert pieces["index_pieces_sums"] == 1
     np.testing.assert_allclose(new[0], old[0], rtol=1e-14)
@@ -257,11 +257,11 @@ def test_matches_the_row_kernels(rng, pieces, monkeypatch):
 
 
 def test_dispatch_condition(monkeypatch):
-    """Few long rows only: as logsumexp's pieces (``_api``)."""
-    monkeypatch.setattr(_xent, "_nthreads", lambda: 2)
-    p = _xent.PIECE
-    assert _xent._few_long_rows(3, 2 * p)
-    assert not _xent._few_long_rows(4, 2 * p)  # enough rows for the threads
-    assert not _xent._few_long_rows(1, 2 * p - 1)  # short rows
-    npc, piece = _xent._pieces(10_000_001)
+    """Few long rows only: as logsumexp's pieces (``_routes``)."""
+    monkeypatch.setattr(_routes, "threads", lambda: 2)
+    p = _routes.PIECE
+    assert _routes.few_long_rows(3, 2 * p, writes=True)
+    assert not _routes.few_long_rows(4, 2 * p, writes=True)  # enough rows for the threads
+    assert not _routes.few_long_rows(1, 2 * p - 1, writes=True)  # short rows
+    npc, piece = _routes.pieces_of(10_000_001)
     assert (npc - 1) * piece < 10_000_001 <= npc * piece and piece <= p

@@ -1,0 +1,169 @@
+"""The one chooser: which route (family of kernels) serves a view.
+
+A route is chosen from the kernels' view alone (its shape, dtype) and the
+thread count, never from how the call was made: a small call of a common
+shape and a general call of the same view take the same route, so they give
+the same bits.  The routes of the reductions (``choose``):
+
+* ``empty``: nothing to reduce (N == 0);
+* ``vector``: one short 1-d vector (logsumexp), a serial row;
+* ``narrow`` / ``narrow_t``: rows shorter than ``NARROW``, by blocks of rows
+  (``_t``: transposed in the block, so the vector lanes run across rows);
+* ``pieces``: few long rows, split into pieces that the threads share and
+  whose pairs merge;
+* ``rows``: whole rows, one thread a row at a time;
+* ``columns`` / ``folded``: a middle axis ``(P, N, Q)`` read in memory order,
+  folded when a row of Q columns is narrower than a vector.
+
+Cross-entropy's routes (``choose_xent``) are the same families, with its own
+kernels.  Every threshold lives here.
+"""
+
+import numba
+
+from . import _columns as C
+from ._config import PARALLEL_MIN_WORK
+from ._kernels import NARROW
+from ._xent_kernels import SMALL_C
+
+__all__ = [
+    "NARROW",
+    "PIECE",
+    "SMALL_VECTOR",
+    "choose",
+    "choose_xent",
+    "few_long_rows",
+    "fold_plan",
+    "pieces_of",
+    "threads",
+]
+
+#: a row at least twice this long, in a batch of fewer rows than twice the
+#: threads, is split into pieces of about this size (L2-sized, so the max and
+#: exp-sum sweeps read memory once) that threads share, merged as pairs
+PIECE = 1 << 15
+#: logsumexp of a 1-d float32 / float64 vector up to this length is one
+#: serial row (no thread would have enough work)
+SMALL_VECTOR = 4096
+#: narrow float64 rows up to this many elements take the transposed kernel
+#: (float32: all narrow rows); wider ones gain nothing from the transposition
+T64_MAX = 12
+#: class-index cross-entropy along a middle axis (no gradient, no smoothing)
+#: takes logsumexp's column sweeps from this many classes on; with fewer, a
+#: slab is one block of rows and the general column kernel serves as well
+PAIRS_COLS_MIN_C = 64
+#: a class axis with fewer bytes than this behind it (float32: up to 8
+#: positions, float64: 4) is moved last: the column kernels, vectorized
+#: across those few positions, would run scalar
+MOVE_CLASSES_MAX_BYTES = 32
+#: bytes of one column block of cross-entropy's (P, C, Q) kernels: whole rows
+#: of the slab where they fit, so the reads stay contiguous
+XENT_COL_BLOCK_BYTES = 1 << 20
+
+
+def threads():
+    """numba's thread count of this call (``fastlse.num_threads`` sets it)."""
+    return numba.config.NUMBA_NUM_THREADS
+
+
+def few_long_rows(m, n, writes=False):
+    """True when m rows of n elements are split into pieces across the
+    threads: fewer rows than two a thread, each at least ``2 * PIECE`` long.
+    An op that writes an array (softmax, log_softmax, cross_entropy) also
+    wants ``PARALLEL_MIN_WORK`` elements in all."""
+    if writes and m * n < PARALLEL_MIN_WORK:
+        return False
+    return n >= 2 * PIECE and m < 2 * threads()
+
+
+def pieces_of(n):
+    """(number of pieces, piece length) of a row of n elements: pieces of at
+    most about ``PIECE``, all of one length but the last (none empty)."""
+    piece = -(-n // -(-n // PIECE))
+    return -(-n // piece), piece
+
+
+def choose(routes, shape, dtype, *, writes=False, vector=False):
+    """The route of a view of ``shape`` ((M, N) rows or (P, N, Q) columns)
+    among an op's ``routes`` (the names its table declares)."""
+    n = shape[1]
+    if n == 0:
+        return "empty"
+    if len(shape) == 3:
+        return "folded" if C.folded(n, shape[2], dtype.itemsize) else "columns"
+    if vector and n <= SMALL_VECTOR and "vector" in routes:
+        return "vector"
+    if n < NARROW:
+        t = "narrow_t" in routes and (dtype.itemsize == 4 or n <= T64_MAX)
+        return "narrow_t" if t else "narrow"
+    if few_long_rows(shape[0], n, writes):
+        return "pieces"
+    return "rows"
+
+
+def fold_plan(v):
+    """(k, piece, pieces, block rows, tasks) of a middle axis read folded."""
+    p_, n_, q_ = v.shape
+    k = C.fold_rows(q_, v.itemsize)
+    piece, npc = C.fold_pieces(p_, n_, q_, k, v.itemsize, threads())
+    nt = C.fold_tasks(p_ * npc, min(piece, n_) * q_)
+    return k, piece, npc, C.block_rows(k * q_, v.itemsize), nt
+
+
+# ----------------------------------------------------------------------------
+# cross-entropy
+# ----------------------------------------------------------------------------
+def classes_moved(shape, axis, itemsize):
+    """True when the class axis ``axis`` (not the last) of C-contiguous logits
+    is moved last in one copy: few bytes of positions behind it."""
+    q = 1
+    for s in shape[axis + 1 :]:
+        q *= s
+    return axis != len(shape) - 1 and q * itemsize <= MOVE_CLASSES_MAX_BYTES
+
+
+def choose_xent(lay, *, soft, lm, grad, smoothing):
+    """The route of cross-entropy logits in ``lay`` (a ``ClassLayout``):
+
+    ``pieces`` (few long rows), ``columns_loss`` (a middle axis, the loss
+    alone: logsumexp's column sweeps), ``columns``, ``index_small`` (class
+    indices, few classes: blocks of rows), ``index_rows``, ``soft_rows``;
+    ``empty`` with no rows.  ``lm``: the language-model options (z-loss,
+    softcap, per-row lse) are asked for.
+    """
+    nrows = lay.p * lay.q
+    if nrows == 0:
+        return "empty"
+    if lay.rows and few_long_rows(nrows, lay.n, writes=True):
+        return "pieces"
+    if not lay.rows:
+        plain = not (lm or soft or grad or smoothing)
+        return "columns_loss" if plain and xent_cols_width(lay) else "columns"
+    if soft:
+        return "soft_rows"
+    return "index_small" if lay.n <= SMALL_C else "index_rows"
+
+
+def xent_cols_width(lay):
+    """The slab width of the ``columns_loss`` route for these logits, or None
+    where it does not suit them: too few classes, or too few slabs for the
+    threads (its slabs are no narrower than ``col_width``, where the general
+    column kernel goes down to 8)."""
+    if lay.n < PAIRS_COLS_MIN_C:
+        return None
+    w = C.col_width(lay.n, lay.q, lay.x.dtype.itemsize, False)
+    if threads() == 1 or lay.p * -(-lay.q // w) >= 4 * threads():
+        return w
+    return None
+
+
+def xent_col_block(lay):
+    """Columns per block of the ``columns`` route: ``XENT_COL_BLOCK_BYTES`` of
+    logits (8 to 1024 columns), fewer where that would leave under four
+    blocks per thread."""
+    isz = lay.x.dtype.itemsize
+    qc = int(min(max(XENT_COL_BLOCK_BYTES // max(1, lay.n * isz), 8), 1024))
+    need = 4 * threads()
+    if lay.p * -(-lay.q // qc) < need:
+        qc = max(8, -(-lay.q // -(-need // lay.p)))
+    return qc

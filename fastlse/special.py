@@ -1,0 +1,288 @@
+"""logsumexp, softmax, log_softmax: scipy.special's signatures and semantics.
+
+Each function follows one pattern: validate (``_args``), view the data in
+kernel layout (``_layout``), let the chooser pick the route and run the op's
+table (``_ops``), shape the result.  A C-contiguous float32 / float64 array
+reduced along one axis (or all of it) has its view made directly
+(``_layout.fast_view``): the same view and route as the general path, so the
+same bits, without its checks.  dask arrays go to ``_dask`` (imported on
+first use).
+"""
+
+import numpy as np
+
+from . import _args, _ops
+from ._complex import lse_complex, softmax_complex
+from ._layout import Layout, fast_view, keepdims_shape
+from ._pairs import lse_sign
+
+__all__ = ["log_softmax", "logsumexp", "softmax"]
+
+
+def _scalar(r):
+    return r[()] if r.ndim == 0 else r
+
+
+def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, where=None):
+    """Compute the log of the sum of exponentials of input elements.
+
+    A drop-in for :func:`scipy.special.logsumexp`: same signature, results,
+    dtype rules and special values, computed by parallel Numba kernels that
+    read the data once and finish with the accurate ``m + log1p(t)`` form.
+
+    Parameters
+    ----------
+    a : array_like
+        Input array.
+    axis : None or int or tuple of ints, optional
+        Axis or axes over which the sum is taken. By default (None) all
+        elements are summed.
+    b : array_like, optional
+        Weights for ``exp(a)``, broadcast against `a`; may be negative.
+        Elements whose weight is zero are ignored, even if they are inf or nan.
+    keepdims : bool, optional
+        If True, the reduced axes are left in the result with size one.
+    return_sign : bool, optional
+        If True, return ``(res, sgn)`` where ``res`` is the log of the absolute
+        value of the sum and ``sgn`` its sign (+1, 0 or -1). If False,
+        negative sums give nan.
+    where : array_like of bool, optional
+        Elements to include, broadcast against `a`. Excluded elements are
+        absent (an excluded inf or nan has no effect); a fully excluded slice
+        gives ``-inf``. Not in scipy. The masked elements of a
+        ``np.ma.MaskedArray`` `a` (or `b`) are left out in the same way, as
+        scipy does.
+
+    Returns
+    -------
+    res : ndarray or scalar
+        ``log(sum(b * exp(a)))`` over the reduced axes. A numpy scalar when the
+        result is 0-d, like scipy.
+    sgn : ndarray or scalar
+        Only if `return_sign` is True.
+
+    See Also
+    --------
+    softmax, log_softmax, scipy.special.logsumexp
+
+    Notes
+    -----
+    Integer and boolean inputs are computed in float64; float16, float32 and
+    float64 keep their dtype (float16 is computed in float32). Complex input
+    takes a plain NumPy path with scipy's results.
+
+    An empty sum (no elements, only ``-inf``, only zero weights, or an exact
+    cancellation such as ``b=[1, -1]`` at equal values) gives ``-inf`` with
+    sign 0, where scipy sometimes gives sign -1 or nan; see "Differences
+    from scipy and torch" in the README for every deliberate difference.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlse import logsumexp
+    >>> logsumexp([1000.0, 1000.0])  # 1000 + log(2), no overflow
+    np.float64(1000.69314718056)
+    >>> logsumexp([0.0, -40.0])  # the log1p form keeps tiny contributions
+    np.float64(4.2483542553e-18)
+    >>> logsumexp(np.arange(6.0).reshape(2, 3), axis=1)
+    array([2.40760596, 5.40760596])
+    >>> logsumexp([1.0, 2.0], b=[1.0, -1.0], return_sign=True)
+    (np.float64(1.54132485461), np.float64(-1.0))
+    >>> logsumexp([0.0, np.nan, 0.0], where=[True, False, True])  # log 2
+    np.float64(0.69314718056)
+    """
+    if b is None and where is None and not return_sign:
+        fast = fast_view(a, axis)
+        if fast is not None:
+            view, kept = fast
+            res = np.empty(view.shape[:1] if view.ndim == 2 else view.shape[::2], a.dtype)
+            _ops.run(_ops.LSE, view, res, vector=a.ndim == 1)
+            if keepdims:
+                return res.reshape(_keepdims_of(a.shape, axis))
+            return res[0] if kept == () else res.reshape(kept)
+    if _args.is_dask(a) or _args.is_dask(b):
+        return _dask_call(
+            "logsumexp", a, axis=axis, b=b, keepdims=keepdims, return_sign=return_sign, where=where
+        )
+    r = _args.reduce(a, axis, b, keepdims, where)
+    if r.dtype.kind == "c":
+        return lse_complex(r.a.astype(r.dtype), r.b, r.axes, keepdims, return_sign)
+    if r.b is not None:
+        out, sgn, kept = _ops.lse_weighted(r.a, r.b, r.axes, r.cdt)
+        out, sgn = (_reduced(v, kept, r).astype(r.dtype, copy=False) for v in (out, sgn))
+        if not return_sign:
+            out[sgn < 0] = np.nan
+    else:
+        if r.where is not None:
+            out, kept = _ops.lse_masked(r.a, r.where, r.axes, r.cdt)
+            out = _reduced(out, kept, r)
+        else:
+            lay = Layout(r.a, r.axes, dtype=r.cdt)
+            res = np.empty(lay.p if lay.kind == "rows" else (lay.p, lay.q), r.cdt)
+            out = lay.reduced(_ops.run(_ops.LSE, lay, res, vector=r.a.ndim == 1), keepdims)
+        out = out.astype(r.dtype, copy=False)
+        sgn = lse_sign(out) if return_sign else None
+    return (_scalar(out), _scalar(sgn)) if return_sign else _scalar(out)
+
+
+def _keepdims_of(shape, axis):
+    """The keepdims shape of a reduction over ``axis`` (an int or None)."""
+    if axis is None:
+        return (1,) * len(shape)
+    return keepdims_shape(shape, (axis % len(shape),))
+
+
+def _reduced(res, kept, r):
+    """Values of the kept axes (``as_rows`` order) -> the result's shape."""
+    res = res.reshape(kept)
+    return res.reshape(keepdims_shape(r.a.shape, r.axes)) if r.keepdims else res
+
+
+def _dask_call(name, *args, **kw):
+    from . import _dask
+
+    if kw.pop("where", None) is not None:
+        raise NotImplementedError(f"{name}: where= is not supported for dask arrays")
+    return getattr(_dask, name)(*args, **kw)
+
+
+def softmax(x, axis=None, *, out=None, where=None):
+    r"""Compute the softmax function.
+
+    A drop-in for :func:`scipy.special.softmax`: ``exp(x) / sum(exp(x))``
+    along `axis`, computed with the max shift so it never overflows.
+
+    Parameters
+    ----------
+    x : array_like
+        Input array.
+    axis : int or tuple of ints, optional
+        Axis or axes to compute values along. Default is None: the softmax
+        is computed over the entire array.
+    out : ndarray, optional
+        Array of x's shape and a floating dtype to write the result into
+        (``out=x`` works and overwrites `x`).
+    where : array_like of bool, optional
+        Elements to include, broadcast against `x`. Excluded elements are
+        absent from the sum and get 0; a fully excluded slice is all zeros
+        (jax's convention). A ``np.ma.MaskedArray`` `x` is computed the same
+        way over its unmasked elements and the result is a MaskedArray with
+        x's mask.
+
+    Returns
+    -------
+    s : ndarray or scalar
+        An array of x's shape that sums to 1 along `axis` (`out` if given).
+
+    See Also
+    --------
+    log_softmax, logsumexp, scipy.special.softmax
+
+    Notes
+    -----
+    Rows with ``+inf``, with nan, or with only ``-inf`` give nan, as in scipy.
+    Integer input follows ``np.exp``'s result dtype, as in scipy; boolean
+    input gives float64 (scipy raises).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlse import softmax
+    >>> softmax(np.array([1000.0, 1001.0, 1002.0]))  # naive exp overflows
+    array([0.09003057, 0.24472847, 0.66524096])
+    >>> softmax(np.array([[1.0, 1.0], [0.0, np.log(3.0)]]), axis=1)
+    array([[0.5 , 0.5 ],
+           [0.25, 0.75]])
+    >>> softmax(np.array([1.0, 1.0, np.inf]), where=np.array([True, True, False]))
+    array([0.5, 0.5, 0. ])
+    """
+    return _normalize(x, axis, out, where, False)
+
+
+def log_softmax(x, axis=None, *, out=None, where=None):
+    r"""Compute the logarithm of the softmax function.
+
+    A drop-in for :func:`scipy.special.log_softmax`, computed as
+    ``(x - max) - log1p(t)`` where ``t`` is the sum of the other shifted
+    exponentials: more accurate than scipy where one element dominates.
+
+    Parameters
+    ----------
+    x : array_like
+        Input array.
+    axis : int or tuple of ints, optional
+        Axis or axes to compute values along. Default is None: computed over
+        the entire array.
+    out : ndarray, optional
+        Array of x's shape and a floating dtype to write the result into.
+    where : array_like of bool, optional
+        Elements to include, broadcast against `x`. Excluded elements are
+        absent from the sum and get ``-inf``; a fully excluded slice is all
+        ``-inf`` (jax's convention). A ``np.ma.MaskedArray`` `x` is computed
+        the same way over its unmasked elements and the result is a
+        MaskedArray with x's mask.
+
+    Returns
+    -------
+    s : ndarray or scalar
+        An array of x's shape whose exponential sums to 1 along `axis`.
+
+    See Also
+    --------
+    softmax, logsumexp, scipy.special.log_softmax
+
+    Notes
+    -----
+    Special values follow scipy: a row with ``+inf`` gives ``x - inf``
+    (nan at the inf itself), a row with nan or with only ``-inf`` gives nan.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlse import log_softmax
+    >>> log_softmax(np.array([1000.0, 1.0]))
+    array([   0., -999.])
+    >>> log_softmax(np.array([0.0, -40.0]))[0]  # scipy returns exactly 0.0
+    np.float64(-4.2483542553e-18)
+    """
+    return _normalize(x, axis, out, where, True)
+
+
+def _normalize(x, axis, out, where, log):
+    """softmax (log: log_softmax) of every kind of input."""
+    fn = "log_softmax" if log else "softmax"
+    op = _ops.LOG_SOFTMAX if log else _ops.SOFTMAX
+    if where is None and out is None:
+        fast = fast_view(x, axis)
+        if fast is not None:
+            res = np.empty(x.shape, dtype=x.dtype)
+            _ops.run(op, fast[0], res.reshape(fast[0].shape))
+            return res
+    if _args.is_dask(x):
+        return _dask_call(fn, x, axis=axis, out=out, where=where)
+    if isinstance(x, np.ma.MaskedArray):
+        return _normalize_masked_array(x, axis, out, where, log)
+    r = _args.normalize(x, axis, out, where, fn)
+    if r.where is not None:
+        res = _ops.normalize_masked(r.x, r.where, r.axes, r.cdt, r.out, log)
+    elif r.dtype.kind == "c":
+        res = softmax_complex(r.x.astype(r.dtype), r.axes, log)
+    else:
+        res = _ops.normalize(op, r)
+    if out is not None:
+        if res is not out:
+            np.copyto(out, res, casting="unsafe")
+        return out
+    return _scalar(res.astype(r.dtype, copy=False))
+
+
+def _normalize_masked_array(x, axis, out, where, log):
+    """A MaskedArray: its unmasked elements, the result masked like x."""
+    fn = "log_softmax" if log else "softmax"
+    mask = np.ma.getmaskarray(x)
+    (x,), where = _args.unmasked((x,), where, fn)
+    res = _normalize(x, axis, _args.unmasked((out,), None, fn)[0][0], where, log)
+    if isinstance(out, np.ma.MaskedArray):
+        out.mask = mask
+        return out
+    return res if out is not None else np.ma.MaskedArray(res, mask=mask)
