@@ -91,7 +91,7 @@ def choose(routes, shape, dtype, *, writes=False, vector=False):
         return "empty"
     if len(shape) == 3:
         return "folded" if C.folded(n, shape[2], dtype.itemsize) else "columns"
-    if vector and n <= SMALL_VECTOR and "vector" in routes:
+    if vector and shape[0] == 1 and n <= SMALL_VECTOR and "vector" in routes:
         return "vector"
     if n < NARROW:
         t = "narrow_t" in routes and (dtype.itemsize == 4 or n <= T64_MAX)
