@@ -603,13 +603,22 @@ def bounds(ref, d, absx):
     * log_softmax: ``|v| + |x - max| + 1``, v = ``(x - max) - log1p(t)``: the
       ulps of v and of ``x - max``, and an absolute eps from ``log1p(t)``
       (``t`` < n) -- a few ulps of v except near 0, where v ~ -t is tiny.
+
+    Each also carries the rounding of ``t``, the sum of n exps, a relative
+    ``sqrt(n) eps`` (the usual estimate for sequential sums; the bound adds
+    ``sqrt(n) / K``): the accumulators run as many lanes as the target
+    vectorizes with, two float64 lanes for baseline x86-64, where each
+    accumulator sums hundreds of terms of a 1000-wide row and rows of tied
+    values (integers) err ~12 eps in t.
     """
+    n = d.shape[1] if d.ndim == 2 else 1
+    ts = math.sqrt(n) / K
     with np.errstate(all="ignore"):
         sm = ref["softmax"]
         return {
-            "logsumexp": np.maximum(np.abs(ref["logsumexp"]), absx.max(axis=1)),
-            "softmax": np.where(sm > 0, sm * (2.0 + d), 0.0),
-            "log_softmax": np.abs(ref["log_softmax"]) + d + 1.0,
+            "logsumexp": np.maximum(np.abs(ref["logsumexp"]), absx.max(axis=1)) + ts,
+            "softmax": np.where(sm > 0, sm * (2.0 + d + ts), 0.0),
+            "log_softmax": np.abs(ref["log_softmax"]) + d + 1.0 + ts,
         }
 
 
