@@ -28,11 +28,10 @@ Two schedules, one set of kernels:
   reusing the last block still in the buffer and recomputing the others
   (a fourth matmul, over all but one block).
 
-Measured at N=4096, D=256, V=64000 float32 (2 shared cores): the matmuls are
-~85% of the time.  One vocabulary block of 262 rows (64 MiB) took 3.5-3.9 s
-when 2048 x 4096 blocks took 4.6-4.9 s (the fourth matmul).  Fewer rows
-than ~256 make ``g @ W_blk`` (a K = V reduction with a small M x N) slow in
-OpenBLAS: 160 or 196 rows took 3-4x longer for that product than 262.
+The matmuls dominate, so one vocabulary block (no fourth matmul) is kept
+whenever it holds enough rows: fewer rows than ~256 make ``g @ W_blk`` (a
+K = V reduction with a small M x N) slow in OpenBLAS (figures in
+docs/performance-notes.md).
 
 The extra memory is the buffer (``block_rows * block_vocab`` elements), a few
 float64 per row, and a scratch of ``ACC_BYTES`` for the accumulations into
@@ -42,11 +41,12 @@ adds between BLAS calls run serially (a parallel region squeezed between BLAS
 calls fights OpenBLAS's spinning threads).
 """
 
-import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import prange
 
+from ._args import check_ignore_index, check_reduction, check_smoothing, check_softcap, check_z_loss
 from ._exp import expneg64, log1p64
 from ._kernels import (
     CHUNK,
@@ -62,11 +62,11 @@ from ._kernels import (
     tanhx,
     zero_of,
 )
+from ._layout import compute_dtype
 from ._parallel import kernel
 
 __all__ = ["linear_cross_entropy"]
 
-_REDUCTIONS = ("mean", "sum", "none")
 #: bytes of the logits buffer the default block sizes aim at (with the
 #: outputs, the benchmark's call stays under 150 MB)
 BUDGET = 64 << 20
@@ -338,12 +338,6 @@ def _block(v, name):
     return int(v)
 
 
-def _compute_dtype(dt):
-    if dt == np.float32 or dt == np.float64:
-        return np.dtype(dt)
-    return np.dtype(np.float32) if dt.itemsize <= 4 else np.dtype(np.float64)
-
-
 def block_sizes(n, v, itemsize, block_rows=None, block_vocab=None):
     """The (block_rows, block_vocab) used for n rows, v classes (see the module doc)."""
     if block_vocab is None:
@@ -486,49 +480,85 @@ def linear_cross_entropy(
     >>> linear_cross_entropy(h.astype(np.float32), w.astype(np.float32), y)
     np.float32(0.48213)
     """
+    c = _checked(
+        hidden, weight, target, bias, ignore_index, reduction, label_smoothing, z_loss, softcap
+    )
+    br, bv = _block(block_rows, "block_rows"), _block(block_vocab, "block_vocab")
+    n, d = c.h.shape
+    nv = c.w.shape[0]
+    lse, loss = np.empty(n), np.empty(n)
+    grads = None
+    if return_grad:
+        gw = np.zeros((nv, d), c.cdt) if n == 0 else np.empty((nv, d), c.cdt)
+        grads = (np.empty((n, d), c.cdt), gw, np.zeros(nv))
+    keep = c.t != c.ii
+    count = int(np.count_nonzero(keep))
+    total = _run(
+        c, br, bv, 1.0 / count if (reduction == "mean" and count > 0) else 1.0, lse, loss, grads
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if reduction == "none":
+            res = loss.astype(c.rdt)
+        elif reduction == "sum":
+            res = c.rdt.type(total)
+        else:
+            res = c.rdt.type(np.float64(total) / np.float64(count) if count else _NAN)
+    out = [res]
+    if return_grad:
+        given = (c.h, c.w, c.b)
+        out += [g.astype(a.dtype, copy=False) for g, a in zip(grads, given) if a is not None]
+    if return_lse:
+        out.append(lse.astype(c.rdt))
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+class _Call(NamedTuple):
+    """A checked call: the float arrays as given (``b`` None without a bias),
+    the int64 targets, the scalar options, the result and compute dtypes."""
+
+    h: np.ndarray
+    w: np.ndarray
+    b: object
+    t: np.ndarray
+    ii: int
+    eps: float
+    z: float
+    cap: float
+    rdt: np.dtype
+    cdt: np.dtype
+
+
+def _checked(hidden, weight, target, bias, ignore_index, reduction, label_smoothing, z_loss, cap):
     h = _float_array(hidden, "hidden", 2)
     w = _float_array(weight, "weight", 2)
+    n, nv = h.shape[0], w.shape[0]
     if w.shape[1] != h.shape[1]:
         raise ValueError(
             f"{_FN}: weight must have shape (V, D) with D = hidden.shape[1] = {h.shape[1]}, "
             f"got {w.shape}"
         )
-    n, d = h.shape
-    nv = w.shape[0]
-    has_bias = bias is not None
-    if has_bias:
-        b = _float_array(bias, "bias", 1)
-        if b.shape[0] != nv:
-            raise ValueError(f"{_FN}: bias must have shape (V,) = ({nv},), got {b.shape}")
+    b = None if bias is None else _float_array(bias, "bias", 1)
+    if b is not None and b.shape[0] != nv:
+        raise ValueError(f"{_FN}: bias must have shape (V,) = ({nv},), got {b.shape}")
     t = np.asarray(target)
     if t.dtype.kind not in "iu":
         raise TypeError(f"{_FN}: target must have an integer dtype, got {t.dtype}")
     if t.shape != (n,):
         raise ValueError(f"{_FN}: target must have shape (N,) = ({n},), got {t.shape}")
-    if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
-        raise ValueError(
-            f"{_FN}: reduction must be one of 'mean', 'sum', 'none'; got {reduction!r}"
-        )
-    if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(
-        ignore_index, (int, np.integer)
-    ):
-        raise TypeError(f"{_FN}: ignore_index must be an integer, got {ignore_index!r}")
-    ii = int(ignore_index)
-    eps = _number(label_smoothing, "label_smoothing")
-    if not 0.0 <= eps <= 1.0:
-        raise ValueError(f"{_FN}: label_smoothing must be in [0, 1], got {label_smoothing!r}")
-    z = _number(z_loss, "z_loss")
-    if not 0.0 <= z < math.inf:
-        raise ValueError(f"{_FN}: z_loss must be a finite number >= 0, got {z_loss!r}")
-    cap = 0.0
-    if softcap is not None:
-        cap = _number(softcap, "softcap")
-        if not 0.0 < cap < math.inf:
-            raise ValueError(f"{_FN}: softcap must be a finite number > 0, got {softcap!r}")
-    br = _block(block_rows, "block_rows")
-    bv = _block(block_vocab, "block_vocab")
+    check_reduction(reduction, _FN)
+    ii = check_ignore_index(ignore_index, _FN)
+    rdt = np.result_type(*(a.dtype for a in (h, w, b) if a is not None))
+    cdt = compute_dtype(rdt)
+    eps = check_smoothing(_number(label_smoothing, "label_smoothing"), _FN)
+    z = check_z_loss(_number(z_loss, "z_loss"), _FN)
+    cap = check_softcap(None if cap is None else _number(cap, "softcap"), cdt, _FN)
     if nv == 0 and n > 0:
         raise ValueError(f"{_FN}: weight has no rows (V = 0 classes)")
+    return _Call(h, w, b, _class_targets(t, ii, nv), ii, eps, z, cap, rdt, cdt)
+
+
+def _class_targets(t, ii, nv):
+    """The targets as int64; IndexError for one outside [0, nv) but ignore_index."""
     if t.dtype == np.uint64:
         t = np.minimum(t, np.iinfo(np.int64).max)
     t = np.ascontiguousarray(t, dtype=np.int64)
@@ -539,53 +569,26 @@ def linear_cross_entropy(
             f"{_FN}: target {int(t[k])} is out of bounds for {nv} classes "
             f"(at position {k}; ignore_index is {ii})"
         )
-    # ------------------------------------------------------------ compute --
-    dts = [h.dtype, w.dtype]
-    if has_bias:
-        dts.append(b.dtype)
-    rdt = np.result_type(*dts)
-    cdt = _compute_dtype(rdt)
-    hc = h.astype(cdt, copy=False)
-    wc = w.astype(cdt, copy=False)
-    bc = (
-        np.ascontiguousarray(b, dtype=cdt) if has_bias else np.zeros(1, dtype=cdt)
-    )  # never read without a bias
-    keep = t != ii
-    count = int(np.count_nonzero(keep))
-    base = 1.0 / count if (reduction == "mean" and count > 0) else 1.0
-    want_sum = eps > 0.0
-    lse = np.empty(n)
-    loss = np.empty(n)
-    if return_grad:
-        gh = np.empty((n, d), dtype=cdt)
-        gw = np.zeros((nv, d), dtype=cdt) if n == 0 else np.empty((nv, d), dtype=cdt)
-        gb = np.zeros(nv)
-    total = 0.0
-    if n > 0:
-        br, bv = block_sizes(n, nv, cdt.itemsize, br, bv)
-        args = (hc, wc, bc, has_bias, cap, t, ii, base, eps, z, want_sum, return_grad, lse, loss)
-        grads = (gh, gw, gb) if return_grad else None
-        if bv >= nv:
-            total = _run_one_block(br, args, grads)
-        else:
-            total = _run_vocab_blocks(br, bv, args, grads)
-    # ------------------------------------------------------------ reduce --
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if reduction == "none":
-            res = loss.astype(rdt)
-        elif reduction == "sum":
-            res = rdt.type(total)
-        else:
-            res = rdt.type(np.float64(total) / np.float64(count) if count else _NAN)
-    out = [res]
-    if return_grad:
-        out.append(gh.astype(h.dtype, copy=False))
-        out.append(gw.astype(w.dtype, copy=False))
-        if has_bias:
-            out.append(gb.astype(b.dtype))
-    if return_lse:
-        out.append(lse.astype(rdt))
-    return out[0] if len(out) == 1 else tuple(out)
+    return t
+
+
+def _run(c, br, bv, base, lse, loss, grads):
+    """Losses and lse into ``loss``, ``lse``, gradients into ``grads``; the sum."""
+    n, nv = c.h.shape[0], c.w.shape[0]
+    if n == 0:
+        return 0.0
+    hc = c.h.astype(c.cdt, copy=False)
+    wc = c.w.astype(c.cdt, copy=False)
+    has_bias = c.b is not None
+    # never read without a bias
+    bc = np.ascontiguousarray(c.b, dtype=c.cdt) if has_bias else np.zeros(1, c.cdt)
+    want_sum = c.eps > 0.0
+    br, bv = block_sizes(n, nv, c.cdt.itemsize, br, bv)
+    args = (hc, wc, bc, has_bias, c.cap, c.t, c.ii, base, c.eps, c.z, want_sum, grads is not None,
+            lse, loss)  # fmt: skip
+    if bv >= nv:
+        return _run_one_block(br, args, grads)
+    return _run_vocab_blocks(br, bv, args, grads)
 
 
 def _scratch(d, rows, dtype):
