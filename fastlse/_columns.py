@@ -353,9 +353,9 @@ def softmax_cols(x, out, w, rows, log):
 # ------------------------------------------------------ folded columns ---
 # A middle axis with few columns (Q * itemsize < FOLD_BYTES: float32 Q < 32,
 # float64 Q < 16) leaves the sweeps above too narrow to vectorize (their
-# loops run 32 float32 / 16 float64 a step; a 4-column slab ran scalar, 5-9x
-# slower than rows).  A slab (N, Q) is C-contiguous, so k consecutive rows
-# are one row of k * Q elements: the slab is read as (N // k, k * Q) "folded"
+# loops run 32 float32 / 16 float64 a step; a 4-column slab runs scalar).
+# A slab (N, Q) is C-contiguous, so k consecutive rows are one row of k * Q
+# elements: the slab is read as (N // k, k * Q) "folded"
 # rows (plus N % k rows of Q), virtual column v holding real column v % Q.
 # The sweeps run on the folded rows at full width; per real column the
 # folds are combined: first the max (a max pass over the piece), then, with

@@ -68,7 +68,7 @@ def _exp_neg_abs_ol(d):
     """exp(-|d|) as float64; 0 where it would be subnormal in d's dtype.
 
     Subnormal operands cost microcode assists (a row drifting far below its
-    max ran 35% slower); the terms flushed are below 1e-38 (float32) or
+    max slows down); the terms flushed are below 1e-38 (float32) or
     1e-307 (float64) of the running sum's max term: nothing a result keeps.
     """
     lim = np.float32(-87.0) if d == types.float32 else np.float64(-708.0)

@@ -43,8 +43,8 @@ CHUNK = 2048
 #: vectorized loop (LLVM's own vector remainder loop takes what its unrolled
 #: body leaves), the last partial unit as one full, masked, overlapping unit.
 #: 4 rather than 32 (8 float32 lanes x 4 accumulators): a masked unit of 32
-#: exps cost rows whose length is not a multiple of 32 up to 2x (float64
-#: rows of 100: 273 -> 170 ns, float32 rows of 33: 69 -> 52 ns, of 1000: 5%)
+#: exps is mostly wasted work on short rows whose length is not a multiple
+#: of 32 (docs/performance-notes.md)
 VW = 4
 
 
@@ -117,8 +117,8 @@ def _cast_to_ol(a, v):
 jit = njit(fastmath=EXACT, error_model="numpy", cache=CACHE, nogil=True)
 #: ``jit`` inlined by numba into its (``jit``) callers: the per-row chains
 #: (row_lse -> range_pair -> row_pair, row_softmax -> row_scale), where a call
-#: per level passing array structs cost rows of 32 float32 ~30% (logsumexp
-#: (400, 32) 1.38x faster, (4096, 1000) 1.06x; same bits).  Never for a
+#: per level passing array structs is a large part of a short row's time
+#: (same bits either way).  Never for a
 #: ``jit_fast`` function: inlined code takes its caller's fastmath flags.
 jit_inl = njit(fastmath=EXACT, error_model="numpy", cache=CACHE, nogil=True, inline="always")
 #: loops that reduce (sums, max): reassoc lets LLVM keep several vector
@@ -208,8 +208,8 @@ def _sum_excl_kernel(name, store):
 
     Every loop here (and in the other row kernels) runs over a slice from
     index 0: with ``x[j]`` for j from a variable ``lo`` LLVM cannot prove the
-    index non-negative (numba wraps negative indices) and the loop ran 2-3x
-    slower (the blocked and piecewise paths hit that).
+    index non-negative (numba wraps negative indices) and keeps the bounds
+    handling in the loop (the blocked and piecewise paths hit that).
     """
     shift = store == "shift"
     exp = store in ("exp", "exp in place")
@@ -275,7 +275,7 @@ def sum_excl_exp(x, g, m):  # pragma: no cover - replaced by the overload in com
     """``sum_excl`` that also stores exp(x - m) into g (g may be x).
 
     With g and x two names for one row, LLVM's overlap check would run the
-    scalar loop (10x slower, and a sum in another order): the in-place
+    scalar loop (and a sum in another order): the in-place
     variant writes through x's own slices instead, with the same bits.
     """
     raise NotImplementedError("sum_excl_exp runs in compiled code only")
@@ -417,8 +417,8 @@ FUSED_BYTES = 1 << 20
 def row_log_softmax(x, out):
     """log_softmax of one whole row: a max sweep; an exp-sum sweep that also
     stores x - m into out; ``out -= log1p(t)`` in cache.  The same two
-    roundings as ``log_softmax_store``, so the same bits (1.2-1.3x faster:
-    the stores overlap the exp instead of a sweep of their own)."""
+    roundings as ``log_softmax_store``, so the same bits (the stores overlap
+    the exp instead of a sweep of their own)."""
     m, t = row_shift_pair(x, out)
     row_sub(x, out, m, log1p64(t))
 
@@ -742,7 +742,7 @@ def block_sum_t(xt, nb, mv, acc, cnt):
     four of a row's elements a pass (fewer loads and stores of acc, cnt).
 
     Nothing is stored: stores to four rows of xt a pass kept LLVM from
-    vectorizing the loop (too many runtime alias checks), 2x slower.
+    vectorizing the loop (too many runtime alias checks).
     """
     z = zero_of(xt)
     o = one_of(xt)
@@ -762,7 +762,7 @@ def block_sum_t(xt, nb, mv, acc, cnt):
             db = xb[r] - m
             dc = xc[r] - m
             dd = xd[r] - m
-            ea = expt(da)  # (an exp inside the conditional expression ran 2x slower)
+            ea = expt(da)  # (an exp inside the conditional expression stays scalar)
             eb = expt(db)
             ec = expt(dc)
             ed = expt(dd)

@@ -58,7 +58,7 @@ _INF = np.inf
 def lse_rows(x, out):
     """Each row's pair, then ``m + log1p(t)`` by blocks of rows as one
     vectorized loop (``finish_block``: the bits of ``finish``); a
-    scalar log1p per row cost ~20 ns, 15-25% of a row of 32-100.  Blocks
+    scalar log1p per row is a large share of a short row.  Blocks
     of ``row_block`` rows; the pairs wait in two float64 arrays of one element per row."""
     m_, n = x.shape
     rb = row_block(m_)
@@ -88,7 +88,7 @@ def softmax_rows(x, out):
 
 #: log_softmax rows up to this many bytes run ``row_log_softmax``'s sweeps by
 #: blocks of rows, the log1p of a block's rows as one vectorized loop (a
-#: scalar log1p per row cost 5-10% of a row of 32-250 elements); longer rows
+#: scalar log1p per row is a visible share of a short row); longer rows
 #: run ``row_log_softmax`` itself
 LSM_BLOCK_BYTES = 1024
 
@@ -153,7 +153,7 @@ def softmax_rows_masked(x, w, out, log):
 @kernel
 def copy_rows(src, dst):
     """dst = src, rows on the threads (src: a strided view of x's dtype; a
-    copy through numpy runs on one thread, 2-3x the kernels' time)."""
+    copy through numpy runs on one thread)."""
     n = dst.shape[1]
     for i in prange(dst.shape[0]):
         s = src[i]
@@ -210,7 +210,7 @@ def lse_narrow_t(x, out):
     (N, TB) scratch, then the max, exp-sum and log1p sweeps vectorized
     across the rows (no per-row reduction chains, no per-element copy of
     the row's max); each task allocates its scratch once.  Faster than
-    ``lse_narrow`` for float32 (1.2-1.3x on one thread, more on two)."""
+    ``lse_narrow`` for float32 (docs/performance-notes.md)."""
     nr = x.shape[0]
     nblk = (nr + TB - 1) // TB
     ntask, per = tasks_of(nblk)
@@ -323,8 +323,8 @@ def merge_pieces(mo, to, mr, tr):
 @kernel
 def finish_rows(mr, tr, out):
     """out = finish(m, t) elementwise, by blocks on the threads: selects,
-    no branch, so it vectorizes (the serial branchy loop cost ~10 ns an
-    element, more than the reduction itself for wide columns)."""
+    no branch, so it vectorizes (a branchy loop per element can cost more
+    than the reduction itself for wide columns)."""
     nb = (mr.shape[0] + 4095) // 4096
     for b in prange(nb):
         lo = b * 4096

@@ -25,8 +25,8 @@ so every sweep runs vectorized across rows.  ``cols`` kernels take
 ``(P, C, Q)`` (class axis in the middle, the rest of the sample index in Q)
 and work on blocks of Q columns, reading memory in order, so no transposed
 copy is made; without gradient, smoothing or LM options, ``cols_index_loss``
-takes logsumexp's column sweeps (``_columns.slab_pairs``) instead, 1.0-1.4x
-faster, whose loss may differ from the gradient kernels' in the last bit.
+takes logsumexp's column sweeps (``_columns.slab_pairs``) instead (faster),
+whose loss may differ from the gradient kernels' in the last bit.
 
 Each kernel returns the sum of the per-sample losses (float64, a prange
 reduction) and writes them one by one only when asked (``per_row``, for
@@ -290,8 +290,8 @@ def index_rows_plain(x, tgt, w, ignore, loss, per_row):
     """``index_rows`` without gradient, smoothing or LM options: each row's
     pair (``row_pair``, inlined: the same max and exp-sum sweeps as
     ``_index_row``, so the same bits), then the losses of a block of rows
-    as one vectorized loop (``_pair_losses``: a scalar log1p per row cost
-    ~10% of a row of ~100), summed in ``index_rows``' order; 0 where
+    as one vectorized loop (``_pair_losses``: a scalar log1p per row is a
+    visible share of a short row), summed in ``index_rows``' order; 0 where
     ignored.  The pairs wait in arrays of one float64 per row."""
     nr, n = x.shape
     rb = row_block(nr)
@@ -367,7 +367,7 @@ def index_rows_small(x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, gra
                 _block_exp(xt, nb, mv, acc, cnt)
                 for r in range(nb):
                     acc[r] = log1px(acc[r] + (cnt[r] - one_of(acc)))  # lg, in x's dtype
-            else:  # four classes a pass, nothing stored: 1.1-1.2x (another order)
+            else:  # four classes a pass, nothing stored (another order)
                 _block_lg(xt, nb, mv, acc, cnt)
             for r in range(nb):
                 i = r0 + r
@@ -400,8 +400,8 @@ def index_rows_small(x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, gra
 @kernel(error_model="numpy")
 def index_rows_small_plain(x, tgt, w, ignore, loss, per_row):
     """``index_rows_small`` without gradient or smoothing (the arguments of
-    ``index_rows_plain``: fewer to type-check on a small call, ~2 us of a
-    (32, 10) call's 6 us went to the dispatch of 13): the same sweeps and
+    ``index_rows_plain``: fewer arguments to type-check on a small call,
+    where the dispatch is much of the time): the same sweeps and
     the same bits as its forward."""
     nr = x.shape[0]
     nblk = (nr + SBLOCK - 1) // SBLOCK
