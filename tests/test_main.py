@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import fastlse
-import fastlse.__main__ as cli
+import fastlse.bench.cli as cli
 
 
 def test_main_quick_runs_and_passes():

@@ -8,7 +8,7 @@ kernels on numba's threads, split like fastlse's drivers: threads over rows, or
 over pieces of rows when there are few rows; the middle-axis dataset is summed
 along axis 1 in memory order, and narrow rows are read as one flat row (so the
 proxy measures memory, not a loop per ten elements).  Their inner loops
-vectorize (slices from index 0).  The kernels are ``fastlse/_peers.py``'s,
+vectorize (slices from index 0).  The kernels are ``fastlse.bench.peers``',
 shared with ``python -m fastlse``'s ``limit`` column.  Compare fastlse to them
 within one run.
 
@@ -20,7 +20,7 @@ value per row.
 from . import common
 from .common import CASES, DTYPES
 
-# the kernels live in fastlse/_peers.py (loaded by path, like the peers), where
+# the kernels live in fastlse.bench.peers, where
 # ``python -m fastlse`` times them too
 copy_proxy = common._peers.copy_proxy
 sum_proxy = common._peers.sum_proxy

@@ -13,8 +13,8 @@ Masks
     element to all, about half overall), built like the datasets.
 
 Peers
-    ``IMPLS[op][peer]`` (from ``fastlse/_peers.py``, shared with ``python -m
-    fastlse`` and loaded here by path) builds a zero-argument callable computing
+    ``IMPLS[op][peer]`` (from ``fastlse.bench.peers``, shared with ``python -m
+    fastlse``) builds a zero-argument callable computing
     ``op`` on one dataset; conversions (torch tensors, jax device arrays,
     ``jax.jit``) happen there, outside the timed call.  ``prepare`` builds it once
     per process and calls it once (compilation, thread-pool start), so no first-call
@@ -25,12 +25,11 @@ Peers
     which is all cores by default.
 """
 
-import importlib.util
-import sys
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+
+from fastlse.bench import peers as _peers
 
 
 class Case(NamedTuple):
@@ -120,21 +119,6 @@ def mask(case):
     return _DATA[key]
 
 
-def _load_peers():
-    """``fastlse/_peers.py`` of this source tree, loaded by path: the peers are the
-    suite's, the same whatever fastlse commit is installed (and there when that
-    commit predates ``_peers``)."""
-    name = "_fastlse_suite_peers"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[2] / "fastlse" / "_peers.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-_peers = _load_peers()
 IMPLS = _peers.IMPLS
 WARM_ON_INPUT = _peers.WARM_ON_INPUT
 available = _peers.available

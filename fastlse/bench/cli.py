@@ -38,7 +38,7 @@ import numpy as np
 
 import fastlse
 
-from . import _peers
+from . import peers as _peers
 
 OPS = ("logsumexp", "softmax", "log_softmax")
 XENT_OPS = ("cross_entropy", "cross_entropy+grad")
@@ -54,7 +54,7 @@ SHAPES = {
 
 #: columns of the table; ``limit`` is not a peer but the op's memory-limit proxy
 #: (a parallel one-read sum for the reductions, a copy for the ops that write an
-#: array of x's size: ``fastlse/_peers.py``, the asv suite's ``bench_proxies``)
+#: array of x's size: ``fastlse/bench/peers.py``, the asv suite's ``bench_proxies``)
 PEERS = ("fastlse", "scipy", "numpy", "torch", "jax", "limit")
 #: peers whose first call depends on the input (compilation per shape, thread pools):
 #: that call is made on the real input and not timed
@@ -267,7 +267,7 @@ def run_checks(impl=fastlse, ref=None, file=None):
 
 
 # =============================================================================
-# peers (fastlse/_peers.py, shared with the asv suite)
+# peers (fastlse/bench/peers.py, shared with the asv suite)
 # =============================================================================
 def _have(name):
     return _peers.available(name)

@@ -356,10 +356,7 @@ def _jax_where(name):
 # read as one flat row (so the proxy measures memory, not a loop per ten
 # elements).  Their loops run over slices from index 0 and vectorize.
 #: reassociation lets the sums vectorize; no nnan / ninf (not needed).  Not
-#: cached on disk: this file is imported as ``fastlse._peers`` and, by the asv
-#: suite, by path under another name, and numba's cache (keyed on the file)
-#: would hand one the other's entries, which import their module by name.
-#: They compile in the benchmarks' untimed first call.
+#: cached on disk: they compile in the benchmarks' untimed first call.
 _PROXY_MATH = {"reassoc", "nsz", "arcp", "contract"}
 
 
