@@ -95,16 +95,21 @@ class Reduce(NamedTuple):
     keepdims: bool
 
 
-def _weights(a, b, fn):
-    b = np.asarray(b)
+def weights_shape(a, b, fn):
+    """The shape a and the weights b (numpy or dask arrays) broadcast to."""
     if b.dtype.kind not in "biufc":
         raise TypeError(f"{fn}: b must be numeric, got dtype {b.dtype}")
     try:
-        shape = np.broadcast_shapes(a.shape, b.shape)
+        return np.broadcast_shapes(a.shape, b.shape)
     except ValueError:
         raise ValueError(
             f"{fn}: b with shape {b.shape} does not broadcast to a's shape {a.shape}"
         ) from None
+
+
+def _weights(a, b, fn):
+    b = np.asarray(b)
+    shape = weights_shape(a, b, fn)
     return np.broadcast_to(a, shape), np.broadcast_to(b, shape)
 
 
@@ -184,15 +189,19 @@ def normalize(x, axis, out, where, fn):
 REDUCTIONS = ("mean", "sum", "none")
 
 
-def float_input(a, name, fn):
+def float_input(a, name, fn, ndim=None):
+    """``a`` as a floating-point array of ``ndim`` dimensions (None: logits,
+    at least one, the class axis)."""
     a = np.asarray(a)
     if a.dtype.kind != "f":
         raise TypeError(
             f"{fn}: {name} must be a floating-point array, got dtype {a.dtype} "
             f"(convert with {name}.astype(np.float32) or np.float64)"
         )
-    if a.ndim == 0:
+    if ndim is None and a.ndim == 0:
         raise ValueError(f"{fn}: {name} must have at least one dimension (the class axis)")
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{fn}: {name} must be {ndim}-D, got shape {a.shape}")
     return a
 
 

@@ -179,14 +179,7 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, thread
         else:
             bd = np.asarray(b)
             dt = lse_dtype(a, b)
-        if bd.dtype.kind not in "biufc":
-            raise TypeError(f"logsumexp: b must be numeric, got dtype {bd.dtype}")
-        try:
-            shape = np.broadcast_shapes(a.shape, bd.shape)
-        except ValueError:
-            raise ValueError(
-                f"logsumexp: b with shape {bd.shape} does not broadcast to a's shape {a.shape}"
-            ) from None
+        shape = _args.weights_shape(a, bd, "logsumexp")
         a = da.broadcast_to(a, shape) if a.shape != shape else a
         bd = _as_dask(bd)
         bd = da.broadcast_to(bd, shape) if bd.shape != shape else bd

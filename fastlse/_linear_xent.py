@@ -46,7 +46,14 @@ from typing import NamedTuple
 import numpy as np
 from numba import prange
 
-from ._args import check_ignore_index, check_reduction, check_smoothing, check_softcap, check_z_loss
+from ._args import (
+    check_ignore_index,
+    check_reduction,
+    check_smoothing,
+    check_softcap,
+    check_z_loss,
+    float_input,
+)
 from ._exp import expneg64, log1p64
 from ._kernels import (
     CHUNK,
@@ -307,18 +314,6 @@ def add_into(dst, src):
 _FN = "linear_cross_entropy"
 
 
-def _float_array(a, name, ndim):
-    a = np.asarray(a)
-    if a.dtype.kind != "f":
-        raise TypeError(
-            f"{_FN}: {name} must be a floating-point array, got dtype {a.dtype} "
-            f"(convert with {name}.astype(np.float32) or np.float64)"
-        )
-    if a.ndim != ndim:
-        raise ValueError(f"{_FN}: {name} must be {ndim}-D, got shape {a.shape}")
-    return a
-
-
 def _number(v, name):
     if isinstance(v, (bool, np.bool_)):
         raise TypeError(f"{_FN}: {name} must be a number, got {v!r}")
@@ -529,15 +524,15 @@ class _Call(NamedTuple):
 
 
 def _checked(hidden, weight, target, bias, ignore_index, reduction, label_smoothing, z_loss, cap):
-    h = _float_array(hidden, "hidden", 2)
-    w = _float_array(weight, "weight", 2)
+    h = float_input(hidden, "hidden", _FN, 2)
+    w = float_input(weight, "weight", _FN, 2)
     n, nv = h.shape[0], w.shape[0]
     if w.shape[1] != h.shape[1]:
         raise ValueError(
             f"{_FN}: weight must have shape (V, D) with D = hidden.shape[1] = {h.shape[1]}, "
             f"got {w.shape}"
         )
-    b = None if bias is None else _float_array(bias, "bias", 1)
+    b = None if bias is None else float_input(bias, "bias", _FN, 1)
     if b is not None and b.shape[0] != nv:
         raise ValueError(f"{_FN}: bias must have shape (V,) = ({nv},), got {b.shape}")
     t = np.asarray(target)
