@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._layout import class_axis, compute_dtype, lse_dtype, normalize_axes, softmax_dtype
-from ._xent_kernels import check_targets
+from .kernels.xent import check_targets
 
 __all__ = [
     "CrossEntropy",
@@ -129,7 +129,7 @@ def reduce(a, axis, b, keepdims, where, fn="logsumexp"):
         a = a.reshape(1)
         b = b.reshape(1) if b is not None else None
         where = where.reshape(1) if where is not None else None
-    axes = normalize_axes(axis, a.ndim)
+    axes = normalize_axes(axis, a.ndim, fn)
     if where is not None and (b is not None or dt.kind == "c"):
         # weights already hide elements: a masked element is a zero weight
         b = np.where(where, 1 if b is None else b, 0)
@@ -170,7 +170,7 @@ def normalize(x, axis, out, where, fn):
     rdt = softmax_dtype(x, fn)
     if x.ndim == 0 and isinstance(axis, (int, np.integer)) and axis in (0, -1):
         axis = None  # scipy takes the axis 0 (or -1) of a 0-d x
-    axes = normalize_axes(axis, x.ndim)
+    axes = normalize_axes(axis, x.ndim, fn)
     if math.prod(x.shape[i] for i in axes) == 0:
         raise ValueError(f"{fn}: zero-size reduction: the axes {axis!r} of x have no elements")
     if out is not None:

@@ -1,6 +1,6 @@
 """Cumulative log-sum-exp: ``logcumsumexp`` and its scan kernels.
 
-The running sum of exponentials is carried as the pair of ``_kernels``:
+The running sum of exponentials is carried as the pair of ``kernels.rows``:
 ``sum exp(x) = exp(m) * (1 + t)`` with ``m`` the running max and ``t`` the sum
 of ``exp(x - m)`` over every element but one that attains it.  Element ``x``
 after a carry ``(m, t)`` gives, with ``e = exp(-|x - m|)``,
@@ -29,25 +29,22 @@ carry, in parallel.
 
 import numba
 import numpy as np
-from numba import njit, prange, types
+from numba import prange, types
 from numba.extending import overload
 
-from ._exp import exp64 as exp64v  # noqa: F401 - the scan tests call it by this name
-from ._exp import log1p32 as log1p32v
-from ._exp import log1p64 as log1p64v
-from ._exp import maxnum
-from ._kernels import cast_to, expn, merge, row_pair, zero_of
 from ._layout import Layout, normalize_axes
-from ._parallel import CACHE, PARALLEL_MIN_WORK, kernel
+from .kernels.compile import jit
+from .kernels.drivers import PARALLEL_MIN_WORK, kernel
+from .kernels.exp import exp64 as exp64v  # noqa: F401 - the scan tests call it by this name
+from .kernels.exp import log1p32 as log1p32v
+from .kernels.exp import log1p64 as log1p64v
+from .kernels.exp import maxnum
+from .kernels.rows import cast_to, expn, merge, row_pair, zero_of
 
 __all__ = ["logcumsumexp"]
 
 _NINF = -np.inf
 
-#: helpers: FMA allowed, no other fast-math (the exp / log1p bit tricks and
-#: the special values need IEEE); numpy's error model keeps divisions free of
-#: zero checks, so loops that divide still vectorize
-jit = njit(fastmath={"contract"}, error_model="numpy", cache=CACHE, nogil=True)
 
 #: elements per chunk of the row scan (its three scratch rows stay in L1)
 CHUNK = 512
@@ -479,7 +476,7 @@ def logcumsumexp(a, axis=-1, reverse=False, out=None):
         a = a.reshape(1)
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
         raise TypeError(f"logcumsumexp: axis must be an integer or None, got {axis!r}")
-    axes = normalize_axes(int(axis), a.ndim)
+    axes = normalize_axes(int(axis), a.ndim, "logcumsumexp")
     if out is not None:
         _check_out(out, a.shape, rdt)
     if a.size == 0:

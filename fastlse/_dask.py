@@ -39,7 +39,7 @@ from ._pairs import (
     lse_sign,
     lse_triples,
 )
-from ._parallel import num_threads
+from .kernels.drivers import num_threads
 
 __all__ = ["THREADS_KEY", "cross_entropy", "log_softmax", "logsumexp", "softmax"]
 
@@ -193,7 +193,7 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, thread
     if a.ndim == 0:
         a = a.reshape(1)
         bd = bd.reshape(1) if bd is not None else None
-    axes = normalize_axes(axis, a.ndim)
+    axes = normalize_axes(axis, a.ndim, "logsumexp")
     out_nd = a.ndim if keepdims else a.ndim - len(axes)
     cdt = compute_dtype(dt)
     if bd is None:
@@ -275,7 +275,7 @@ def _softmax(x, axis, out, log, threads_per_task):
     rdt = softmax_dtype(x, name)
     if rdt.kind == "c":
         raise NotImplementedError(f"{name}: complex dask arrays are not supported")
-    axes = normalize_axes(axis, x.ndim)
+    axes = normalize_axes(axis, x.ndim, name)
     if math.prod(x.shape[i] for i in axes) == 0:
         raise ValueError(f"{name}: zero-size reduction: the axes {axis!r} of x have no elements")
     meta = _meta(x.ndim, rdt)

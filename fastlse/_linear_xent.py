@@ -4,7 +4,7 @@ and its gradients, without ever holding the (N, V) logits.
 The rows of ``hidden`` are taken in blocks of ``block_rows``; each block's
 logits are formed by numpy's BLAS matmul, one vocabulary block of
 ``block_vocab`` columns at a time, into one reused buffer.  A numba kernel
-turns each block into per-row ``(m, t)`` pairs (see ``_kernels``) merged into
+turns each block into per-row ``(m, t)`` pairs (see ``kernels.rows``) merged into
 the row's running pair, and gathers what the loss needs besides the lse: the
 target's logit and, for label smoothing, the sum of the logits.
 
@@ -54,14 +54,15 @@ from ._args import (
     check_z_loss,
     float_input,
 )
-from ._exp import expneg64, log1p64
-from ._kernels import (
+from ._layout import compute_dtype
+from .kernels.compile import jit, jit_fast
+from .kernels.drivers import kernel
+from .kernels.exp import expneg64, log1p64
+from .kernels.rows import (
     CHUNK,
     cast_to,
     expn,
     finish,
-    jit,
-    jit_fast,
     merge,
     range_pair,
     row_max,
@@ -69,8 +70,6 @@ from ._kernels import (
     tanhx,
     zero_of,
 )
-from ._layout import compute_dtype
-from ._parallel import kernel
 
 __all__ = ["linear_cross_entropy"]
 

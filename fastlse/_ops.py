@@ -15,12 +15,12 @@ a time) and write ``dest``: the pairs ``(mo, to)``, the reduced values
 
 import numpy as np
 
-from . import _columns as C
-from . import _kernels as K
-from . import _parallel as P
 from ._config import PARALLEL_MIN_WORK
 from ._layout import Layout, as_rows, compute_dtype
 from ._routes import choose, fold_plan, pieces_of, threads
+from .kernels import columns as C
+from .kernels import drivers as P
+from .kernels import rows as K
 
 __all__ = ["LOG_SOFTMAX", "LSE", "PAIRS", "SOFTMAX", "lse_pairs", "normalize", "pairs", "run"]
 

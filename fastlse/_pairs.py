@@ -1,10 +1,10 @@
 """Partial reductions as arrays: pairs, weighted triples, their merge and finish.
 
 Outside the kernels a partial log-sum-exp travels as arrays of the kernels'
-algebra (see STYLE.md and ``_kernels``):
+algebra (see STYLE.md and ``kernels.rows``):
 
 * a pair ``(m, t)``: ``sum exp(x) == exp(m) * (1 + t)``, merged by
-  ``_kernels.merge`` and finished by ``_kernels.finish`` (``m + log1p(t)``);
+  ``kernels.rows.merge`` and finished by ``kernels.rows.finish`` (``m + log1p(t)``);
 * a weighted triple ``(m, w, s)``: ``sum b * exp(a) == exp(m) * (w + s)``,
   ``m`` the max of ``a`` where ``b != 0``, ``w`` the summed weight of the
   elements at the max (kept exactly, so weights that cancel at the max
@@ -24,8 +24,9 @@ import math
 import numpy as np
 from numba import prange
 
-from ._kernels import finish, finish_triple, jit, merge, merge_triple, row_triple
-from ._parallel import kernel
+from .kernels.compile import jit
+from .kernels.drivers import kernel
+from .kernels.rows import finish, finish_triple, merge, merge_triple, row_triple
 
 __all__ = [
     "finish_pairs",

@@ -21,10 +21,10 @@ kernels.  Every threshold lives here.
 
 import numba
 
-from . import _columns as C
 from ._config import PARALLEL_MIN_WORK
-from ._kernels import NARROW
-from ._xent_kernels import SMALL_C
+from .kernels import columns as C
+from .kernels.rows import NARROW
+from .kernels.xent import SMALL_C
 
 __all__ = [
     "NARROW",

@@ -20,11 +20,11 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _args
-from . import _columns as C
-from . import _xent_kernels as K
 from ._config import PARALLEL_MIN_WORK
 from ._layout import FAST_DTYPES, ClassLayout, compute_dtype
 from ._routes import choose_xent, classes_moved, pieces_of, xent_col_block, xent_cols_width
+from .kernels import columns as C
+from .kernels import xent as XK
 
 __all__ = ["XENT", "compute", "run", "run_small"]
 
@@ -36,11 +36,11 @@ class Family(NamedTuple):
 
 
 XENT = {
-    "index_small": Family(K.index_rows_small, K.index_rows_small_lm, K.index_rows_small_plain),
-    "index_rows": Family(K.index_rows, K.index_rows_lm, K.index_rows_plain),
-    "soft_rows": Family(K.soft_rows, K.soft_rows_lm, None),
-    "columns": Family(K.cols, K.cols_lm, None),
-    "columns_loss": Family(None, None, K.cols_index_loss),
+    "index_small": Family(XK.index_rows_small, XK.index_rows_small_lm, XK.index_rows_small_plain),
+    "index_rows": Family(XK.index_rows, XK.index_rows_lm, XK.index_rows_plain),
+    "soft_rows": Family(XK.soft_rows, XK.soft_rows_lm, None),
+    "columns": Family(XK.cols, XK.cols_lm, None),
+    "columns_loss": Family(None, None, XK.cols_index_loss),
 }
 
 #: (C, dtype) -> the unit class weights of the plain kernels (w, w in x's
@@ -173,7 +173,7 @@ def run_small(logits, target, axis, ii, reduction, return_grad):
         return None
     small = x.size < PARALLEL_MIN_WORK  # (skips the Kernel's own size test)
     nbad, den = (
-        K.check_targets.serial(tv, n, ii, 1.0) if small else K.check_targets(m, tv, n, ii, 1.0)
+        XK.check_targets.serial(tv, n, ii, 1.0) if small else XK.check_targets(m, tv, n, ii, 1.0)
     )
     if nbad:
         return None  # the general path raises the IndexError
@@ -341,7 +341,7 @@ def _run_columns_loss(route, c, lay, targs, common, lm):
     cw = xent_cols_width(lay)
     rows = C.block_rows(cw, x.itemsize)
     tk, w, ii = targs[0], targs[1], targs[4]
-    return K.cols_index_loss(x.size, x, cw, rows, tk, w, ii, common[1], common[2])
+    return XK.cols_index_loss(x.size, x, cw, rows, tk, w, ii, common[1], common[2])
 
 
 def _run_pieces(route, c, lay, targs, common, lm):
@@ -356,26 +356,26 @@ def _run_pieces(route, c, lay, targs, common, lm):
     if c.soft:
         q, w1, w0, g1, g0 = targs
         so, ao = np.empty((nr, npc)), np.empty((nr, npc))
-        K.pieces_sums(x.size, x, (q, w1, w0), piece, c.softcap, mo, to, so, ao)
-        total = K.soft_pieces_merge(
+        XK.pieces_sums(x.size, x, (q, w1, w0), piece, c.softcap, mo, to, so, ao)
+        total = XK.soft_pieces_merge(
             mo, to, so, ao, scale, zl, zg, loss, per_row, lse, want_lse, mr, cr
         )
         if want_grad:
-            K.pieces_grad(x.size, x, (q, g1, g0), piece, c.softcap, mr, cr, gbuf)
+            XK.pieces_grad(x.size, x, (q, g1, g0), piece, c.softcap, mr, cr, gbuf)
         return total
     tk, w, wl, wsum, ii, eps, wg = targs
     smooth = eps > 0.0
     so = np.empty((nr, npc) if smooth else (0, 0))
     wo = np.empty_like(so)
     xy = np.zeros(nr)
-    K.pieces_sums(x.size, x, (tk, ii, wl, smooth, xy), piece, c.softcap, mo, to, so, wo)
+    XK.pieces_sums(x.size, x, (tk, ii, wl, smooth, xy), piece, c.softcap, mo, to, so, wo)
     sr = np.zeros(nr)
-    total = K.index_pieces_merge(
+    total = XK.index_pieces_merge(
         mo, to, so, wo, xy, tk, w, wsum, ii, eps, scale, n, zl, zg, loss, per_row, lse,
         want_lse, mr, cr, sr,
     )  # fmt: skip
     if want_grad:
-        K.pieces_grad(x.size, x, (tk, ii, sr, wg, smooth), piece, c.softcap, mr, cr, gbuf)
+        XK.pieces_grad(x.size, x, (tk, ii, sr, wg, smooth), piece, c.softcap, mr, cr, gbuf)
     return total
 
 

@@ -12,8 +12,8 @@ bytes behind it is moved last in one copy first.
 import numpy as np
 
 from . import _args, _xent_ops
-from . import _xent_kernels as K
 from ._layout import ClassLayout, class_axis, compute_dtype
+from .kernels import xent as XK
 
 __all__ = ["cross_entropy", "log_sigmoid", "nll_loss"]
 
@@ -270,7 +270,7 @@ def _nll_gather(lp, ax, t, w, ii):
     v3 = lay.view if not lay.rows else lay.view.reshape(lay.p, lay.n, 1)
     per = np.empty((lay.p, lay.q))
     # threads pay off from a few thousand rows: each gather is a cache miss
-    K.nll_gather(per.size * 64, v3, tk.reshape(lay.p, lay.q), w, ii, per)
+    XK.nll_gather(per.size * 64, v3, tk.reshape(lay.p, lay.q), w, ii, per)
     return lay.loss_shape(per)
 
 
@@ -326,7 +326,7 @@ def log_sigmoid(x):
     src = np.ascontiguousarray(a, dtype=cdt).reshape(a.shape)
     res = np.empty(src.shape, dtype=cdt)
     if src.size:
-        K.log_sigmoid_flat(src.size, src.reshape(-1), res.reshape(-1))
+        XK.log_sigmoid_flat(src.size, src.reshape(-1), res.reshape(-1))
     return _as_result(res, rdt)
 
 

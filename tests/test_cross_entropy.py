@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import fastlse
-from fastlse._xent_kernels import SMALL_C
+from fastlse.kernels.xent import SMALL_C
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

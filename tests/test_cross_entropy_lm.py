@@ -10,7 +10,7 @@ import pytest
 from xent_reference import torch_ref
 
 import fastlse
-from fastlse import _xent_kernels as K
+from fastlse.kernels import xent as K
 
 torch = pytest.importorskip("torch")
 

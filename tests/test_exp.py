@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastlse._exp import FASTMATH, div_by, exp32, exp64, expneg32, expneg64, log1p64, maxnum
+from fastlse.kernels.exp import FASTMATH, div_by, exp32, exp64, expneg32, expneg64, log1p64, maxnum
 
 
 def _mapper(f):

@@ -16,8 +16,8 @@ torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 from fastlse import linear_cross_entropy  # noqa: E402
-from fastlse._kernels import tanhx  # noqa: E402
 from fastlse._linear_xent import block_sizes  # noqa: E402
+from fastlse.kernels.rows import tanhx  # noqa: E402
 
 N, D, V = 23, 6, 41
 #: (block_rows, block_vocab): several vocabulary blocks (7 rows, 13

@@ -396,7 +396,7 @@ def test_properties(x, c, reverse):
 def prims():
     """Loops over C.exp64v (and _exp.exp64), C.log1p64v, C.log1p32v."""
     numba = pytest.importorskip("numba")
-    from fastlse._exp import exp64
+    from fastlse.kernels.exp import exp64
 
     @numba.njit
     def apply(x, which):

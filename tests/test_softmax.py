@@ -225,11 +225,11 @@ def test_special_values_middle_axis_across_blocks(name, f, ref_f, dtype):
 @pytest.mark.parametrize("piece_bytes", [None, 256])
 def test_special_values_few_columns_folded(monkeypatch, name, f, ref_f, dtype, n, q, piece_bytes):
     """A middle axis of few columns (float32 < 32, float64 < 16) is read as
-    folded rows of k * q elements plus a rest of n % k rows (``_columns``),
+    folded rows of k * q elements plus a rest of n % k rows (``kernels.columns``),
     by slabs or by pieces of a slab (small pieces forced: their pairs merged,
     then each piece's output): specials in the folded rows and in the rest,
     one kind per slab, against scipy."""
-    from fastlse import _columns
+    from fastlse.kernels import columns as _columns
 
     if piece_bytes is not None:
         monkeypatch.setattr(_columns, "FOLD_PIECE_BYTES", piece_bytes)

@@ -15,9 +15,9 @@ import pytest
 from xent_reference import torch_ref
 
 import fastlse
-from fastlse import _kernels as KK
 from fastlse import _routes
-from fastlse import _xent_kernels as K
+from fastlse.kernels import rows as KK
+from fastlse.kernels import xent as K
 
 torch = pytest.importorskip("torch")
 

@@ -56,7 +56,7 @@ FEW_COLUMNS = {  # name: (shape, axis): fewer than 128 bytes of columns behind t
 
 class FewColumns:
     """A non-last axis with few columns behind it, read as folded rows
-    (``_columns``), and the same elements laid out as rows (``rows``: the
+    (``kernels.columns``), and the same elements laid out as rows (``rows``: the
     reference, the reduced axis last and contiguous)."""
 
     params = (list(FEW_COLUMNS), ["float32", "float64"], ["columns", "rows"])

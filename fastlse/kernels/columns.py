@@ -31,9 +31,10 @@ import math
 import numpy as np
 from numba import prange
 
-from ._exp import div_by, expneg64, maxnum
-from ._kernels import cast_to, expn, jit, log_softmax_consts, one_of, zero_of
-from ._threads import kernel
+from .compile import jit
+from .exp import div_by, expneg64, maxnum
+from .rows import cast_to, expn, log_softmax_consts, one_of, zero_of
+from .threads import kernel
 
 _NINF = -np.inf
 _INF = np.inf

@@ -1,6 +1,6 @@
 """Drivers: prange over rows, over pieces of long rows, over column blocks.
 
-Each driver is a :class:`~fastlse._threads.Kernel` (compiled serial and
+Each driver is a :class:`~fastlse.kernels.threads.Kernel` (compiled serial and
 parallel, lazily); the split is chosen from the shape by the caller (_api):
 many rows -> threads over rows; few long rows -> threads over pieces of a row,
 merged with the pair algebra; narrow rows -> blocks of rows with one flat
@@ -10,8 +10,9 @@ vectorized exp; reductions along a middle axis -> column blocks in memory order.
 import numpy as np
 from numba import prange
 
-from ._exp import exp64, expneg64, log1p64
-from ._kernels import (
+from .compile import jit
+from .exp import exp64, expneg64, log1p64
+from .rows import (
     FUSED_BYTES,
     NB,
     TB,
@@ -20,7 +21,6 @@ from ._kernels import (
     cast_to,
     finish_block,
     has_nan,
-    jit,
     log_softmax_consts,
     log_softmax_consts_lg,
     log_softmax_store,
@@ -45,7 +45,7 @@ from ._kernels import (
     tasks_of,
     transpose_rows,
 )
-from ._threads import CACHE, PARALLEL_MIN_WORK, Kernel, kernel, num_threads
+from .threads import CACHE, PARALLEL_MIN_WORK, Kernel, kernel, num_threads
 
 __all__ = ["CACHE", "PARALLEL_MIN_WORK", "Kernel", "kernel", "num_threads"]  # + drivers
 

@@ -23,8 +23,8 @@ import types
 import numba
 from numba import njit
 
-from ._config import CACHE, PARALLEL_MIN_WORK
-from ._exp import EXACT
+from .._config import CACHE, PARALLEL_MIN_WORK
+from .exp import EXACT
 
 __all__ = ["PARALLEL_MIN_WORK", "Kernel", "kernel", "num_threads"]
 

@@ -13,14 +13,12 @@ These functions know nothing about axes, threads or Python objects.
 """
 
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.core.registry import CPUDispatcher as Dispatcher
 from numba.extending import overload
 
-from ._config import CACHE
-from ._exp import (
-    EXACT,
-    FASTMATH,
+from .compile import jit, jit_fast, jit_inl
+from .exp import (
     SUMSCALE32,
     SUMSCALE64,
     div_by,
@@ -109,22 +107,6 @@ def _cast_to_ol(a, v):
     if a.dtype == types.float32:
         return lambda a, v: np.float32(v)
     return lambda a, v: np.float64(v)
-
-
-#: scalar logic and stores: IEEE arithmetic with FMA contraction only. The
-#: reassoc flag would turn (x - m) - lg into x - (m + lg) and s + (k - 1) into
-#: (s + k) - 1, losing exactly the bits the log1p form keeps.
-jit = njit(fastmath=EXACT, error_model="numpy", cache=CACHE, nogil=True)
-#: ``jit`` inlined by numba into its (``jit``) callers: the per-row chains
-#: (row_lse -> range_pair -> row_pair, row_softmax -> row_scale), where a call
-#: per level passing array structs is a large part of a short row's time
-#: (same bits either way).  Never for a
-#: ``jit_fast`` function: inlined code takes its caller's fastmath flags.
-jit_inl = njit(fastmath=EXACT, error_model="numpy", cache=CACHE, nogil=True, inline="always")
-#: loops that reduce (sums, max): reassoc lets LLVM keep several vector
-#: accumulators; nothing else changes.  Both use numpy's error model: a float
-#: division by zero gives inf/nan instead of a check that keeps loops scalar.
-jit_fast = njit(fastmath=FASTMATH, error_model="numpy", cache=CACHE, nogil=True)
 
 
 # ----------------------------------------------------------------------------

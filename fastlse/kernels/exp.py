@@ -23,10 +23,11 @@ Nothing here knows about arrays, axes or Python objects.
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.extending import intrinsic
 
-from ._config import CACHE
+from .compile import EXACT, FASTMATH, jit_inl
+from .compile import jit as _jit
 
 __all__ = [
     "EXACT",
@@ -48,13 +49,6 @@ __all__ = [
     "tanh32",
     "tanh64",
 ]
-
-# fast-math flags used by every kernel of the package: never nnan / ninf.
-FASTMATH = set({"nsz", "arcp", "contract", "afn", "reassoc"})
-EXACT = set({"contract"})
-#: numpy's error model: float division without a zero check (a check per
-#: division keeps a loop scalar); these functions never raise
-_jit = njit(fastmath=EXACT, error_model="numpy", cache=CACHE, nogil=True)
 
 
 # ----------------------------------------------------------------------------
@@ -393,10 +387,10 @@ _TCLAMP32 = np.float32(10.0)  # 1 - tanh(10) < 2**-25
 _ZERO32 = np.float32(0.0)
 _ONE32 = np.float32(1.0)
 _TWO32 = np.float32(2.0)
-#: numba-level inlining (LLVM's inliner finds tanh, its exp included, too big,
-#: and a call keeps the caller's loop scalar); the caller's fastmath flags then
-#: apply: only call these from ``jit`` (exact) code
-_jit_inline = njit(fastmath=EXACT, error_model="numpy", cache=CACHE, nogil=True, inline="always")
+#: numba-level inlining (``compile.jit_inl``): LLVM's inliner finds tanh, its
+#: exp included, too big, and a call keeps the caller's loop scalar; only call
+#: these from ``jit`` (exact) code
+_jit_inline = jit_inl
 
 
 @_jit_inline

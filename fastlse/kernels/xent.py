@@ -7,7 +7,7 @@ exponentials into the gradient.  Per row only a few float64 scalars are kept,
 so the extra memory is O(rows): the per-row losses.
 
 Both kinds of target reduce to one form.  With per-class coefficients ``B``
-(``A = sum(B)``) and the row's ``(m, t)`` pair (see ``_kernels``)::
+(``A = sum(B)``) and the row's ``(m, t)`` pair (see ``kernels.rows``)::
 
     loss = sum_j B_j * (m - x_j) + A * log1p(t)       # = -sum_j B_j log p_j
     grad = scale * (A * p_j - B_j),   p_j = exp(x_j - m) / (1 + t)
@@ -25,7 +25,7 @@ so every sweep runs vectorized across rows.  ``cols`` kernels take
 ``(P, C, Q)`` (class axis in the middle, the rest of the sample index in Q)
 and work on blocks of Q columns, reading memory in order, so no transposed
 copy is made; without gradient, smoothing or LM options, ``cols_index_loss``
-takes logsumexp's column sweeps (``_columns.slab_pairs``) instead (faster),
+takes logsumexp's column sweeps (``kernels.columns.slab_pairs``) instead (faster),
 whose loss may differ from the gradient kernels' in the last bit.
 
 Each kernel returns the sum of the per-sample losses (float64, a prange
@@ -58,9 +58,11 @@ import numpy as np
 from numba import prange, types
 from numba.extending import overload
 
-from ._columns import slab_pairs
-from ._exp import expneg64, log1p32, log1p64, maxnum
-from ._kernels import (
+from .columns import slab_pairs
+from .compile import jit, jit_fast, jit_inl
+from .drivers import kernel
+from .exp import expneg64, log1p32, log1p64, maxnum
+from .rows import (
     CHUNK,
     TB,
     _by_dtype,
@@ -69,9 +71,6 @@ from ._kernels import (
     cast_to,
     expn,
     has_nan,
-    jit,
-    jit_fast,
-    jit_inl,
     merge,
     one_of,
     range_pair,
@@ -87,7 +86,6 @@ from ._kernels import (
     transpose_rows,
     zero_of,
 )
-from ._parallel import kernel
 
 _NINF = -np.inf
 _INF = np.inf

@@ -1,0 +1,38 @@
+"""The three ways a kernel is compiled: one flag set each, for every module.
+
+* ``jit``: scalar logic and stores, IEEE arithmetic with FMA contraction only
+  (``EXACT``).  The reassoc flag would turn ``(x - m) - lg`` into
+  ``x - (m + lg)`` and ``s + (k - 1)`` into ``(s + k) - 1``, losing exactly
+  the bits the log1p form keeps; the exp / log1p bit tricks and the special
+  values need IEEE too.
+* ``jit_inl``: ``jit`` inlined by numba into its (``jit``) callers: the
+  per-row chains (row_lse -> range_pair -> row_pair), where a call per level
+  passing array structs is a large part of a short row's time, and the exp /
+  tanh helpers (LLVM's inliner finds them too big, and a call keeps the
+  caller's loop scalar).  Inlined code takes its caller's fastmath flags:
+  never inline a ``jit_fast`` function, never call these from one expecting
+  ``EXACT``.
+* ``jit_fast``: loops that reduce (sums, max): reassoc lets LLVM keep
+  several vector accumulators (``FASTMATH``); never nnan / ninf, so inf and
+  nan keep their meaning.
+
+All use numpy's error model (a float division by zero gives inf / nan
+instead of a check that keeps loops scalar), release the GIL, and are cached
+on disk unless ``FASTLSE_CACHE=0`` (``_config.CACHE``).  The parallel
+drivers are compiled by ``threads.kernel``.
+"""
+
+from numba import njit
+
+from .._config import CACHE
+
+__all__ = ["EXACT", "FASTMATH", "jit", "jit_fast", "jit_inl"]
+
+#: fast-math flags of the reductions: never nnan / ninf
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+#: the flags of everything else: FMA contraction only
+EXACT = {"contract"}
+
+jit = njit(fastmath=EXACT, error_model="numpy", cache=CACHE, nogil=True)
+jit_inl = njit(fastmath=EXACT, error_model="numpy", cache=CACHE, nogil=True, inline="always")
+jit_fast = njit(fastmath=FASTMATH, error_model="numpy", cache=CACHE, nogil=True)
