@@ -47,24 +47,31 @@ FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 COPY_BLOCK_BYTES = 1 << 22
 
 
-def normalize_axes(axis, ndim, argname="axis"):
-    """Sorted tuple of non-negative axes; numpy's own errors for bad axes."""
+def normalize_axes(axis, ndim, fn):
+    """Sorted tuple of non-negative axes; numpy's errors for bad axes, named
+    for the function ``fn``."""
     if axis is None:
         return tuple(range(ndim))
     items = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
     for ax in items:
         if isinstance(ax, (bool, np.bool_)) or not isinstance(ax, (int, np.integer)):
             raise TypeError(
-                f"{argname} must be None, an integer or a tuple of integers, got {axis!r}"
+                f"{fn}: axis must be None, an integer or a tuple of integers, got {axis!r}"
             )
-    return tuple(sorted(normalize_axis_tuple(tuple(int(i) for i in items), ndim, argname)))
+    try:
+        axes = normalize_axis_tuple(tuple(int(i) for i in items), ndim, fn)
+    except np.exceptions.AxisError:
+        raise
+    except ValueError:  # numpy's "repeated axis"
+        raise ValueError(f"{fn}: repeated axis in axis={axis!r}") from None
+    return tuple(sorted(axes))
 
 
 def class_axis(axis, ndim, fn):
     """The one class axis of a loss, non-negative (numpy's errors)."""
     if isinstance(axis, (tuple, list)) or axis is None:
         raise TypeError(f"{fn}: axis must be a single integer (the class axis), got {axis!r}")
-    return normalize_axes(axis, ndim, "axis")[0]
+    return normalize_axes(axis, ndim, fn)[0]
 
 
 # ----------------------------------------------------------------------------

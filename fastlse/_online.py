@@ -78,7 +78,7 @@ class OnlineLogSumExp:
 
     def __init__(self, axis=None, keepdims=False):
         if axis is not None:
-            normalize_axes(axis, 64)  # type checks only; ndim is known at update
+            normalize_axes(axis, 64, "OnlineLogSumExp")  # type checks only; ndim is known at update
         self.axis = axis
         self.keepdims = bool(keepdims)
         self._axes = None  # normalized axes, set by the first chunk
@@ -114,7 +114,7 @@ class OnlineLogSumExp:
                 self._ndim = nd
             return axes
         if self._axes is None:
-            self._axes = normalize_axes(self.axis, nd)
+            self._axes = normalize_axes(self.axis, nd, "OnlineLogSumExp.update")
             self._ndim = nd
             self._kept = tuple(s for i, s in enumerate(shape) if i not in self._axes)
         elif nd != self._ndim:
