@@ -26,6 +26,7 @@ def test_main_quick_runs_and_passes():
     assert "softmax([1000, 1001, 1002])" in out
     # the table: a header naming the machine and threads, then one row per op x shape x dtype
     assert "logical CPUs" in out and "threads" in out
+    assert "vector ISA: " in out and "peers on the CPU: " in out
     assert "scipy/fastlse" in out
     assert "fastlse/limit" in out
     assert "best peer / fastlse over 8 rows: geometric mean" in out
@@ -99,3 +100,26 @@ def test_main_rejects_unknown_names():
         cli.main(["--ops", "nope"])
     with pytest.raises(SystemExit, match="unknown shape"):
         cli.main(["--shapes", "huge"])
+
+
+@pytest.mark.parametrize(
+    ("name", "features", "want"),
+    [("haswell", "+avx2,+fma,+sse2", "avx2 (target haswell)"),
+     ("skylake-avx512", "+avx512f,+avx2", "avx512f (target skylake-avx512)"),
+     ("generic", "", "the baseline of target generic")],
+)  # fmt: skip
+def test_header_names_the_vector_isa(monkeypatch, name, features, want):
+    """The table's header says which vector extension the kernels were compiled
+    for: the ratios of an AVX2 and an AVX-512 machine differ."""
+    monkeypatch.setenv("NUMBA_CPU_NAME", name)
+    monkeypatch.setenv("NUMBA_CPU_FEATURES", features)
+    assert cli._vector_isa() == want
+
+
+def test_peers_run_on_the_cpu():
+    """torch's tensors (and jax's arrays, where installed) are on the CPU."""
+    devices = cli._peer_devices()
+    if cli._have("torch"):
+        assert "torch cpu" in devices
+    if cli._have("jax"):
+        assert "cpu" in devices.split("jax ", 1)[1].lower()

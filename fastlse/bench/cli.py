@@ -375,11 +375,39 @@ def header(file):
         f"{numba.get_num_threads()} threads, layer {_threading_layer()}; {_versions()}",
         file=file,
     )
+    print(f"vector ISA: {_vector_isa()}; peers on the CPU: {_peer_devices()}", file=file)
     print(
         f"torch runs on {numba.get_num_threads()} threads (numba's count); jax on XLA's "
         "own pool (all cores); numpy = max-shifted naive numpy",
         file=file,
     )
+
+
+def _vector_isa():
+    """The widest x86 vector extension numba compiles for (NUMBA_CPU_NAME /
+    NUMBA_CPU_FEATURES when set, else the host), and the target's name."""
+    from llvmlite import binding as ll
+
+    name = os.environ.get("NUMBA_CPU_NAME") or ll.get_host_cpu_name()
+    feats = os.environ.get("NUMBA_CPU_FEATURES")
+    if feats is None and not os.environ.get("NUMBA_CPU_NAME"):
+        feats = ll.get_host_cpu_features().flatten()
+    have = {f[1:] for f in (feats or "").split(",") if f.startswith("+")}
+    for isa in ("avx512f", "avx2", "avx", "sse4.2", "sse2", "neon"):
+        if isa in have:
+            return f"{isa} (target {name})"
+    return f"the baseline of target {name}"
+
+
+def _peer_devices():
+    """Where the torch and jax peers run: this table is CPU against CPU."""
+    out = []
+    if _have("torch"):
+        out.append(f"torch {_peers.torch_tensor(np.zeros(1)).device}")
+    if _have("jax"):
+        jax = _peers._jax()
+        out.append(f"jax {_peers.jax_cpu(jax)}")
+    return ", ".join(out) or "none installed"
 
 
 def run_table(ops, shapes, peers, quick, file):

@@ -66,7 +66,15 @@ def _jax():
     import jax
 
     jax.config.update("jax_enable_x64", True)  # float64 inputs stay float64
+    # fastlse is a CPU library: jax runs on its CPU device even where it sees
+    # a GPU (inputs are put there, and jit follows its committed inputs)
+    jax.config.update("jax_default_device", jax_cpu(jax))
     return jax
+
+
+def jax_cpu(jax):
+    """jax's first CPU device."""
+    return jax.devices("cpu")[0]
 
 
 def _torch():
@@ -190,7 +198,7 @@ def _jax_jit(fn, *arrays):
     """``fn`` jitted, on the arrays put on the device once: a blocking zero-arg callable."""
     jax = _jax()
     f = jax.jit(fn)
-    args = [jax.device_put(a) for a in arrays]
+    args = [jax.device_put(a, jax_cpu(jax)) for a in arrays]
     return lambda: jax.block_until_ready(f(*args))
 
 
