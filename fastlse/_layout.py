@@ -40,6 +40,7 @@ __all__ = [
 
 #: the dtypes the kernels compute in; arrays of these are never converted
 FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_F32, _F64 = FAST_DTYPES
 
 #: bytes of the buffer a strided or converted input is copied through, a block
 #: of rows at a time (``Layout.row_blocks``); inputs up to twice this are copied
@@ -126,18 +127,24 @@ def fast_view(x, axis):
     for the last axis, a vector or all of it, ``(P, N, Q)`` columns for
     another axis.  This is what small calls of the common shapes go through.
     """
-    if type(x) is not np.ndarray or x.dtype not in FAST_DTYPES or not x.flags.c_contiguous:
+    if type(x) is not np.ndarray:
         return None
-    nd, size = x.ndim, x.size
+    dt = x.dtype  # identity: the builtin descriptors (another byte order is not)
+    if (dt is not _F64 and dt is not _F32) or not x.flags.c_contiguous:
+        return None
+    shape = x.shape
+    nd, size = len(shape), x.size
     if nd == 0 or size == 0:
         return None
     if axis is None or (nd == 1 and type(axis) is int and (axis == -1 or axis == 0)):
         return x.reshape(1, size), ()
     if type(axis) is not int or not -nd <= axis < nd:
         return None
+    if nd == 2 and (axis == -1 or axis == 1):
+        return x, shape[:1]  # already the (M, N) rows
     ax = axis % nd
-    n, q = x.shape[ax], math.prod(x.shape[ax + 1 :])
-    kept = x.shape[:ax] + x.shape[ax + 1 :]
+    n, q = shape[ax], math.prod(shape[ax + 1 :])
+    kept = shape[:ax] + shape[ax + 1 :]
     if q == 1:
         return x.reshape(size // n, n), kept
     return x.reshape(size // (n * q), n, q), kept
@@ -326,6 +333,17 @@ class ClassLayout:
         self.q = math.prod(x.shape[axis + 1 :])
         self.rows = self.q == 1
         self.view = x.reshape((self.p, self.n) if self.rows else (self.p, self.n, self.q))
+
+    @classmethod
+    def of_rows(cls, x):
+        """The layout of C-contiguous (M, C) logits of a kernel dtype (what
+        ``__init__`` gives them, without its tests: for small calls)."""
+        lay = cls.__new__(cls)
+        lay.shape = x.shape
+        lay.x = lay.view = x
+        lay.transposed, lay.axis, lay.q, lay.rows = False, 1, 1, True
+        lay.p, lay.n = x.shape
+        return lay
 
     def like_x(self, a, dtype):
         """An array of the logits' shape in kernel layout (a contiguous copy if needed)."""

@@ -16,21 +16,32 @@ a time) and write ``dest``: the pairs ``(mo, to)``, the reduced values
 import numpy as np
 
 from ._config import PARALLEL_MIN_WORK
-from ._layout import Layout, as_rows, compute_dtype
-from ._routes import choose, fold_plan, pieces_of, threads
+from ._layout import FAST_DTYPES, Layout, as_rows, compute_dtype
+from ._routes import choose, fold_plan, pieces_of, short_vector, threads
 from .kernels import columns as C
 from .kernels import drivers as P
 from .kernels import rows as K
 
-__all__ = ["LOG_SOFTMAX", "LSE", "PAIRS", "SOFTMAX", "lse_pairs", "normalize", "pairs", "run"]
+_F32, _F64 = FAST_DTYPES
+
+__all__ = [
+    "LOG_SOFTMAX",
+    "LSE",
+    "PAIRS",
+    "SOFTMAX",
+    "lse_of_view",
+    "lse_pairs",
+    "normalize",
+    "pairs",
+    "run",
+]
 
 
 def run(op, src, dest, *, vector=False):
     """Run ``op`` on ``src`` (a view, or a ``Layout``) into ``dest`` by the
     route ``_routes.choose`` gives; returns ``dest``."""
-    shape = src.shape if isinstance(src, np.ndarray) else src.view_shape
-    route = choose(op, shape, src.dtype, writes=op is not LSE, vector=vector)
-    op[route](src, dest)
+    shape = src.shape if type(src) is np.ndarray else src.view_shape
+    op[choose(op, shape, src.dtype, writes=op is not LSE, vector=vector)](src, dest)
     return dest
 
 
@@ -48,8 +59,8 @@ def _rows(kern):
     thread; a block of the input's dtype is copied on the threads)."""
 
     def runner(src, dest):
-        if isinstance(src, np.ndarray) or not src.deferred:
-            v = _view(src)
+        if type(src) is np.ndarray or not src.deferred:
+            v = src if type(src) is np.ndarray else src.view
             if v.size < PARALLEL_MIN_WORK:
                 kern.serial(v, dest)
             else:
@@ -135,6 +146,31 @@ def pairs(src):
 def _lse_vector(src, dest):
     v = _view(src)
     dest[0] = K.row_lse(v[0], 0, v.shape[1])
+
+
+def lse_of_view(view, vector):
+    """logsumexp of a ``fast_view`` by the chooser's route: the reduced array."""
+    res = np.empty(view.shape[:1] if view.ndim == 2 else view.shape[::2], view.dtype)
+    LSE[choose(LSE, view.shape, view.dtype, vector=vector)](view, res)
+    return res
+
+
+def lse_short_vector(a, axis):
+    """logsumexp of a contiguous float32 / float64 1-d ``a`` (axis None, 0 or
+    -1) as a scalar when the chooser routes its one row to "vector"; None for
+    anything else.  No view or result array is built: the route's kernel on
+    ``a`` itself (the bits of ``LSE["vector"]``)."""
+    if type(a) is not np.ndarray or a.ndim != 1:
+        return None
+    if not (axis is None or (type(axis) is int and (axis == 0 or axis == -1))):
+        return None
+    dt = a.dtype
+    if (dt is not _F64 and dt is not _F32) or not a.flags.c_contiguous:
+        return None
+    n = a.shape[0]
+    if not short_vector(n):  # choose's rule for the vector route
+        return None
+    return dt.type(K.row_lse(a, 0, n))
 
 
 def _lse_from_pairs(src, dest):

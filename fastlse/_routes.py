@@ -35,6 +35,7 @@ __all__ = [
     "few_long_rows",
     "fold_plan",
     "pieces_of",
+    "short_vector",
     "threads",
 ]
 
@@ -83,6 +84,11 @@ def pieces_of(n):
     return -(-n // piece), piece
 
 
+def short_vector(n):
+    """A 1-d vector of n elements is reduced serially in one call (``vector``)."""
+    return 0 < n <= SMALL_VECTOR
+
+
 def choose(routes, shape, dtype, *, writes=False, vector=False):
     """The route of a view of ``shape`` ((M, N) rows or (P, N, Q) columns)
     among an op's ``routes`` (the names its table declares)."""
@@ -91,7 +97,7 @@ def choose(routes, shape, dtype, *, writes=False, vector=False):
         return "empty"
     if len(shape) == 3:
         return "folded" if C.folded(n, shape[2], dtype.itemsize) else "columns"
-    if vector and shape[0] == 1 and n <= SMALL_VECTOR and "vector" in routes:
+    if vector and shape[0] == 1 and short_vector(n) and "vector" in routes:
         return "vector"
     if n < NARROW:
         t = "narrow_t" in routes and (dtype.itemsize == 4 or n <= T64_MAX)

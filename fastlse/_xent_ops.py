@@ -26,6 +26,9 @@ from ._routes import choose_xent, classes_moved, pieces_of, xent_col_block, xent
 from .kernels import columns as C
 from .kernels import xent as XK
 
+_F32, _F64 = FAST_DTYPES
+_I64 = np.dtype(np.int64)
+
 __all__ = ["XENT", "compute", "run", "run_small"]
 
 
@@ -91,7 +94,7 @@ def z_coefficients(z, reduction, weighted, tk, ii, den):
 def compute(logits, target, axis, **kw):
     """cross_entropy of numpy inputs along the class ``axis`` (an int), the
     keywords those of ``fastlse.cross_entropy``: its result."""
-    if _plain(**kw):
+    if plain(**kw):
         res = run_small(
             logits, target, axis, kw["ignore_index"], kw["reduction"], kw["return_grad"]
         )
@@ -110,7 +113,7 @@ def compute(logits, target, axis, **kw):
     return outs[0] if len(outs) == 1 else tuple(outs)
 
 
-def _plain(
+def plain(
     weight, out, return_lse, softcap, z_loss, label_smoothing, ignore_index, reduction, return_grad
 ):
     """No option beyond ``ignore_index`` / ``reduction`` / ``return_grad``
@@ -145,7 +148,7 @@ def run_small(logits, target, axis, ii, reduction, return_grad):
     """
     if (
         type(logits) is not np.ndarray
-        or logits.dtype not in FAST_DTYPES
+        or (logits.dtype is not _F32 and logits.dtype is not _F64)
         or not logits.flags.c_contiguous
         or logits.size == 0
         or type(axis) is not int
@@ -163,11 +166,11 @@ def run_small(logits, target, axis, ii, reduction, return_grad):
         x, tv = logits[None], tv.reshape(1)
     else:
         return None
-    if tv.dtype != np.int64:
+    if tv.dtype is not _I64:  # (the builtin descriptor; anything else: general path)
         return None
     m, n = x.shape
     route = choose_xent(
-        ClassLayout(x, 1, x.dtype), soft=False, lm=False, grad=return_grad, smoothing=False
+        ClassLayout.of_rows(x), soft=False, lm=False, grad=return_grad, smoothing=False
     )
     if route not in ("index_rows", "index_small"):
         return None

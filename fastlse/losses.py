@@ -9,30 +9,33 @@ kernel layout (``_xent_ops``, ``_layout.ClassLayout``).  C-contiguous
 bytes behind it is moved last in one copy first.
 """
 
+from typing import Any
+
 import numpy as np
 
 from . import _args, _xent_ops
 from ._layout import ClassLayout, class_axis, compute_dtype
+from ._typing import ArrayLike, NDArray, Reduced, Reduction
 from .kernels import xent as XK
 
 __all__ = ["cross_entropy", "log_sigmoid", "nll_loss"]
 
 
 def cross_entropy(
-    logits,
-    target,
+    logits: ArrayLike,
+    target: ArrayLike,
     *,
-    axis=None,
-    weight=None,
-    ignore_index=-100,
-    reduction="mean",
-    label_smoothing=0.0,
-    return_grad=False,
-    out=None,
-    z_loss=0.0,
-    softcap=None,
-    return_lse=False,
-):
+    axis: int | None = None,
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+    label_smoothing: float = 0.0,
+    return_grad: bool = False,
+    out: NDArray[Any] | None = None,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: bool = False,
+) -> Any:
     r"""Cross-entropy loss between logits and targets, optionally with its gradient.
 
     The semantics and numbers of :func:`torch.nn.functional.cross_entropy`
@@ -174,6 +177,14 @@ def cross_entropy(
     >>> lse
     array([2.10557739, 2.13228205])
     """
+    if _xent_ops.plain(weight, out, return_lse, softcap, z_loss, label_smoothing, ignore_index,
+                       reduction, return_grad):  # fmt: skip
+        # small calls of the common kind: no keyword dict, no general checks
+        res = _xent_ops.run_small(
+            logits, target, -1 if axis is None else axis, ignore_index, reduction, return_grad
+        )
+        if res is not None:
+            return res
     fn = "cross_entropy"
     kw = dict(weight=weight, ignore_index=ignore_index, reduction=reduction,
               label_smoothing=label_smoothing, return_grad=return_grad, out=out, z_loss=z_loss,
@@ -182,13 +193,23 @@ def cross_entropy(
         from . import _dask
 
         return _dask.cross_entropy(logits, target, axis=axis, **kw)
-    if axis is None:
+    if axis is None and type(logits) is np.ndarray and logits.ndim <= 2:
+        axis = -1  # default_class_axis of 1-d / 2-d logits, without its shapes
+    elif axis is None:
         tdt = target.dtype if isinstance(target, np.ndarray) else np.asarray(target).dtype
         axis = _args.default_class_axis(np.shape(logits), np.shape(target), tdt.kind == "f", fn)
     return _xent_ops.compute(logits, target, axis, **kw)
 
 
-def nll_loss(log_probs, target, *, axis=None, weight=None, ignore_index=-100, reduction="mean"):
+def nll_loss(
+    log_probs: ArrayLike,
+    target: ArrayLike,
+    *,
+    axis: int | None = None,
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+) -> Reduced:
     r"""Negative log-likelihood loss for log-probabilities and class indices.
 
     The semantics of :func:`torch.nn.functional.nll_loss`: the per-sample loss
@@ -288,7 +309,7 @@ def _nll_numpy(lp, ax, t, w, ii, n):
         return np.where(keep, -(wy * picked), 0.0)
 
 
-def log_sigmoid(x):
+def log_sigmoid(x: ArrayLike) -> Reduced:
     r"""Elementwise ``log(1 / (1 + exp(-x)))``, computed stably.
 
     Evaluated as ``min(x, 0) - log1p(exp(-|x|))``: no overflow for large

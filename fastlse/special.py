@@ -9,12 +9,16 @@ same bits, without its checks.  dask arrays go to ``_dask`` (imported on
 first use).
 """
 
+from typing import Any, Literal, overload
+
 import numpy as np
 
 from . import _args, _ops
 from ._complex import lse_complex, softmax_complex
 from ._layout import Layout, fast_view, keepdims_shape
 from ._pairs import lse_sign
+from ._routes import choose
+from ._typing import ArrayLike, Axis, NDArray, Reduced
 
 __all__ = ["log_softmax", "logsumexp", "softmax"]
 
@@ -23,7 +27,51 @@ def _scalar(r):
     return r[()] if r.ndim == 0 else r
 
 
-def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, where=None):
+@overload
+def logsumexp(
+    a: ArrayLike,
+    axis: Axis = None,
+    b: ArrayLike | None = None,
+    keepdims: bool = False,
+    return_sign: Literal[False] = False,
+    where: ArrayLike | None = None,
+) -> Reduced: ...
+@overload
+def logsumexp(
+    a: ArrayLike,
+    axis: Axis = None,
+    b: ArrayLike | None = None,
+    keepdims: bool = False,
+    *,
+    return_sign: Literal[True],
+    where: ArrayLike | None = None,
+) -> tuple[Reduced, Reduced]: ...
+@overload
+def logsumexp(
+    a: ArrayLike,
+    axis: Axis,
+    b: ArrayLike | None,
+    keepdims: bool,
+    return_sign: Literal[True],
+    where: ArrayLike | None = None,
+) -> tuple[Reduced, Reduced]: ...
+@overload
+def logsumexp(
+    a: ArrayLike,
+    axis: Axis = None,
+    b: ArrayLike | None = None,
+    keepdims: bool = False,
+    return_sign: bool = False,
+    where: ArrayLike | None = None,
+) -> Reduced | tuple[Reduced, Reduced]: ...
+def logsumexp(
+    a: ArrayLike,
+    axis: Axis = None,
+    b: ArrayLike | None = None,
+    keepdims: bool = False,
+    return_sign: bool = False,
+    where: ArrayLike | None = None,
+) -> Any:
     """Compute the log of the sum of exponentials of input elements.
 
     A drop-in for :func:`scipy.special.logsumexp`: same signature, results,
@@ -92,13 +140,17 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, where=Non
     np.float64(0.69314718056)
     """
     if b is None and where is None and not return_sign:
+        v = None if keepdims else _ops.lse_short_vector(a, axis)
+        if v is not None:
+            return v
         fast = fast_view(a, axis)
         if fast is not None:
             view, kept = fast
-            res = np.empty(view.shape[:1] if view.ndim == 2 else view.shape[::2], a.dtype)
-            _ops.run(_ops.LSE, view, res, vector=a.ndim == 1)
+            res = _ops.lse_of_view(view, vector=a.ndim == 1)
             if keepdims:
                 return res.reshape(_keepdims_of(a.shape, axis))
+            if res.shape == kept:
+                return res
             return res[0] if kept == () else res.reshape(kept)
     if _args.is_dask(a) or _args.is_dask(b):
         return _dask_call(
@@ -146,7 +198,13 @@ def _dask_call(name, *args, **kw):
     return getattr(_dask, name)(*args, **kw)
 
 
-def softmax(x, axis=None, *, out=None, where=None):
+def softmax(
+    x: ArrayLike,
+    axis: Axis = None,
+    *,
+    out: NDArray[Any] | None = None,
+    where: ArrayLike | None = None,
+) -> NDArray[Any]:
     r"""Compute the softmax function.
 
     A drop-in for :func:`scipy.special.softmax`: ``exp(x) / sum(exp(x))``
@@ -199,7 +257,13 @@ def softmax(x, axis=None, *, out=None, where=None):
     return _normalize(x, axis, out, where, False)
 
 
-def log_softmax(x, axis=None, *, out=None, where=None):
+def log_softmax(
+    x: ArrayLike,
+    axis: Axis = None,
+    *,
+    out: NDArray[Any] | None = None,
+    where: ArrayLike | None = None,
+) -> NDArray[Any]:
     r"""Compute the logarithm of the softmax function.
 
     A drop-in for :func:`scipy.special.log_softmax`, computed as
@@ -255,8 +319,10 @@ def _normalize(x, axis, out, where, log):
     if where is None and out is None:
         fast = fast_view(x, axis)
         if fast is not None:
+            view = fast[0]
             res = np.empty(x.shape, dtype=x.dtype)
-            _ops.run(op, fast[0], res.reshape(fast[0].shape))
+            dest = res if view is x else res.reshape(view.shape)
+            op[choose(op, view.shape, view.dtype, writes=True)](view, dest)
             return res
     if _args.is_dask(x):
         return _dask_call(fn, x, axis=axis, out=out, where=where)
