@@ -27,12 +27,15 @@ scan of those pairs with ``merge`` (tiny), then every piece scanned from its
 carry, in parallel.
 """
 
+from typing import Any
+
 import numba
 import numpy as np
 from numba import prange, types
 from numba.extending import overload
 
 from ._layout import Layout, normalize_axes
+from ._typing import ArrayLike, NDArray
 from .kernels.compile import jit
 from .kernels.drivers import PARALLEL_MIN_WORK, kernel
 from .kernels.exp import exp64 as exp64v  # noqa: F401 - the scan tests call it by this name
@@ -412,7 +415,9 @@ def _same_view(u, v):
     )
 
 
-def logcumsumexp(a, axis=-1, reverse=False, out=None):
+def logcumsumexp(
+    a: ArrayLike, axis: int | None = -1, reverse: bool = False, out: NDArray[Any] | None = None
+) -> NDArray[Any]:
     """Cumulative log-sum-exp along an axis.
 
     ``out[..., i] = log(sum(exp(a[..., :i + 1])))`` along `axis`, computed

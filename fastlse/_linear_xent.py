@@ -41,7 +41,7 @@ adds between BLAS calls run serially (a parallel region squeezed between BLAS
 calls fights OpenBLAS's spinning threads).
 """
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import prange
@@ -55,6 +55,7 @@ from ._args import (
     float_input,
 )
 from ._layout import compute_dtype
+from ._typing import ArrayLike, Reduction
 from .kernels.compile import jit, jit_fast
 from .kernels.drivers import kernel
 from .kernels.exp import expneg64, log1p64
@@ -347,21 +348,21 @@ def block_sizes(n, v, itemsize, block_rows=None, block_vocab=None):
 # public function
 # ----------------------------------------------------------------------------
 def linear_cross_entropy(
-    hidden,
-    weight,
-    target,
+    hidden: ArrayLike,
+    weight: ArrayLike,
+    target: ArrayLike,
     *,
-    bias=None,
-    ignore_index=-100,
-    reduction="mean",
-    label_smoothing=0.0,
-    z_loss=0.0,
-    softcap=None,
-    return_grad=False,
-    return_lse=False,
-    block_rows=None,
-    block_vocab=None,
-):
+    bias: ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_grad: bool = False,
+    return_lse: bool = False,
+    block_rows: int | None = None,
+    block_vocab: int | None = None,
+) -> Any:
     r"""Cross-entropy of a linear layer's logits, without forming the logits.
 
     Computes ``cross_entropy(hidden @ weight.T + bias, target)`` with the

@@ -7,6 +7,8 @@ O(result size) however many chunks go through, and the result equals
 ``logsumexp`` of the concatenated data whatever the chunking.
 """
 
+from typing import Any
+
 import numpy as np
 
 from . import _ops
@@ -20,6 +22,7 @@ from ._pairs import (
     merge_triples,
     pairs_to_triples,
 )
+from ._typing import ArrayLike, Axis
 
 __all__ = ["OnlineLogSumExp"]
 
@@ -76,7 +79,7 @@ class OnlineLogSumExp:
     (np.float64(1.10593640168), np.float64(-1.0))
     """
 
-    def __init__(self, axis=None, keepdims=False):
+    def __init__(self, axis: Axis = None, keepdims: bool = False) -> None:
         if axis is not None:
             normalize_axes(axis, 64, "OnlineLogSumExp")  # type checks only; ndim is known at update
         self.axis = axis
@@ -149,7 +152,7 @@ class OnlineLogSumExp:
         return self
 
     # ---------------------------------------------------------------- public
-    def update(self, chunk, b=None):
+    def update(self, chunk: ArrayLike, b: ArrayLike | None = None) -> "OnlineLogSumExp":
         """Fold a chunk of data (and optional weights) into the accumulator.
 
         Parameters
@@ -189,7 +192,7 @@ class OnlineLogSumExp:
         axes = self._bind(a.shape)
         return self._fold(lse_triples(a, b, axes, compute_dtype(dt)), dt)
 
-    def merge(self, other):
+    def merge(self, other: "OnlineLogSumExp") -> "OnlineLogSumExp":
         """Fold another accumulator (same `axis`, same kept shape) into this one.
 
         The merge is associative and commutative (up to rounding), so partial
@@ -219,7 +222,7 @@ class OnlineLogSumExp:
             self._ndim = other._ndim
         return self._fold(other._state, other._dtype)
 
-    def result(self, return_sign=False):
+    def result(self, return_sign: bool = False) -> Any:
         """The log-sum-exp of every chunk seen so far.
 
         Parameters

@@ -19,6 +19,7 @@ import contextlib
 import os
 import threading
 import types
+from collections.abc import Iterator
 
 import numba
 from numba import njit
@@ -130,7 +131,7 @@ def kernel(fn=None, **options):
 
 
 @contextlib.contextmanager
-def num_threads(n):
+def num_threads(n: int) -> Iterator[None]:
     """Context manager: run fastlse kernels of this Python thread on ``n`` threads.
 
     A thin wrapper over ``numba.set_num_threads`` (which is per Python thread);
