@@ -88,12 +88,15 @@ def _pairs_of(kern):
     return runner
 
 
+def _piece_scratch(v):
+    """(piece length, two float64 (M, pieces) arrays) for rows split in pieces."""
+    npc, piece = pieces_of(v.shape[1])
+    return piece, np.empty((v.shape[0], npc)), np.empty((v.shape[0], npc))
+
+
 def _pairs_pieces(src, dest):
     v = _view(src)
-    m_, n_ = v.shape
-    npc, piece = pieces_of(n_)
-    mp = np.empty((m_, npc))
-    tp = np.empty((m_, npc))
+    piece, mp, tp = _piece_scratch(v)
     P.pair_pieces(v.size, v, piece, mp, tp)
     P.merge_pieces(mp, tp, *dest)
 
@@ -195,10 +198,7 @@ LSE = {
 # ----------------------------------------------------------------------------
 def _softmax_pieces(src, dest):
     v = _view(src)
-    m_, n_ = v.shape
-    npc, piece = pieces_of(n_)
-    mp = np.empty((m_, npc))
-    sp = np.empty((m_, npc))
+    piece, mp, sp = _piece_scratch(v)
     P.softmax_pieces_exp(v.size, v, dest, piece, mp, sp)
     P.softmax_piece_divisors(mp, sp)
     P.softmax_pieces_scale(v.size, dest, piece, sp)
