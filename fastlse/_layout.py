@@ -137,7 +137,7 @@ def fast_view(x, axis):
     if nd == 0 or size == 0:
         return None
     if axis is None or (nd == 1 and type(axis) is int and (axis == -1 or axis == 0)):
-        return x.reshape(1, size), ()
+        return (x[None] if nd == 1 else x.reshape(1, size)), ()
     if type(axis) is not int or not -nd <= axis < nd:
         return None
     if nd == 2 and (axis == -1 or axis == 1):

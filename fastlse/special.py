@@ -320,10 +320,9 @@ def _normalize(x, axis, out, where, log):
         fast = fast_view(x, axis)
         if fast is not None:
             view = fast[0]
-            res = np.empty(x.shape, dtype=x.dtype)
-            dest = res if view is x else res.reshape(view.shape)
+            dest = np.empty(view.shape, dtype=x.dtype)  # a vector's row [0]: cheaper than a reshape
             op[choose(op, view.shape, view.dtype, writes=True)](view, dest)
-            return res
+            return dest if view is x else (dest[0] if x.ndim == 1 else dest.reshape(x.shape))
     if _args.is_dask(x):
         return _dask_call(fn, x, axis=axis, out=out, where=where)
     if isinstance(x, np.ma.MaskedArray):
