@@ -33,13 +33,18 @@ def is_dask(x):
     return t is not np.ndarray and t.__module__.startswith("dask.") and hasattr(x, "dask")
 
 
+def _bool_mask(where, fn):
+    w = np.asarray(where)
+    if w.dtype != np.bool_:
+        raise TypeError(f"{fn}: where must be a boolean array, got dtype {w.dtype}")
+    return w
+
+
 def check_where(where, shape, fn, grow=False):
     """where= as a bool array broadcast to ``shape`` (numpy-style errors).
 
     With ``grow`` the mask may also broadcast ``shape`` up (as ``b`` may)."""
-    w = np.asarray(where)
-    if w.dtype != np.bool_:
-        raise TypeError(f"{fn}: where must be a boolean array, got dtype {w.dtype}")
+    w = _bool_mask(where, fn)
     try:
         if grow:
             shape = np.broadcast_shapes(shape, w.shape)
@@ -65,9 +70,7 @@ def unmasked(arrays, where, fn):
     if keep is None:
         return data, where
     if where is not None:
-        w = np.asarray(where)
-        if w.dtype != np.bool_:
-            raise TypeError(f"{fn}: where must be a boolean array, got dtype {w.dtype}")
+        w = _bool_mask(where, fn)
         try:
             keep = keep & w
         except ValueError:
@@ -363,6 +366,11 @@ class CrossEntropy(NamedTuple):
     return_grad: bool
     return_lse: bool
     den: float
+
+    @property
+    def lm(self):
+        """The language-model options (z-loss, softcap, per-row lse) are on."""
+        return bool(self.z_loss or self.softcap or self.return_lse)
 
 
 def cross_entropy(

@@ -29,7 +29,7 @@ __all__ = [
     "LSE",
     "PAIRS",
     "SOFTMAX",
-    "lse_of_view",
+    "lse",
     "lse_pairs",
     "normalize",
     "pairs",
@@ -40,13 +40,23 @@ __all__ = [
 def run(op, src, dest, *, vector=False):
     """Run ``op`` on ``src`` (a view, or a ``Layout``) into ``dest`` by the
     route ``_routes.choose`` gives; returns ``dest``."""
-    shape = src.shape if type(src) is np.ndarray else src.view_shape
-    op[choose(op, shape, src.dtype, writes=op is not LSE, vector=vector)](src, dest)
+    op[choose(op, _shape(src), src.dtype, writes=op is not LSE, vector=vector)](src, dest)
     return dest
 
 
 def _view(src):
-    return src if isinstance(src, np.ndarray) else src.view
+    """The kernels' view of a view or a ``Layout`` (a deferred copy made whole)."""
+    return src if type(src) is np.ndarray else src.view
+
+
+def _shape(src):
+    """The shape of ``_view(src)``, without making a deferred copy."""
+    return src.shape if type(src) is np.ndarray else src.view_shape
+
+
+def _reduced_shape(shape):
+    """(M,) of an (M, N) view, (P, Q) of a (P, N, Q) one."""
+    return shape[:1] if len(shape) == 2 else shape[::2]
 
 
 def _copy_rows(dst, src):
@@ -60,7 +70,7 @@ def _rows(kern):
 
     def runner(src, dest):
         if type(src) is np.ndarray or not src.deferred:
-            v = src if type(src) is np.ndarray else src.view
+            v = _view(src)
             if v.size < PARALLEL_MIN_WORK:
                 kern.serial(v, dest)
             else:
@@ -136,9 +146,8 @@ PAIRS = {
 
 def pairs(src):
     """(m, t) float64 arrays of the view's reductions ((M,) or (P, Q))."""
-    shape = src.shape if isinstance(src, np.ndarray) else src.view_shape
-    red = shape[:1] if len(shape) == 2 else shape[::2]
-    mo, to = np.empty(red), np.empty(red)
+    shape = _shape(src)
+    mo, to = np.empty(_reduced_shape(shape)), np.empty(_reduced_shape(shape))
     PAIRS[choose(PAIRS, shape, src.dtype, writes=True)](src, (mo, to))
     return mo, to
 
@@ -151,10 +160,14 @@ def _lse_vector(src, dest):
     dest[0] = K.row_lse(v[0], 0, v.shape[1])
 
 
-def lse_of_view(view, vector):
-    """logsumexp of a ``fast_view`` by the chooser's route: the reduced array."""
-    res = np.empty(view.shape[:1] if view.ndim == 2 else view.shape[::2], view.dtype)
-    LSE[choose(LSE, view.shape, view.dtype, vector=vector)](view, res)
+def lse(src, vector):
+    """logsumexp of a view or a ``Layout`` by the chooser's route: the
+    reduced array ((M,) or (P, Q)) in the view's dtype.  (``run``'s work,
+    without its frame: small calls come here, so ``_shape`` and
+    ``_reduced_shape`` are written out.)"""
+    shape = src.shape if type(src) is np.ndarray else src.view_shape
+    res = np.empty(shape[:1] if len(shape) == 2 else shape[::2], src.dtype)
+    LSE[choose(LSE, shape, src.dtype, vector=vector)](src, res)
     return res
 
 

@@ -63,7 +63,9 @@ XENT_COL_BLOCK_BYTES = 1 << 20
 
 
 def threads():
-    """numba's thread count of this call (``fastlse.num_threads`` sets it)."""
+    """The size of numba's thread pool (``NUMBA_NUM_THREADS``), not the count
+    of this call: ``fastlse.num_threads`` leaves the routes as they are, so a
+    call on 1 thread and on all of them takes the same route (the same bits)."""
     return numba.config.NUMBA_NUM_THREADS
 
 

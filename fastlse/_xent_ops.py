@@ -29,7 +29,7 @@ from .kernels import xent as XK
 _F32, _F64 = FAST_DTYPES
 _I64 = np.dtype(np.int64)
 
-__all__ = ["XENT", "compute", "run", "run_small"]
+__all__ = ["XENT", "as_result", "compute", "compute_general", "run", "run_small"]
 
 
 class Family(NamedTuple):
@@ -100,6 +100,11 @@ def compute(logits, target, axis, **kw):
         )
         if res is not None:
             return res
+    return compute_general(logits, target, axis, **kw)
+
+
+def compute_general(logits, target, axis, **kw):
+    """``compute`` past the small-call route, for a caller that tried it."""
     moved = classes_moved_last(logits, target, axis, kw["out"])
     if moved is not None:  # few columns behind the class axis: as rows
         ax, rows, target = moved
@@ -265,7 +270,7 @@ def run(c):
     lossk = loss if lay.rows else loss.reshape((lay.p, lay.q) if per_row else (0, 0))
     lse = np.empty(nrows, dtype=cdt) if c.return_lse else None
     route = choose_xent(
-        lay, soft=c.soft, lm=bool(c.z_loss or c.softcap or c.return_lse),
+        lay, soft=c.soft, lm=c.lm,
         grad=c.return_grad, smoothing=bool(c.smoothing),
     )  # fmt: skip
     targs, scale, zl, zg = _targets(c, lay, cdt, pieces=route == "pieces")
@@ -317,16 +322,15 @@ def _run_family(route, c, lay, targs, common, lm):
     """A row or column route: its forward, plain or lm kernel."""
     x = lay.view
     fam = XENT[route]
-    lm_on = bool(c.z_loss or c.softcap or c.return_lse)
     if lay.rows:
         args = _row_args(c, x, targs, common)
-        if not lm_on and fam.forward is not None and not (c.return_grad or c.smoothing):
+        if not c.lm and fam.forward is not None and not (c.return_grad or c.smoothing):
             tk, w, ii = targs[0], targs[1], targs[4]
             return fam.forward(x.size, x, tk, w, ii, common[1], common[2])
-        if not lm_on:
+        if not c.lm:
             return fam.plain(x.size, *args)
         return fam.lm(x.size, *args, *lm, c.softcap)
-    if not lm_on:
+    if not c.lm:
         return fam.plain(x.size, x, targs, *common, xent_col_block(lay))
     return fam.lm(x.size, x, targs, *common, *lm, xent_col_block(lay), c.softcap)
 
@@ -385,7 +389,7 @@ def _run_pieces(route, c, lay, targs, common, lm):
 _RUNNERS = {"columns_loss": _run_columns_loss, "pieces": _run_pieces}
 
 
-def _as_result(v, dt):
+def as_result(v, dt):
     v = np.asarray(v).astype(dt)
     return v[()] if v.ndim == 0 else v
 
@@ -394,16 +398,16 @@ def _results(c, lay, total, loss, grad, copy_back, lse, rdt):
     """(loss reduced, grad, lse) in the logits' dtype and layout."""
     with np.errstate(invalid="ignore", divide="ignore"):
         if c.reduction == "none":
-            res = _as_result(lay.loss_shape(loss), rdt)
+            res = as_result(lay.loss_shape(loss), rdt)
         elif c.reduction == "sum":
-            res = _as_result(total, rdt)
+            res = as_result(total, rdt)
         else:
             d = np.float64(lay.p * lay.q) if c.soft else np.float64(c.den)
-            res = _as_result(np.float64(total) / d, rdt)
+            res = as_result(np.float64(total) / d, rdt)
     if grad is not None:
         if copy_back:
             np.copyto(c.out, grad, casting="unsafe")
             grad = c.out
         elif grad.dtype != rdt:
             grad = grad.astype(rdt)
-    return res, grad, (_as_result(lay.loss_shape(lse), rdt) if c.return_lse else None)
+    return res, grad, (as_result(lay.loss_shape(lse), rdt) if c.return_lse else None)

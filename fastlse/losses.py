@@ -198,7 +198,7 @@ def cross_entropy(
     elif axis is None:
         tdt = target.dtype if isinstance(target, np.ndarray) else np.asarray(target).dtype
         axis = _args.default_class_axis(np.shape(logits), np.shape(target), tdt.kind == "f", fn)
-    return _xent_ops.compute(logits, target, axis, **kw)
+    return _xent_ops.compute_general(logits, target, axis, **kw)
 
 
 def nll_loss(
@@ -278,9 +278,11 @@ def nll_loss(
         per = _nll_numpy(lp, ax, t, w, ii, n)
     with np.errstate(invalid="ignore", divide="ignore"):
         if reduction == "none":
-            return _as_result(per, lp.dtype)
+            return _xent_ops.as_result(per, lp.dtype)
         total = per.sum()
-        return _as_result(total if reduction == "sum" else total / np.float64(den), lp.dtype)
+        return _xent_ops.as_result(
+            total if reduction == "sum" else total / np.float64(den), lp.dtype
+        )
 
 
 def _nll_gather(lp, ax, t, w, ii):
@@ -348,9 +350,4 @@ def log_sigmoid(x: ArrayLike) -> Reduced:
     res = np.empty(src.shape, dtype=cdt)
     if src.size:
         XK.log_sigmoid_flat(src.size, src.reshape(-1), res.reshape(-1))
-    return _as_result(res, rdt)
-
-
-def _as_result(v, dt):
-    v = np.asarray(v).astype(dt)
-    return v[()] if v.ndim == 0 else v
+    return _xent_ops.as_result(res, rdt)

@@ -146,7 +146,7 @@ def logsumexp(
         fast = fast_view(a, axis)
         if fast is not None:
             view, kept = fast
-            res = _ops.lse_of_view(view, vector=a.ndim == 1)
+            res = _ops.lse(view, vector=a.ndim == 1)
             if keepdims:
                 return res.reshape(_keepdims_of(a.shape, axis))
             if res.shape == kept:
@@ -170,8 +170,7 @@ def logsumexp(
             out = _reduced(out, kept, r)
         else:
             lay = Layout(r.a, r.axes, dtype=r.cdt)
-            res = np.empty(lay.p if lay.kind == "rows" else (lay.p, lay.q), r.cdt)
-            out = lay.reduced(_ops.run(_ops.LSE, lay, res, vector=r.a.ndim == 1), keepdims)
+            out = lay.reduced(_ops.lse(lay, vector=r.a.ndim == 1), keepdims)
         out = out.astype(r.dtype, copy=False)
         sgn = lse_sign(out) if return_sign else None
     return (_scalar(out), _scalar(sgn)) if return_sign else _scalar(out)
@@ -321,7 +320,7 @@ def _normalize(x, axis, out, where, log):
         if fast is not None:
             view = fast[0]
             dest = np.empty(view.shape, dtype=x.dtype)  # a vector's row [0]: cheaper than a reshape
-            op[choose(op, view.shape, view.dtype, writes=True)](view, dest)
+            op[choose(op, view.shape, view.dtype, writes=True)](view, dest)  # _ops.run, inline
             return dest if view is x else (dest[0] if x.ndim == 1 else dest.reshape(x.shape))
     if _args.is_dask(x):
         return _dask_call(fn, x, axis=axis, out=out, where=where)
