@@ -34,6 +34,7 @@ import numpy as np
 from numba import prange, types
 from numba.extending import overload
 
+from . import _interop
 from ._layout import Layout, normalize_axes
 from ._typing import ArrayLike, NDArray
 from .kernels.compile import jit
@@ -472,6 +473,9 @@ def logcumsumexp(
     array([[1., 2.],
            [4., 6.]])
     """
+    if _interop.foreign(a, out):
+        kw = dict(axis=axis, reverse=reverse)
+        return _interop.call(logcumsumexp, "logcumsumexp", dict(a=a, out=out), **kw)
     a = np.asarray(a)
     rdt, cdt = _result_dtype(a.dtype)
     if axis is None:

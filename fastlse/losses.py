@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _args, _xent_ops
+from . import _args, _interop, _xent_ops
 from ._layout import ClassLayout, class_axis, compute_dtype
 from ._typing import ArrayLike, NDArray, Reduced, Reduction
 from .kernels import xent as XK
@@ -189,6 +189,10 @@ def cross_entropy(
     kw = dict(weight=weight, ignore_index=ignore_index, reduction=reduction,
               label_smoothing=label_smoothing, return_grad=return_grad, out=out, z_loss=z_loss,
               softcap=softcap, return_lse=return_lse)  # fmt: skip
+    if _interop.foreign(logits, target, weight, out):
+        arrays = dict(logits=logits, target=target, weight=weight, out=out)
+        kw = {k: v for k, v in kw.items() if k not in arrays}
+        return _interop.call(cross_entropy, fn, arrays, axis=axis, **kw)
     if _args.is_dask(logits) or _args.is_dask(target):
         from . import _dask
 
@@ -262,6 +266,10 @@ def nll_loss(
     array([1.33992359, 1.04196926])
     """
     fn = "nll_loss"
+    if _interop.foreign(log_probs, target, weight):
+        arrays = dict(log_probs=log_probs, target=target, weight=weight)
+        kw = dict(axis=axis, ignore_index=ignore_index, reduction=reduction)
+        return _interop.call(nll_loss, fn, arrays, **kw)
     lp = _args.float_input(log_probs, "log_probs", fn)
     if axis is None:
         axis = _args.default_class_axis(lp.shape, np.shape(target), False, fn)
@@ -339,6 +347,8 @@ def log_sigmoid(x: ArrayLike) -> Reduced:
     >>> log_sigmoid(np.float32(30.0))  # -exp(-30), float32 stays float32
     np.float32(-9.35762e-14)
     """
+    if _interop.foreign(x):
+        return _interop.call(log_sigmoid, "log_sigmoid", dict(x=x))
     a = np.asarray(x)
     if a.dtype.kind in "biu":
         a = a.astype(np.float64)

@@ -13,7 +13,7 @@ from typing import Any, Literal, overload
 
 import numpy as np
 
-from . import _args, _ops
+from . import _args, _interop, _ops
 from ._complex import lse_complex, softmax_complex
 from ._layout import Layout, fast_view, keepdims_shape
 from ._pairs import lse_sign
@@ -152,6 +152,9 @@ def logsumexp(
             if res.shape == kept:
                 return res
             return res[0] if kept == () else res.reshape(kept)
+    if _interop.foreign(a, b, where):
+        kw = dict(axis=axis, keepdims=keepdims, return_sign=return_sign)
+        return _interop.call(logsumexp, "logsumexp", dict(a=a, b=b, where=where), **kw)
     if _args.is_dask(a) or _args.is_dask(b):
         return _dask_call(
             "logsumexp", a, axis=axis, b=b, keepdims=keepdims, return_sign=return_sign, where=where
@@ -322,6 +325,9 @@ def _normalize(x, axis, out, where, log):
             dest = np.empty(view.shape, dtype=x.dtype)  # a vector's row [0]: cheaper than a reshape
             op[choose(op, view.shape, view.dtype, writes=True)](view, dest)  # _ops.run, inline
             return dest if view is x else (dest[0] if x.ndim == 1 else dest.reshape(x.shape))
+    if _interop.foreign(x, out, where):
+        f = log_softmax if log else softmax
+        return _interop.call(f, fn, dict(x=x, out=out, where=where), axis=axis)
     if _args.is_dask(x):
         return _dask_call(fn, x, axis=axis, out=out, where=where)
     if isinstance(x, np.ma.MaskedArray):
