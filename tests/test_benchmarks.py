@@ -234,6 +234,8 @@ def test_limit_proxies_read_and_copy_everything(shape):
     elif shape[-1] >= proxies.NARROW:
         np.testing.assert_allclose(got, x.sum(axis=-1), rtol=1e-12, atol=1e-12)
     assert np.array_equal(proxies.copy_proxy(x), x)
+    out = np.zeros_like(x)
+    assert proxies.copy_proxy(x, out) is not None and np.array_equal(out, x)
     where = np.arange(shape[-1]) % 3 != 0
     if len(shape) == 2:
         m = np.broadcast_to(where, shape)

@@ -356,8 +356,13 @@ def _jax_where(name):
 # --------------------------------------------------------- limit proxies -----
 # How fast memory alone allows an op to be: ``sum_proxy`` reads every element
 # once and writes one value per reduced row (what logsumexp must at least do);
-# ``copy_proxy`` reads every element and writes it into a freshly allocated
-# array (what softmax / log_softmax must at least do, allocation included).
+# ``copy_proxy`` reads every element and writes it into an array (what softmax
+# / log_softmax must at least do).  The ``limit`` column copies into an array
+# allocated and written once before the timing (``make_limit``): a fresh
+# array's first touch is page faults, which on many cores cost more than the
+# copy itself and would hide how far an op is from memory.  fastlse's ops, like
+# scipy's and torch's, allocate their result per call (pass ``out=`` to reuse
+# one), so that cost is theirs; ``copy_proxy(x)`` without ``out`` times it.
 # Parallel numba kernels on numba's threads, split like fastlse's drivers:
 # threads over rows, or over pieces of rows when there are few rows; the
 # middle-axis case is summed along axis 1 in memory order, and narrow rows are
@@ -464,12 +469,13 @@ def sum_where_proxy(x, m):
     return partial.sum(axis=1)
 
 
-def copy_proxy(x):
-    """One read and one write into a new array."""
+def copy_proxy(x, out=None):
+    """One read and one write: into ``out`` (x's shape and dtype, C order),
+    or into a new array."""
     x2 = _rows(x)
-    out = np.empty_like(x2)
-    row_copy(x2, split(*x2.shape), out)
-    return out.reshape(x.shape)
+    dest = np.empty_like(x2) if out is None else out.reshape(x2.shape)
+    row_copy(x2, split(*x2.shape), dest)
+    return dest.reshape(x.shape)
 
 
 #: op -> its limit proxy: "read" (``sum_proxy``) for the reductions, "copy"
@@ -493,7 +499,8 @@ def make_limit(op, x, axis):
         raise NotImplementedError(f"no limit proxy for {op}")
     if kind == "read":
         return lambda: sum_proxy(x, axis)
-    return lambda: copy_proxy(x)
+    out = np.zeros(x.shape, dtype=x.dtype)  # its pages touched before the timing
+    return lambda: copy_proxy(x, out)
 
 
 #: op -> peer -> factory; an op gains a peer (or a new op appears) in one place
