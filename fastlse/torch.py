@@ -95,7 +95,7 @@ class _Softmax(torch.autograd.Function):
         fn = special.log_softmax if log else special.softmax
         y = _tensor(fn(_numpy(x, "input", name), axis=dim), x.dtype)
         ctx.save_for_backward(y)
-        ctx.dim, ctx.log = dim, log
+        ctx.dim, ctx.log, ctx.dtype = dim, log, x.dtype
         return y
 
     @staticmethod
@@ -109,7 +109,7 @@ class _Softmax(torch.autograd.Function):
             gx = g - torch.exp(y) * g.sum(dim, keepdim=True)
         else:  # softmax's Jacobian: y * (g - sum(g * y))
             gx = y * (g - (g * y).sum(dim, keepdim=True))
-        return gx.to(ctx.saved_tensors[0].dtype), None, None
+        return gx.to(ctx.dtype), None, None
 
 
 class _CrossEntropy(torch.autograd.Function):
