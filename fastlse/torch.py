@@ -23,7 +23,7 @@ Examples
 ...     logits.detach(), torch.tensor([0, 2])))
 True
 >>> ft.CrossEntropyLoss(label_smoothing=0.1)(logits, torch.tensor([0, 2]))
-tensor(1.4779, grad_fn=<_CrossEntropyBackward>)
+tensor(1.4269, grad_fn=<_CrossEntropyBackward>)
 """
 
 from typing import Any
