@@ -30,7 +30,7 @@ def units(ours, exact, bound):
     or float64 result below the normal range may come out subnormal or 0
     (exp and products flushing there): its bound gets tiny more."""
     dt = np.asarray(ours).dtype
-    floor = np.finfo(dt).tiny if dt in (np.float32, np.float64) else 0.0
+    floor = float(np.finfo(dt).tiny) if dt in (np.float32, np.float64) else 0.0
     with mp.workdps(DPS):
         return float(abs(mpf(ours) - exact)) / max(float(bound) + floor, 1e-300)
 

@@ -212,12 +212,19 @@ def weighted_ref(row, b):
 @pytest.mark.parametrize("signed", [False, True], ids=["positive", "mixed-sign"])
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_weighted_logsumexp(rng, dtype, signed):
-    """b= weights in (0.1, 10) (mixed-sign: either sign), the sign exact."""
+    """b= weights in (0.1, 10) of x's dtype (mixed-sign: either sign, and the
+    first row's first weight cancelling the rest to 1e-6: R ~ 1e6), the sign
+    exact."""
     eps = eps_of(dtype)
     x = make_rows(rng, dtype, 30)
-    b = rng.uniform(0.1, 10.0, x.shape)
+    b = rng.uniform(0.1, 10.0, x.shape).astype(dtype)
     if signed:
-        b *= rng.choice([-1.0, 1.0], x.shape)
+        b *= rng.choice([-1.0, 1.0], x.shape).astype(dtype)
+        with mp.workdps(DPS):
+            rest = mp.fsum(
+                mpf(bj) * mp.exp(mpf(v) - mpf(x[0, 0])) for v, bj in zip(x[0, 1:], b[0, 1:])
+            )
+        b[0, 0] = -float(rest) * (1 + 1e-6)
     res, sgn = fastlse.logsumexp(x, axis=1, b=b, return_sign=True)
     worst, worst_r = 0.0, 0.0
     for i, row in enumerate(x):
