@@ -1,4 +1,4 @@
-"""Settings read once from the environment (documented in the README)."""
+"""Settings read once from the environment (documented in docs/threads.md)."""
 
 import os
 

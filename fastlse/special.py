@@ -121,8 +121,9 @@ def logsumexp(
 
     An empty sum (no elements, only ``-inf``, only zero weights, or an exact
     cancellation such as ``b=[1, -1]`` at equal values) gives ``-inf`` with
-    sign 0, where scipy sometimes gives sign -1 or nan; see "Differences
-    from scipy and torch" in the README for every deliberate difference.
+    sign 0, where scipy sometimes gives sign -1 or nan; see the page
+    "Differences from scipy and torch" of the documentation
+    (``docs/differences.md``) for every deliberate difference.
 
     Examples
     --------
