@@ -219,13 +219,19 @@ OPS: dict[str, Callable[[np.dtype, bool], None]] = {
 }
 
 
-def _twins() -> int:
-    """Compile each kernel's serial and parallel twins for the signatures
-    the other one has; returns how many were added."""
+def _signatures() -> list[set[object]]:
+    """The signatures of every kernel's twins so far (serial, parallel, ...)."""
+    return [set(d.signatures) for k in KERNELS for d in (k.serial, k.parallel)]
+
+
+def _twins(before: list[set[object]]) -> int:
+    """Compile each kernel's serial and parallel twins for the signatures the
+    other one gained since ``before`` (the calls of the ops asked for, not
+    those of earlier calls in this process); returns how many."""
     added = 0
-    for k in KERNELS:
-        for have, want in ((k.serial, k.parallel), (k.parallel, k.serial)):
-            for sig in set(have.signatures) - set(want.signatures):
+    for i, k in enumerate(KERNELS):
+        for j, have, want in ((0, k.serial, k.parallel), (1, k.parallel, k.serial)):
+            for sig in set(have.signatures) - before[2 * i + j] - set(want.signatures):
                 want.compile(sig)
                 added += 1
     return added
@@ -303,6 +309,7 @@ def precompile(
     if not CACHE:
         warnings.warn("FASTLSE_CACHE is off: kernels compile for this process only", stacklevel=2)
     times = {}
+    before = _signatures()
     for name in names:
         for dt in dts:
             t0 = time.perf_counter()
@@ -314,7 +321,7 @@ def precompile(
             if verbose:
                 print(f"precompile: {name} {dt}: {times[f'{name} {dt}']:.1f} s", flush=True)
     t0 = time.perf_counter()
-    added = _twins()
+    added = _twins(before)
     times["twins"] = time.perf_counter() - t0
     if verbose:
         print(f"precompile: {added} serial / parallel twins: {times['twins']:.1f} s", flush=True)
