@@ -8,6 +8,7 @@ Nothing is compiled at import: each kernel compiles on first use per dtype.
 from ._cumulative import logcumsumexp
 from ._linear_xent import linear_cross_entropy
 from ._online import OnlineLogSumExp
+from ._precompile import precompile
 from .kernels.threads import num_threads
 from .losses import cross_entropy, log_sigmoid, nll_loss
 from .special import log_softmax, logsumexp, softmax
@@ -25,5 +26,6 @@ __all__ = [
     "logsumexp",
     "nll_loss",
     "num_threads",
+    "precompile",
     "softmax",
 ]

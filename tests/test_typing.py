@@ -35,8 +35,9 @@ def user(x: npt.NDArray[np.float64], t: npt.NDArray[np.int64], flag: bool) -> fl
     nll = fastlse.nll_loss(q, t, ignore_index=-1)
     h = fastlse.linear_cross_entropy(x, x, t, softcap=30.0)
     s = fastlse.log_sigmoid(x)
+    secs: dict[str, float] = fastlse.precompile(dtypes=["float64"], ops=["log_sigmoid"])
     return float(np.sum(lse) + val * sign + p.sum() + q.sum() + loss + grad.sum() + acc.result()
-                 + c.sum() + nll + h + np.sum(s) + np.sum(either))
+                 + c.sum() + nll + h + np.sum(s) + np.sum(either) + secs["twins"])
 """
 
 BAD = """
@@ -49,6 +50,7 @@ fastlse.softmax(np.zeros(3), out=[0.0, 0.0, 0.0])
 fastlse.cross_entropy(np.zeros((2, 3)), np.zeros(2, dtype=int), reduction="avg")
 with fastlse.num_threads("2"):
     pass
+fastlse.precompile(ops=[1])
 """
 
 
@@ -65,4 +67,4 @@ def test_user_script_passes_mypy_strict_and_bad_calls_fail(tmp_path):
     errors = [ln for ln in out.splitlines() if ": error:" in ln]
     assert not [ln for ln in errors if ln.startswith("user.py")], out
     bad_lines = sorted({int(ln.split(":")[1]) for ln in errors if ln.startswith("bad.py")})
-    assert bad_lines == [6, 7, 8, 9], out
+    assert bad_lines == [6, 7, 8, 9, 11], out

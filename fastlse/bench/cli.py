@@ -4,6 +4,8 @@
     python -m fastlse --quick              # smaller shapes, fewer repeats, no cold compile
     python -m fastlse --ops softmax --shapes wide,row --peers scipy,torch
     python -m fastlse --check-only         # the self-check alone
+    python -m fastlse --quick --plot speed.png   # also draw the table (matplotlib)
+    python -m fastlse --precompile         # compile every kernel into numba's cache
 
 The self-check compares fastlse with ``scipy.special`` (or, without scipy, with a
 max-shifted NumPy reference) on special values and random float32 / float64 arrays
@@ -37,10 +39,14 @@ import numba
 import numpy as np
 
 import fastlse
+from fastlse._precompile import OPS as _PRECOMPILE_OPS
 
 from . import peers as _peers
+from . import plot as _plot
 
 OPS = ("logsumexp", "softmax", "log_softmax")
+#: what ``--precompile --ops`` chooses from (``fastlse.precompile``'s ops)
+PRECOMPILE_OPS = tuple(_PRECOMPILE_OPS)
 XENT_OPS = ("cross_entropy", "cross_entropy+grad")
 
 #: name -> (full shape, quick shape, axis); the asv suite times the full shapes
@@ -363,6 +369,14 @@ def _threading_layer():
         return "not started yet"
 
 
+def machine():
+    """The CPU, its logical CPUs, and numba's threads and layer (one line)."""
+    return (
+        f"{_cpu_name()}, {os.cpu_count()} logical CPUs; numba {numba.get_num_threads()} "
+        f"threads, layer {_threading_layer()}"
+    )
+
+
 def header(file):
     fastlse.logsumexp(np.zeros((64, 4096)), axis=-1)  # start numba's threads: name the layer
     print(
@@ -606,9 +620,10 @@ def _cache_files():
     return len(glob.glob(os.path.join(d, "*.nbi"))), d
 
 
-def _fresh_process(env=None):
+def _fresh_process(env=None, code=_COLD):
+    """The numbers ``code`` prints, run in a new interpreter (None if it fails)."""
     res = subprocess.run(
-        [sys.executable, "-c", _COLD],
+        [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},
@@ -660,9 +675,7 @@ def _pick(text, allowed, what):
     return chosen
 
 
-def main(argv=None):
-    has_xent = hasattr(fastlse, "cross_entropy")
-    all_ops = OPS + (XENT_OPS if has_xent else ())
+def _parser(all_ops):
     p = argparse.ArgumentParser(prog="python -m fastlse", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="smaller shapes, fewer repeats")
     p.add_argument("--ops", help=f"comma-separated subset of {','.join(all_ops)}")
@@ -671,7 +684,39 @@ def main(argv=None):
     p.add_argument("--check-only", action="store_true", help="run the self-check only")
     p.add_argument("--no-check", action="store_true", help="skip the self-check")
     p.add_argument("--no-cold", action="store_true", help="skip the fresh-process timings")
+    p.add_argument("--plot", metavar="FILE", help="draw the timings into FILE (matplotlib)")
+    p.add_argument(
+        "--precompile",
+        action="store_true",
+        help="compile every kernel into numba's on-disk cache and exit (--ops: a subset "
+        f"of {','.join(PRECOMPILE_OPS)})",
+    )
+    p.add_argument("--dtypes", help="with --precompile: comma-separated float32,float64")
+    return p
+
+
+def _precompile(args):
+    ops = _pick(args.ops, PRECOMPILE_OPS, "op")
+    dtypes = _pick(args.dtypes, ("float32", "float64"), "dtype")
+    print(f"fastlse {fastlse.__version__}: precompiling {', '.join(dtypes)} kernels", flush=True)
+    times = fastlse.precompile(dtypes=dtypes, ops=ops, verbose=True)
+    pkg = os.path.dirname(fastlse.__file__)
+    where = os.environ.get("NUMBA_CACHE_DIR") or f"the __pycache__ folders under {pkg}"
+    print(f"precompile: {sum(times.values()):.0f} s in all; numba's cache: {where}")
+    return 0
+
+
+def main(argv=None):
+    has_xent = hasattr(fastlse, "cross_entropy")
+    all_ops = OPS + (XENT_OPS if has_xent else ())
+    p = _parser(all_ops)
     args = p.parse_args(argv)
+    if args.plot and not _plot.available():
+        p.error(f"--plot needs matplotlib: {_plot.EXTRA}")
+    if args.dtypes and not args.precompile:
+        p.error("--dtypes goes with --precompile")
+    if args.precompile:
+        return _precompile(args)
     ops = _pick(args.ops, all_ops, "op")
     shapes = _pick(args.shapes, SHAPES, "shape")
     peers = ["fastlse", *_pick(args.peers, PEERS[1:], "peer")]
@@ -691,12 +736,21 @@ def main(argv=None):
     print("", file=out)
     header(out)
     t0 = time.perf_counter()
-    run_table(ops, shapes, peers, args.quick, out)
+    rows = run_table(ops, shapes, peers, args.quick, out)
+    if args.plot:
+        _draw(rows, args.plot, args.quick, out)
     small_table(ops, peers, out)
     if not args.no_cold:
         cold_start(not args.quick, out)
     print(f"\n(timings took {time.perf_counter() - t0:.0f} s)", file=out)
     return 0
+
+
+def _draw(rows, path, quick, file):
+    labels = {n: f"{n} {'x'.join(map(str, s[1 if quick else 0]))}" for n, s in SHAPES.items()}
+    title = f"fastlse {fastlse.__version__} against its peers on {machine()}"
+    _plot.plot(rows, path, title, labels)
+    print(f"\nplot of the table: {path}", file=file)
 
 
 if __name__ == "__main__":

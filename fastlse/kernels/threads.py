@@ -27,7 +27,7 @@ from numba import njit
 from .._config import CACHE, PARALLEL_MIN_WORK
 from .exp import EXACT
 
-__all__ = ["PARALLEL_MIN_WORK", "Kernel", "kernel", "num_threads"]
+__all__ = ["KERNELS", "PARALLEL_MIN_WORK", "Kernel", "kernel", "num_threads"]
 
 
 def _drop_stale_cache():
@@ -65,6 +65,9 @@ if CACHE:
     _drop_stale_cache()
 
 _lock = threading.Lock()
+#: every Kernel made, so ``fastlse.precompile`` can compile each one's serial
+#: and parallel twins alike (a call runs only one of them)
+KERNELS = []
 _state = {"forked_unsafe": False, "layer": None}
 
 
@@ -110,6 +113,7 @@ class Kernel:
         self.py_func = fn
         self.serial = njit(**opts)(fn)
         self.parallel = njit(parallel=True, **opts)(_renamed(fn, "_parallel"))
+        KERNELS.append(self)
 
     def __call__(self, work, *args):
         if work < PARALLEL_MIN_WORK or not _threads_usable():

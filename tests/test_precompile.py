@@ -1,0 +1,75 @@
+"""``fastlse.precompile``: a process started after it compiles nothing.
+
+One small op (log_sigmoid, one kernel) in a temporary ``NUMBA_CACHE_DIR``:
+process A precompiles it on one thread (so its calls run the serial kernel
+alone, and the parallel twin is compiled from the serial one's signature);
+process B, on two threads, calls it on a small and a large input and counts
+numba's cache hits and misses over fastlse's dispatchers.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import fastlse
+from fastlse.bench import cli
+
+#: cache hits and misses of fastlse's dispatchers in this process, as JSON
+COUNT = """
+import gc, json
+from numba.core.dispatcher import Dispatcher
+ds = [d for d in gc.get_objects() if isinstance(d, Dispatcher)
+      and d.py_func.__module__.startswith("fastlse.")]
+print(json.dumps([sum(sum(d.stats.cache_hits.values()) for d in ds),
+                  sum(sum(d.stats.cache_misses.values()) for d in ds)]))
+"""
+PRECOMPILE = "import fastlse; fastlse.precompile(dtypes=['float32'], ops=['log_sigmoid'])"
+CALLS = """
+import numpy as np, fastlse
+fastlse.log_sigmoid(np.zeros(10, np.float32))
+fastlse.log_sigmoid(np.zeros(1 << 16, np.float32))  # parallel on two threads
+"""
+
+
+def _run(code, cache, threads):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), "NUMBA_NUM_THREADS": str(threads)}
+    env.pop("FASTLSE_CACHE", None)
+    res = subprocess.run(
+        [sys.executable, "-c", code + COUNT], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout.splitlines()[-1])
+
+
+def test_precompiled_kernels_load_from_the_cache(tmp_path):
+    hits, misses = _run(PRECOMPILE, tmp_path, threads=1)
+    assert misses >= 2  # the serial kernel and its parallel twin compiled
+    hits, misses = _run(CALLS, tmp_path, threads=2)
+    assert misses == 0 and hits >= 2
+
+
+def test_precompile_rejects_unknown_names():
+    with pytest.raises(ValueError, match="unknown op"):
+        fastlse.precompile(ops=["logsumexpp"])
+    with pytest.raises(ValueError, match="unknown dtype"):
+        fastlse.precompile(dtypes=["float16"])
+
+
+def test_cli_precompile_flags(monkeypatch, capsys):
+    seen = {}
+
+    def fake(dtypes, ops, verbose):
+        seen.update(dtypes=dtypes, ops=ops, verbose=verbose)
+        return {"log_sigmoid float32": 0.5}
+
+    monkeypatch.setattr(fastlse, "precompile", fake)
+    assert cli.main(["--precompile", "--dtypes", "float32", "--ops", "log_sigmoid"]) == 0
+    assert seen == {"dtypes": ["float32"], "ops": ["log_sigmoid"], "verbose": True}
+    assert "precompile: 0 s in all" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="unknown dtype"):
+        cli.main(["--precompile", "--dtypes", "float16"])
+    with pytest.raises(SystemExit):
+        cli.main(["--dtypes", "float32"])  # --dtypes without --precompile
