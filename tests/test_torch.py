@@ -321,3 +321,12 @@ def test_jax_arrays_in_jax_arrays_out(x64):
     assert isinstance(lse, jax.Array) and lse.dtype == jax.numpy.bfloat16
     with pytest.raises(TypeError, match="softmax: out cannot be a jax array"):
         fastlse.softmax(x, axis=1, out=x)
+
+
+def test_train_step_benchmark_runs():
+    from fastlse.bench import train_step
+
+    for part in ("loss", "step"):
+        best = train_step.time_steps(part, repeat=1, batch=8, classes=16, hidden=4)
+        assert set(best) == {"fastlse", "torch"}
+        assert all(0 < t < 10 for t in best.values()), best

@@ -740,10 +740,25 @@ def main(argv=None):
     if args.plot:
         _draw(rows, args.plot, args.quick, out)
     small_table(ops, peers, out)
+    if "torch" in peers and "cross_entropy+grad" in ops and _have("torch"):
+        train_step_table(args.quick, out)
     if not args.no_cold:
         cold_start(not args.quick, out)
     print(f"\n(timings took {time.perf_counter() - t0:.0f} s)", file=out)
     return 0
+
+
+def train_step_table(quick, file):
+    """One training step of a linear head with fastlse.torch's loss and torch's."""
+    from . import train_step
+
+    shape = dict(batch=512, classes=8192 if quick else 32768, hidden=256)
+    print(f"\none training step, torch, float32, linear head {shape}:", file=file)
+    for part, what in (("loss", "loss forward + backward"), ("step", "head + loss + backward")):
+        best = train_step.time_steps(part, repeat=3 if quick else 7, **shape)
+        ratio = best["torch"] / best["fastlse"]
+        print(f"  {what:24s} fastlse.torch {_ms(best['fastlse']):>7s} ms  torch "
+              f"{_ms(best['torch']):>7s} ms  {ratio:5.2f}x", file=file)  # fmt: skip
 
 
 def _draw(rows, path, quick, file):
