@@ -319,10 +319,13 @@ def _normalize(x, axis, out, where, log):
     """softmax (log: log_softmax) of every kind of input."""
     fn = "log_softmax" if log else "softmax"
     op = _ops.LOG_SOFTMAX if log else _ops.SOFTMAX
-    if where is None and out is None:
+    if where is None and (out is None or _fast_out(x, out)):
         fast = fast_view(x, axis)
         if fast is not None:
             view = fast[0]
+            if out is not None:  # C-contiguous like x: the view's shape is a view of it
+                op[choose(op, view.shape, view.dtype, writes=True)](view, out.reshape(view.shape))
+                return out
             dest = np.empty(view.shape, dtype=x.dtype)  # a vector's row [0]: cheaper than a reshape
             op[choose(op, view.shape, view.dtype, writes=True)](view, dest)  # _ops.run, inline
             return dest if view is x else (dest[0] if x.ndim == 1 else dest.reshape(x.shape))
@@ -345,6 +348,21 @@ def _normalize(x, axis, out, where, log):
             np.copyto(out, res, casting="unsafe")
         return out
     return _scalar(res.astype(r.dtype, copy=False))
+
+
+def _fast_out(x, out):
+    """``out`` can take the fast path's result directly: a C-contiguous ndarray
+    of x's shape and dtype apart from x's memory (in place and overlaps take
+    the general path's buffer)."""
+    return (
+        type(out) is np.ndarray
+        and type(x) is np.ndarray
+        and out.dtype is x.dtype
+        and out.shape == x.shape
+        and out.flags.c_contiguous
+        and out.flags.writeable
+        and not np.may_share_memory(out, x)
+    )
 
 
 def _normalize_masked_array(x, axis, out, where, log):
