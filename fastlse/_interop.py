@@ -91,7 +91,10 @@ def numpy_of(x, arg, name):
                 f"{name}: {arg} is a torch tensor on {x.device}; fastlse computes on "
                 f"the CPU: pass {arg}.cpu()"
             )
-        x = x.detach().resolve_conj().resolve_neg()
+        if x.requires_grad:
+            x = x.detach()
+        if x.is_conj() or x.is_neg():  # lazy conjugate / negative views
+            x = x.resolve_conj().resolve_neg()
         return x.float().numpy() if _is_bf16(x) else x.numpy()
     if kind == _JAX:
         platforms = {d.platform for d in x.devices()}

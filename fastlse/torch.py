@@ -127,7 +127,7 @@ class _CrossEntropy(torch.autograd.Function):
         (grad,) = ctx.saved_tensors
         if ctx.none:  # one loss per sample: its row of the gradient scales by g_i
             grad = grad * g.to(grad.dtype).unsqueeze(ctx.axis % grad.ndim)
-        elif bool(g != 1):
+        elif g.item() != 1.0:  # a scalar loss: 1 when it is the one backward() starts from
             grad = grad * g.to(grad.dtype)
         return grad.to(ctx.dtype), None, None, None
 
