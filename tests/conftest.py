@@ -1,7 +1,24 @@
 """Shared fixtures: a seeded rng, dtypes, axis forms and memory layouts."""
 
+import os
+
 import numpy as np
 import pytest
+
+try:
+    from hypothesis import settings
+except ImportError:  # the property tests skip without it
+    settings = None
+
+if settings is not None:
+    # The same examples on every run (CI and the README's test command): a red
+    # run then means a change of the code, not a new draw. For hunting, draw
+    # new examples with FASTLSE_HYPOTHESIS=explore.
+    settings.register_profile("fastlse", derandomize=True)
+    settings.register_profile("explore", derandomize=False)
+    settings.load_profile(
+        "explore" if os.environ.get("FASTLSE_HYPOTHESIS") == "explore" else "fastlse"
+    )
 
 
 @pytest.fixture
