@@ -31,10 +31,9 @@ _TORCH, _JAX, _BF16 = "torch", "jax", "bfloat16"
 
 def _kind(x):
     """ "torch", "jax", "bfloat16" (an ndarray) or None, importing nothing."""
-    t = type(x)
-    if t is np.ndarray or isinstance(x, np.ndarray):
+    if isinstance(x, np.ndarray):
         return _BF16 if x.dtype.name == "bfloat16" else None
-    mod = t.__module__
+    mod = type(x).__module__
     if mod.startswith("torch") and isinstance(x, sys.modules["torch"].Tensor):
         return _TORCH
     if mod.startswith(("jax", "jaxlib")) and "jax" in sys.modules:

@@ -38,11 +38,6 @@ __all__ = ["CrossEntropyLoss", "cross_entropy", "log_softmax", "logsumexp", "sof
 _LOW = (torch.float16, torch.bfloat16)
 
 
-def _numpy(t, arg, name):
-    """A numpy view of a CPU tensor (float32 for bfloat16), detached."""
-    return _interop.numpy_of(t, arg, name)
-
-
 def _tensor(a, dtype):
     """A numpy result -> a tensor of ``dtype`` (no copy where it matches)."""
     t = torch.from_numpy(np.asarray(a) if np.ndim(a) else np.array(a))
@@ -71,7 +66,7 @@ class _LogSumExp(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, dim, keepdim):
         dims = _dims(dim, x.ndim)
-        xn = _numpy(x, "input", "logsumexp")
+        xn = _interop.numpy_of(x, "input", "logsumexp")
         lse = _tensor(special.logsumexp(xn, axis=dims, keepdims=True), _compute(x.dtype))
         ctx.save_for_backward(x, lse)
         ctx.dims, ctx.keepdim = dims, keepdim
@@ -93,7 +88,7 @@ class _Softmax(torch.autograd.Function):
     def forward(ctx, x, dim, log):
         name = "log_softmax" if log else "softmax"
         fn = special.log_softmax if log else special.softmax
-        y = _tensor(fn(_numpy(x, "input", name), axis=dim), x.dtype)
+        y = _tensor(fn(_interop.numpy_of(x, "input", name), axis=dim), x.dtype)
         ctx.save_for_backward(y)
         ctx.dim, ctx.log, ctx.dtype = dim, log, x.dtype
         return y
@@ -115,7 +110,7 @@ class _Softmax(torch.autograd.Function):
 class _CrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, target, axis, kw):
-        xn = _numpy(x, "input", "cross_entropy")
+        xn = _interop.numpy_of(x, "input", "cross_entropy")
         loss, grad = losses.cross_entropy(xn, target, axis=axis, return_grad=True, **kw)
         ctx.save_for_backward(_tensor(grad, _compute(x.dtype)))
         ctx.axis, ctx.none, ctx.dtype = axis, kw["reduction"] == "none", x.dtype
@@ -160,7 +155,7 @@ def logsumexp(input: torch.Tensor, dim: Any = None, keepdim: bool = False) -> to
     _check(input, "logsumexp")
     if _graph(input):
         return _LogSumExp.apply(input, dim, keepdim)
-    xn = _numpy(input, "input", "logsumexp")
+    xn = _interop.numpy_of(input, "input", "logsumexp")
     return _tensor(special.logsumexp(xn, axis=dim, keepdims=keepdim), input.dtype)
 
 
@@ -226,7 +221,7 @@ def _normalize(input, dim, dtype, log):
     if _graph(input):
         return _Softmax.apply(input, dim, log)
     fn = special.log_softmax if log else special.softmax
-    return _tensor(fn(_numpy(input, "input", name), axis=dim), input.dtype)
+    return _tensor(fn(_interop.numpy_of(input, "input", name), axis=dim), input.dtype)
 
 
 def cross_entropy(
@@ -280,22 +275,19 @@ def cross_entropy(
     """
     name = "cross_entropy"
     _check(input, name)
-    for arg, t in (("target", target), ("weight", weight)):
-        if isinstance(t, torch.Tensor) and t.requires_grad and torch.is_grad_enabled():
-            raise ValueError(f"{name}: {arg} requires grad; fastlse differentiates the input only")
+    tn, wn = _targets(name, target, weight)
     axis = 1 if input.ndim >= 2 else 0
     kw = dict(
-        weight=None if weight is None else _numpy(weight, "weight", name),
+        weight=wn,
         ignore_index=ignore_index,
         reduction=reduction,
         label_smoothing=label_smoothing,
         z_loss=z_loss,
         softcap=softcap,
     )
-    tn = _numpy(target, "target", name) if isinstance(target, torch.Tensor) else target
     if _graph(input):
         return _CrossEntropy.apply(input, tn, axis, kw)
-    xn = _numpy(input, "input", name)
+    xn = _interop.numpy_of(input, "input", name)
     return _tensor(losses.cross_entropy(xn, tn, axis=axis, **kw), input.dtype)
 
 
@@ -356,13 +348,19 @@ class CrossEntropyLoss(torch.nn.Module):
 
 
 def _check(input, name):
+    """A tensor (its device is checked where it is read: ``numpy_of``)."""
     if not isinstance(input, torch.Tensor):
         raise TypeError(f"{name}: input must be a torch.Tensor, got {type(input).__name__}")
-    if input.device.type != "cpu":
-        raise ValueError(
-            f"{name}: input is a torch tensor on {input.device}; fastlse computes on the "
-            "CPU: pass input.cpu()"
-        )
+
+
+def _targets(name, target, weight):
+    """Cross-entropy's target and class weights as numpy: neither is
+    differentiated, so one that requires grad is refused."""
+    for arg, t in (("target", target), ("weight", weight)):
+        if isinstance(t, torch.Tensor) and t.requires_grad and torch.is_grad_enabled():
+            raise ValueError(f"{name}: {arg} requires grad; fastlse differentiates the logits only")
+    wn = None if weight is None else _interop.numpy_of(weight, "weight", name)
+    return _interop.numpy_of(target, "target", name), wn
 
 
 def _graph(input):
@@ -379,8 +377,8 @@ def from_public(name, arrays, kw):
         return _LogSumExp.apply(x, kw["axis"], kw["keepdims"])
     if name in ("softmax", "log_softmax") and not extra:
         return _Softmax.apply(x, kw["axis"], name == "log_softmax")
-    if name == "cross_entropy" and not extra - {"weight"} and not kw.get("return_lse"):
-        if not kw.pop("return_grad"):
+    if name == "cross_entropy" and not extra - {"weight"}:
+        if not (kw["return_grad"] or kw["return_lse"]):
             return _cross_entropy_public(x, arrays, kw)
     grad_args = [k for k, v in arrays.items() if isinstance(v, torch.Tensor) and v.requires_grad]
     raise ValueError(
@@ -392,15 +390,10 @@ def from_public(name, arrays, kw):
 def _cross_entropy_public(x, arrays, kw):
     """fastlse.cross_entropy(logits, target, axis=..., ...) with autograd."""
     name = "cross_entropy"
-    target, weight = arrays["target"], arrays.get("weight")
-    for arg, t in (("target", target), ("weight", weight)):
-        if isinstance(t, torch.Tensor) and t.requires_grad:
-            raise ValueError(f"{name}: {arg} requires grad; fastlse differentiates the logits only")
-    tn = _interop.numpy_of(target, "target", name)
-    axis = kw.pop("axis")
+    tn, wn = _targets(name, arrays["target"], arrays.get("weight"))
+    axis = kw["axis"]
     if axis is None:
         probs = np.asarray(tn).dtype.kind == "f"
         axis = -1 if x.ndim <= 2 else _args.default_class_axis(x.shape, np.shape(tn), probs, name)
-    kw["weight"] = None if weight is None else _interop.numpy_of(weight, "weight", name)
-    kw.pop("return_lse", None)
-    return _CrossEntropy.apply(x, tn, axis, kw)
+    kw = {k: v for k, v in kw.items() if k not in ("axis", "return_grad", "return_lse")}
+    return _CrossEntropy.apply(x, tn, axis, {**kw, "weight": wn})

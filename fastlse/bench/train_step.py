@@ -11,11 +11,12 @@ the head's matmuls, identical for both, dominate the step.  Shared by
 
 import time
 
-import numba
 import torch
 import torch.nn.functional as F
 
 import fastlse.torch as ft
+
+from .peers import equal_threads
 
 __all__ = ["LOSSES", "make_step", "time_steps"]
 
@@ -29,7 +30,7 @@ def make_step(loss, part="step", batch=512, classes=32768, hidden=256, dtype=tor
     ``part="step"``: head forward, loss, backward into the head's weights;
     ``part="loss"``: the loss's forward and backward on fixed logits.
     """
-    torch.set_num_threads(numba.get_num_threads())
+    equal_threads()
     g = torch.Generator().manual_seed(0)
     h = torch.randn(batch, hidden, generator=g, dtype=dtype)
     target = torch.randint(0, classes, (batch,), generator=g)
