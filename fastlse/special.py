@@ -323,11 +323,12 @@ def _normalize(x, axis, out, where, log):
         fast = fast_view(x, axis)
         if fast is not None:
             view = fast[0]
+            route = op[choose(op, view.shape, view.dtype, writes=True)]  # _ops.run, inline
             if out is not None:  # C-contiguous like x: the view's shape is a view of it
-                op[choose(op, view.shape, view.dtype, writes=True)](view, out.reshape(view.shape))
+                route(view, out.reshape(view.shape))
                 return out
             dest = np.empty(view.shape, dtype=x.dtype)  # a vector's row [0]: cheaper than a reshape
-            op[choose(op, view.shape, view.dtype, writes=True)](view, dest)  # _ops.run, inline
+            route(view, dest)
             return dest if view is x else (dest[0] if x.ndim == 1 else dest.reshape(x.shape))
     if _interop.foreign(x, out, where):
         f = log_softmax if log else softmax
