@@ -152,7 +152,7 @@ def scan_row(x, out, lo, hi, rev, m, t, pb, eb, ab):
     return m, t
 
 
-@kernel
+@kernel(alloc=True)
 def scan_rows(x, out, piece, mc, tc, rev, per):
     """Scan every row of x (M, N) into out, piece by piece.
 
@@ -235,7 +235,7 @@ def scan_cols_block(x, out, p, r0, r1, q0, q1, rev, mv, tv):
             orow[q] = finish_as(x, mv[q], tv[q])
 
 
-@kernel
+@kernel(alloc=True)
 def scan_cols(x, out, qc, piece, mc, tc, rev):
     """Scan x (P, N, Q) along N into out; tasks are (p, row piece, column block).
 
@@ -260,7 +260,7 @@ def scan_cols(x, out, qc, piece, mc, tc, rev):
         scan_cols_block(x, out, p, r0, min(n, r0 + piece), q0, q1, rev, mv, tv)
 
 
-@kernel
+@kernel(alloc=True)
 def pair_col_pieces(x, qc, piece, mo, to):
     """(m, t) of every (p, row piece, column) of x (P, N, Q), float64."""
     p_, n, q_ = x.shape
@@ -284,7 +284,7 @@ def pair_col_pieces(x, qc, piece, mo, to):
 # ----------------------------------------------------------------------------
 # short rows: tiles of rows transposed in cache, scanned like columns
 # ----------------------------------------------------------------------------
-@kernel
+@kernel(alloc=True)
 def scan_short_rows(x, out, rev, per):
     """Scan short rows of x (M, n) in tiles of TILE rows, transposed in cache.
 

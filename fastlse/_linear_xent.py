@@ -198,7 +198,7 @@ def _row_loss(lse, sy, sx, eps, nv, z, want_sum):
 # ----------------------------------------------------------------------------
 # kernels over a block of rows (x: the (R, Vb) logits block, C-contiguous)
 # ----------------------------------------------------------------------------
-@kernel
+@kernel(alloc=True)
 def fused_block(x, bias, has_bias, cap, tgt, ignore, base, eps, z, want_sum, want_grad, lse, loss):
     """One vocabulary block holding all V logits: loss (and gradient in place).
 
@@ -242,7 +242,7 @@ def fused_block(x, bias, has_bias, cap, tgt, ignore, base, eps, z, want_sum, wan
     return total
 
 
-@kernel
+@kernel(alloc=True)
 def forward_block(x, v0, bias, has_bias, cap, tgt, want_sum, mo, to, sy, sx):
     """Vocabulary block [v0, v0 + Vb): transform in place, merge the block's
     pairs into (mo, to), take the target logit into sy, add the sum into sx."""
@@ -279,7 +279,7 @@ def finish_rows(mo, to, sy, sx, tgt, ignore, base, eps, nv, z, want_sum, lse, lo
     return total
 
 
-@kernel
+@kernel(alloc=True)
 def backward_block(x, v0, bias, has_bias, cap, transform, tgt, sy, cf):
     """Vocabulary block [v0, v0 + Vb): the gradient in place of the logits
     (raw logits of a recomputed block are transformed first)."""

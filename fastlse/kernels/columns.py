@@ -31,7 +31,7 @@ import math
 import numpy as np
 from numba import prange
 
-from .compile import jit
+from .compile import jit, jit_alloc
 from .exp import div_by, expneg64, maxnum
 from .rows import cast_to, expn, log_softmax_consts, one_of, zero_of
 from .threads import kernel
@@ -197,7 +197,7 @@ def _add_block(w, tt, cc, tb, cb):
         cc[q] += np.float64(cb[q])
 
 
-@jit
+@jit_alloc
 def slab_pairs(x, p, q0, w, rows, mv, tv, out, shifts, store):
     """(m, t) per column of x[p, :, q0:q0+w] into mv, tv (float64, length w).
 
@@ -250,7 +250,7 @@ def slab_pairs(x, p, q0, w, rows, mv, tv, out, shifts, store):
             mv[q] = _NAN
 
 
-@jit
+@jit_alloc
 def slab_softmax_scale(x, out, p, q0, w, rows, mv, tv, shifts):
     """out[p, :, q0:q0+w] /= S e^(M - shift) per row block, S = 1 + t.
 
@@ -292,7 +292,7 @@ def slab_softmax_scale(x, out, p, q0, w, rows, mv, tv, shifts):
         b += 1
 
 
-@jit
+@jit_alloc
 def slab_log_softmax(x, out, p, q0, w, mv, tv):
     """out[p, :, q0:q0+w] = (x - c1) - c2, constants per column in out's dtype:
     the two roundings of the rows' ``log_softmax_store``, and float32 stays
@@ -314,7 +314,7 @@ def slab_log_softmax(x, out, p, q0, w, mv, tv):
 
 
 # --------------------------------------------------------------- drivers ---
-@kernel
+@kernel(alloc=True)
 def pairs_cols(x, w, rows, mo, to):
     """(m, t) over axis 1 of x (P, N, Q) into mo, to (P, Q) float64."""
     p_, q_ = x.shape[0], x.shape[2]
@@ -328,7 +328,7 @@ def pairs_cols(x, w, rows, mo, to):
         slab_pairs(x, p, q0, q1 - q0, rows, mo[p, q0:q1], to[p, q0:q1], none, shifts, False)
 
 
-@kernel
+@kernel(alloc=True)
 def softmax_cols(x, out, w, rows, log):
     """softmax / log_softmax over axis 1 of x (P, N, Q), slab by slab."""
     p_, n_, q_ = x.shape
@@ -403,7 +403,7 @@ def fold_tasks(items, item_size):
     return max(1, min(items, items * item_size >> 14))
 
 
-@jit
+@jit_alloc  # returns views: their references must be counted
 def _fold_views(x, p, r0, r1, k):
     """Rows r0..r1 of slab p as (folded rows (n1, k * Q), the rest (R, Q))."""
     q = x.shape[2]
@@ -558,14 +558,14 @@ def fold_apply(xm, xr, om, orr, mq, tq, log, xs, stored):
         _apply_rows(xr, orr, c1, c2, rv, log, stored)
 
 
-@jit
+@jit_alloc
 def _fold_scratch(x, k):
     """A task's scratch for ``fold_pairs`` (once per task, not per slab)."""
     q = x.shape[2]
     return np.empty((4, k * q), dtype=x.dtype), np.empty((2, k * q)), np.empty(q), np.empty(q)
 
 
-@kernel
+@kernel(alloc=True)
 def pairs_folded(x, k, piece, rows, ntask, mp, tp):
     """(m, t) over axis 1 of x (P, N, Q), Q folded: mp, tp (P, Q, pieces);
     ntask tasks, each a run of (slab, piece) items."""
@@ -584,7 +584,7 @@ def pairs_folded(x, k, piece, rows, ntask, mp, tp):
                 tp[p, qq, i] = tq[qq]
 
 
-@kernel
+@kernel(alloc=True)
 def softmax_folded(x, out, k, rows, ntask, log):
     """softmax / log_softmax over axis 1 of x (P, N, Q), Q folded, a run of
     slabs a task (each slab's pairs, then its output while it is in cache;
@@ -599,7 +599,7 @@ def softmax_folded(x, out, k, rows, ntask, log):
             fold_apply(xm, xr, om, orr, mq, tq, log, xs, not log)
 
 
-@kernel
+@kernel(alloc=True)
 def apply_folded(x, out, k, piece, ntask, mo, to, log):
     """softmax / log_softmax over axis 1 of x (P, N, Q), Q folded, by pieces,
     given the pairs mo, to (P, Q)."""

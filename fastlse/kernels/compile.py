@@ -1,4 +1,4 @@
-"""The three ways a kernel is compiled: one flag set each, for every module.
+"""The ways a kernel is compiled: one flag set each, for every module.
 
 * ``jit``: scalar logic and stores, IEEE arithmetic with FMA contraction only
   (``EXACT``).  The reassoc flag would turn ``(x - m) - lg`` into
@@ -16,6 +16,19 @@
   several vector accumulators (``FASTMATH``); never nnan / ninf, so inf and
   nan keep their meaning.
 
+* ``jit_alloc``: ``jit`` for the few helpers that allocate scratch arrays.
+
+``jit`` and ``jit_fast`` compile without numba's reference counting
+(``_nrt=False``): every slice or row view ``x[i]`` otherwise increments and
+decrements its parent's count with atomic instructions, several per row,
+which on short rows cost more than the row's arithmetic, and on many
+threads contend for the one cache line of the count.  Such a function must
+neither allocate (numba refuses to compile it: use ``jit_alloc``) nor return
+an array (its caller would release a reference it was never given: numba
+refuses most such returns; a view returned by ``_fold_views`` crashed the
+folded route's tests before it became ``jit_alloc``).  ``jit_inl`` code
+takes its caller's setting.
+
 All use numpy's error model (a float division by zero gives inf / nan
 instead of a check that keeps loops scalar), release the GIL, and are cached
 on disk unless ``FASTLSE_CACHE=0`` (``_config.CACHE``).  The parallel
@@ -26,13 +39,14 @@ from numba import njit
 
 from .._config import CACHE
 
-__all__ = ["EXACT", "FASTMATH", "jit", "jit_fast", "jit_inl"]
+__all__ = ["EXACT", "FASTMATH", "jit", "jit_alloc", "jit_fast", "jit_inl"]
 
 #: fast-math flags of the reductions: never nnan / ninf
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 #: the flags of everything else: FMA contraction only
 EXACT = {"contract"}
 
-jit = njit(fastmath=EXACT, error_model="numpy", cache=CACHE, nogil=True)
+jit = njit(fastmath=EXACT, error_model="numpy", cache=CACHE, nogil=True, _nrt=False)
 jit_inl = njit(fastmath=EXACT, error_model="numpy", cache=CACHE, nogil=True, inline="always")
-jit_fast = njit(fastmath=FASTMATH, error_model="numpy", cache=CACHE, nogil=True)
+jit_fast = njit(fastmath=FASTMATH, error_model="numpy", cache=CACHE, nogil=True, _nrt=False)
+jit_alloc = njit(fastmath=EXACT, error_model="numpy", cache=CACHE, nogil=True)

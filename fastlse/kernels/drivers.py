@@ -10,7 +10,7 @@ vectorized exp; reductions along a middle axis -> column blocks in memory order.
 import numpy as np
 from numba import prange
 
-from .compile import jit
+from .compile import jit, jit_alloc
 from .exp import exp64, expneg64, log1p64
 from .rows import (
     FUSED_BYTES,
@@ -54,7 +54,7 @@ _INF = np.inf
 
 
 # ---------------------------------------------------------------- rows -----
-@kernel
+@kernel(alloc=True)
 def lse_rows(x, out):
     """Each row's pair, then ``m + log1p(t)`` by blocks of rows as one
     vectorized loop (``finish_block``: the bits of ``finish``); a
@@ -93,7 +93,7 @@ def softmax_rows(x, out):
 LSM_BLOCK_BYTES = 1024
 
 
-@kernel
+@kernel(alloc=True)
 def log_softmax_rows(x, out):
     m_, n = x.shape
     if n * x.itemsize <= LSM_BLOCK_BYTES:
@@ -170,7 +170,7 @@ def _block_rows(x):
     return min(NB, x.shape[0])
 
 
-@jit
+@jit_alloc
 def _narrow_scratch(x):
     n = x.shape[1]
     nb = _block_rows(x)
@@ -182,7 +182,7 @@ def _narrow_scratch(x):
     )
 
 
-@kernel
+@kernel(alloc=True)
 def pair_narrow(x, mo, to):
     m_ = x.shape[0]
     for b in prange((m_ + NB - 1) // NB):
@@ -191,7 +191,7 @@ def pair_narrow(x, mo, to):
         narrow_pairs(x, r0, min(m_, r0 + NB), mo, to, r0, mb, rep, e, f)
 
 
-@kernel
+@kernel(alloc=True)
 def lse_narrow(x, out):
     m_ = x.shape[0]
     for b in prange((m_ + NB - 1) // NB):
@@ -204,7 +204,7 @@ def lse_narrow(x, out):
         finish_block(mo, to, out, r0, r1)
 
 
-@kernel
+@kernel(alloc=True)
 def lse_narrow_t(x, out):
     """logsumexp of narrow rows by transposed blocks: TB rows copied into an
     (N, TB) scratch, then the max, exp-sum and log1p sweeps vectorized
@@ -225,7 +225,7 @@ def lse_narrow_t(x, out):
             finish_block(mo, to, out, r0, r0 + nb)
 
 
-@kernel
+@kernel(alloc=True)
 def pair_narrow_t(x, mo, to):
     """The (m, t) pairs of narrow rows by transposed blocks (``lse_narrow_t``'s)."""
     nr = x.shape[0]
@@ -248,7 +248,7 @@ def _pairs_t(x, r0, nb, xt, mv, acc, cnt, mo, to):
     pairs_t(x, r0, nb, mv, acc, cnt, mo, to)
 
 
-@kernel
+@kernel(alloc=True)
 def softmax_narrow(x, out):
     m_ = x.shape[0]
     for b in prange((m_ + NB - 1) // NB):
@@ -258,7 +258,7 @@ def softmax_narrow(x, out):
         narrow_softmax(x, out, r0, min(m_, r0 + NB), mb, rep)
 
 
-@kernel
+@kernel(alloc=True)
 def log_softmax_narrow(x, out):
     m_ = x.shape[0]
     n = x.shape[1]

@@ -17,7 +17,7 @@ from numba import types
 from numba.core.registry import CPUDispatcher as Dispatcher
 from numba.extending import overload
 
-from .compile import jit, jit_fast, jit_inl
+from .compile import jit, jit_alloc, jit_fast, jit_inl
 from .exp import (
     SUMSCALE32,
     SUMSCALE64,
@@ -683,7 +683,7 @@ def tasks_of(nall):
     return (nall + per - 1) // per, per
 
 
-@jit
+@jit_alloc
 def scratch_t(x):
     """A transposed kernel's scratch: the (N, TB) block, and TB row maxima,
     sums and counts in x's dtype."""

@@ -105,10 +105,18 @@ def _renamed(fn, suffix):
 
 
 class Kernel:
-    """A kernel body compiled serial and parallel, dispatched by work size."""
+    """A kernel body compiled serial and parallel, dispatched by work size.
 
-    def __init__(self, fn, **options):
+    Like ``compile.jit``, a kernel is compiled without reference counting
+    (the row views of its loop would otherwise count atomically on every
+    row, from every thread, on one cache line), unless it allocates
+    (``alloc=True``): then its per-row work goes through a ``jit`` helper
+    given the whole array and the row's index.
+    """
+
+    def __init__(self, fn, alloc=False, **options):
         opts = {"fastmath": EXACT, "error_model": "numpy", "cache": CACHE, "nogil": True}
+        opts["_nrt"] = bool(alloc)
         opts.update(options)
         self.py_func = fn
         self.serial = njit(**opts)(fn)

@@ -59,7 +59,7 @@ from numba import prange, types
 from numba.extending import overload
 
 from .columns import slab_pairs
-from .compile import jit, jit_fast, jit_inl
+from .compile import jit, jit_alloc, jit_fast, jit_inl
 from .drivers import kernel
 from .exp import expneg64, log1p32, log1p64, maxnum
 from .rows import (
@@ -115,9 +115,10 @@ def _part(w, lo, hi):  # pragma: no cover - replaced by the overload
     return w[lo:hi] if isinstance(w, np.ndarray) else w
 
 
-@overload(_part)
+@overload(_part, inline="always")
 def _part_ol(w, lo, hi):
-    """w[lo:hi] for an array of per-class values; w itself for a scalar."""
+    """w[lo:hi] for an array of per-class values; w itself for a scalar
+    (inlined: a view returned by a call would need reference counting)."""
     if isinstance(w, types.Array):
         return lambda w, lo, hi: w[lo:hi]
     return lambda w, lo, hi: w
@@ -240,7 +241,7 @@ def _index_row(x, y, wy, wl, wsum, keep, eps, scale, g, wg, want_grad, zl, zg):
     return loss, lse
 
 
-@kernel(error_model="numpy")
+@kernel(error_model="numpy", alloc=True)
 def index_rows(x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, grad, wg, want_grad):
     """Sum of the per-row losses (float64); each into ``loss`` if ``per_row``;
     gradient rows into ``grad`` if ``want_grad``."""
@@ -283,7 +284,7 @@ def _pair_losses(mo, to, xo, wo, lo):
         lo[i] = _pair_loss(mo[i], to[i], xo[i], wo[i])
 
 
-@kernel(error_model="numpy")
+@kernel(error_model="numpy", alloc=True)
 def index_rows_plain(x, tgt, w, ignore, loss, per_row):
     """``index_rows`` without gradient, smoothing or LM options: each row's
     pair (``row_pair``, inlined: the same max and exp-sum sweeps as
@@ -323,7 +324,7 @@ def index_rows_plain(x, tgt, w, ignore, loss, per_row):
 log1px = _by_dtype("log1px", log1p32, log1p64, "log1p in t's own precision.")
 
 
-@kernel(error_model="numpy")
+@kernel(error_model="numpy", alloc=True)
 def index_rows_small(x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, grad, wg, want_grad):
     """As ``index_rows`` for small C (tall, narrow logits).
 
@@ -395,7 +396,7 @@ def index_rows_small(x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, gra
     return total
 
 
-@kernel(error_model="numpy")
+@kernel(error_model="numpy", alloc=True)
 def index_rows_small_plain(x, tgt, w, ignore, loss, per_row):
     """``index_rows_small`` without gradient or smoothing (the arguments of
     ``index_rows_plain``: fewer arguments to type-check on a small call,
@@ -474,7 +475,7 @@ def _block_grad(xt, nb, lg, a, wg, grad, r0):
 # ----------------------------------------------------------------------------
 # probability targets, class axis last: x, q (M, C)
 # ----------------------------------------------------------------------------
-@kernel(error_model="numpy")
+@kernel(error_model="numpy", alloc=True)  # a prange reduction allocates
 def soft_rows(x, q, w1, w0, g1, g0, scale, loss, per_row, grad, want_grad):
     """Soft targets: B_j = w1_j q_j + w0_j (x's dtype); g1, g0 = scale * w1, w0."""
     total = 0.0
@@ -524,7 +525,7 @@ def _cols_max(x, p, q0, q1, mb):
             mb[j] = maxnum(mb[j], xr[j])
 
 
-@kernel(error_model="numpy")
+@kernel(error_model="numpy", alloc=True)
 def cols(x, targs, scale, loss, per_row, grad, want_grad, qchunk):
     """x (P, C, Q), loss (P, Q) float64; ``targs`` the target's arguments:
     class indices ``(tgt (P, Q), w, wl, wsum, ignore, eps, wg)`` or
@@ -545,7 +546,7 @@ def cols(x, targs, scale, loss, per_row, grad, want_grad, qchunk):
     return total
 
 
-@kernel(error_model="numpy")
+@kernel(error_model="numpy", alloc=True)
 def cols_index_loss(x, w_, rows, tgt, w, ignore, loss, per_row):
     """The loss of class-index targets along axis 1 of x (P, C, Q), no
     gradient and no smoothing, by slabs of ``w_`` columns: each slab's
@@ -594,7 +595,7 @@ def nll_gather(lp, tgt, w, ignore, per):
                 per[p, q] = -(w[y] * np.float64(lp[p, y, q]))
 
 
-@kernel(error_model="numpy")
+@kernel(error_model="numpy", alloc=True)  # a prange reduction allocates
 def check_targets(tgt, n, ignore, w):
     """(number of targets outside [0, n) other than ignore, sum of w[y] over kept rows);
     w: the class weights, or one scalar weight of every class."""
@@ -694,7 +695,7 @@ def _cap_consts_ol(x, cap):
 
 
 # ---------------------------------------------------------- rows, class index
-@kernel(error_model="numpy")
+@kernel(error_model="numpy", alloc=True)
 def index_rows_lm(
     x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, grad, wg, want_grad, zl, zg, lse,
     want_lse, cap,
@@ -740,7 +741,7 @@ def index_rows_lm(
 
 
 # ---------------------------------------------------- few classes, class index
-@kernel(error_model="numpy")
+@kernel(error_model="numpy", alloc=True)
 def index_rows_small_lm(
     x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, grad, wg, want_grad, zl, zg, lse,
     want_lse, cap,
@@ -864,7 +865,7 @@ def _block_store(xt, nb, grad, r0):
 
 
 # ---------------------------------------------------- rows, probability targets
-@kernel(error_model="numpy")
+@kernel(error_model="numpy", alloc=True)
 def soft_rows_lm(
     x, q, w1, w0, g1, g0, scale, loss, per_row, grad, want_grad, zl, zg, lse, want_lse, cap
 ):
@@ -902,7 +903,7 @@ def soft_rows_lm(
 _CBLOCK = 64
 
 
-@jit
+@jit_alloc
 def _cols_exp_at(x, xp, xq0, nw, mb, want_grad, grad, p, q0, sb, cb, tv):
     """tv[j] = t of column q0 + j (float64 sums); grad = exp(x - m) if wanted;
     x read at [xp, :, xq0 + j], grad written at [p, :, q0 + j].
@@ -1013,7 +1014,7 @@ def _col_lse(x, xp, xq0, j, mf, lg):
     return mf + lg
 
 
-@jit
+@jit_alloc
 def _index_block(
     targs, x, xp, xq0, p, q0, nw, scale, loss, per_row, grad, want_grad, zl, zg, lse, want_lse
 ):
@@ -1092,7 +1093,7 @@ def _index_block(
     return bsum
 
 
-@jit
+@jit_alloc
 def _soft_block(
     targs, x, xp, xq0, p, q0, nw, scale, loss, per_row, grad, want_grad, zl, zg, lse, want_lse
 ):
@@ -1168,7 +1169,7 @@ _col_block = _by_targets(
 )
 
 
-@kernel(error_model="numpy")
+@kernel(error_model="numpy", alloc=True)
 def cols_lm(
     x, targs, scale, loss, per_row, grad, want_grad, zl, zg, lse, want_lse, qchunk, cap
 ):  # fmt: skip
@@ -1227,7 +1228,7 @@ def cols_lm(
 # again, one read and one write: ``g = c * exp(x - m) - B'_j``, the target's
 # term, the cap's derivative.  With a softcap, each pass caps the piece into a
 # per-task scratch first.
-@jit
+@jit_alloc  # returns a view: its reference must be counted
 def _piece_view(x, i, lo, hi, capped, cx, cp, rc):
     """Piece [lo, hi) of row i: a view of x, or its capped copy in cx."""
     if capped:
@@ -1284,7 +1285,7 @@ def _exp_grad(xs, g, m, c, wg, smooth):
             g[j] = c * expn(xs[j] - m)
 
 
-@kernel(error_model="numpy")
+@kernel(error_model="numpy", alloc=True)
 def pieces_sums(x, targs, piece, cap, mo, to, so, wo):
     """Pass 1: per piece (m, t) into ``mo, to`` (rows, pieces), and the
     target's sums (``_index_piece_sums``, ``_soft_piece_sums``)."""
@@ -1308,7 +1309,7 @@ def pieces_sums(x, targs, piece, cap, mo, to, so, wo):
             _piece_sums(targs, xs, i, p, lo, hi, m, so, wo)
 
 
-@jit
+@jit_alloc  # takes _part's views
 def _index_piece_sums(targs, xs, i, p, lo, hi, m, so, wo):
     """Class-index targets, ``targs = (tgt, ignore, wl, smooth, xy)``: with
     smoothing ``so, wo`` = S, W of the weights ``wl``; each kept row's (capped)
@@ -1323,7 +1324,7 @@ def _index_piece_sums(targs, xs, i, p, lo, hi, m, so, wo):
         wo[i, p] = _wsum(wp, hi - lo)
 
 
-@jit
+@jit_alloc  # takes _part's views
 def _soft_piece_sums(targs, xs, i, p, lo, hi, m, so, wo):
     """Probability targets, ``targs = (q, w1, w0)``: S, W of
     ``B_j = w1_j q_j + w0_j`` into ``so, wo``."""
@@ -1403,7 +1404,7 @@ def soft_pieces_merge(mo, to, so, ao, scale, zl, zg, loss, per_row, lse, want_ls
     return total
 
 
-@kernel(error_model="numpy")
+@kernel(error_model="numpy", alloc=True)
 def pieces_grad(x, targs, piece, cap, mr, cr, grad):
     """Pass 2: the gradient, piece by piece (``_index_piece_grad``,
     ``_soft_piece_grad``); ignored rows' pieces are zeros."""
@@ -1432,7 +1433,7 @@ def pieces_grad(x, targs, piece, cap, mr, cr, grad):
                 _dcap_row(g, xs, rc)
 
 
-@jit
+@jit_alloc  # takes _part's views
 def _index_piece_grad(targs, xs, g, i, lo, hi, m, c):
     """g = c * exp(xs - m) (- wg with smoothing), less the target's ``sr`` term;
     ``targs = (tgt, ignore, sr, wg, smooth)``."""
@@ -1443,7 +1444,7 @@ def _index_piece_grad(targs, xs, g, i, lo, hi, m, c):
         g[y - lo] -= cast_to(g, sr[i])
 
 
-@jit
+@jit_alloc  # takes _part's views
 def _soft_piece_grad(targs, xs, g, i, lo, hi, m, c):
     """g = c * exp(xs - m) - (g1 q + g0); ``targs = (q, g1, g0)``."""
     q, g1, g0 = targs
