@@ -17,7 +17,7 @@ import numpy as np
 
 from ._config import PARALLEL_MIN_WORK
 from ._layout import FAST_DTYPES, Layout, as_rows, compute_dtype
-from ._routes import choose, fold_plan, pieces_of, short_vector, threads
+from ._routes import choose, fold_plan, pieces_of, rows_work, short_vector, threads
 from .kernels import columns as C
 from .kernels import drivers as P
 from .kernels import rows as K
@@ -63,18 +63,20 @@ def _copy_rows(dst, src):
     P.copy_rows(dst.size, src, dst)
 
 
-def _rows(kern):
-    """Runner of a kernel of whole rows: on the view at once, or block by
-    block when the layout's copy is deferred (each block with rows for every
-    thread; a block of the input's dtype is copied on the threads)."""
+def _rows(kern, kind="rows"):
+    """Runner of a kernel of whole rows (``kind``: "rows" or "narrow", for
+    ``rows_work``): on the view at once, or block by block when the layout's
+    copy is deferred (each block with rows for every thread; a block of the
+    input's dtype is copied on the threads)."""
 
     def runner(src, dest):
         if type(src) is np.ndarray or not src.deferred:
             v = _view(src)
-            if v.size < PARALLEL_MIN_WORK:
+            work = rows_work(v.shape[0], v.shape[1], kind)
+            if work < PARALLEL_MIN_WORK:
                 kern.serial(v, dest)
             else:
-                kern(v.size, v, dest)
+                kern(work, v, dest)
             return
         for r0, r1, blk in src.row_blocks(4 * threads(), copy=_copy_rows):
             kern(blk.size, blk, dest[r0:r1])
@@ -90,10 +92,10 @@ def _pairs_empty(src, dest):
     dest[1].fill(0.0)
 
 
-def _pairs_of(kern):
+def _pairs_of(kern, kind="rows"):
     def runner(src, dest):
         v = _view(src)
-        kern(v.size, v, *dest)
+        kern(rows_work(v.shape[0], v.shape[1], kind), v, *dest)
 
     return runner
 
@@ -135,8 +137,8 @@ def _pairs_folded(src, dest):
 
 PAIRS = {
     "empty": _pairs_empty,
-    "narrow": _pairs_of(P.pair_narrow),
-    "narrow_t": _pairs_of(P.pair_narrow_t),
+    "narrow": _pairs_of(P.pair_narrow, "narrow"),
+    "narrow_t": _pairs_of(P.pair_narrow_t, "narrow"),
     "pieces": _pairs_pieces,
     "rows": _pairs_of(P.pair_rows),
     "columns": _pairs_columns,
@@ -197,8 +199,8 @@ def _lse_from_pairs(src, dest):
 LSE = {
     "empty": _lse_from_pairs,
     "vector": _lse_vector,
-    "narrow": _rows(P.lse_narrow),
-    "narrow_t": _rows(P.lse_narrow_t),
+    "narrow": _rows(P.lse_narrow, "narrow"),
+    "narrow_t": _rows(P.lse_narrow_t, "narrow"),
     "pieces": _lse_from_pairs,
     "rows": _rows(P.lse_rows),
     "columns": _lse_from_pairs,
@@ -251,7 +253,7 @@ def _nothing(src, dest):
 
 SOFTMAX = {
     "empty": _nothing,
-    "narrow": _rows(P.softmax_narrow),
+    "narrow": _rows(P.softmax_narrow, "narrow"),
     "pieces": _softmax_pieces,
     "rows": _rows(P.softmax_rows),
     "columns": _normalize_columns(False),
@@ -260,7 +262,7 @@ SOFTMAX = {
 
 LOG_SOFTMAX = {
     "empty": _nothing,
-    "narrow": _rows(P.log_softmax_narrow),
+    "narrow": _rows(P.log_softmax_narrow, "narrow"),
     "pieces": _log_softmax_pieces,
     "rows": _rows(P.log_softmax_rows),
     "columns": _normalize_columns(True),

@@ -35,6 +35,7 @@ __all__ = [
     "few_long_rows",
     "fold_plan",
     "pieces_of",
+    "rows_work",
     "short_vector",
     "threads",
 ]
@@ -67,6 +68,21 @@ def threads():
     of this call: ``fastlse.num_threads`` leaves the routes as they are, so a
     call on 1 thread and on all of them takes the same route (the same bits)."""
     return numba.config.NUMBA_NUM_THREADS
+
+
+#: the serial time of a row beyond its elements, in elements: a whole row
+#: (``rows``; cross-entropy's ``index_rows`` / ``soft_rows``) pays the setup
+#: and the tails of its sweeps, a row of a ``narrow`` block a share of its
+#: block's (docs/performance-notes.md)
+ROW_COST = {"rows": 32, "narrow": 8}
+
+
+def rows_work(m, n, kind="rows"):
+    """The serial work of m rows of n elements, in elements, as ``Kernel``
+    compares it with ``PARALLEL_MIN_WORK``: short rows cost more than their
+    elements, so that (128, 100) runs on the threads and (128, 64) does not.
+    One row never starts threads (no other thread would have work)."""
+    return m * (n + ROW_COST[kind]) if m > 1 else 0
 
 
 def few_long_rows(m, n, writes=False):

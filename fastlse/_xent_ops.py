@@ -22,7 +22,14 @@ import numpy as np
 from . import _args
 from ._config import PARALLEL_MIN_WORK
 from ._layout import FAST_DTYPES, ClassLayout, compute_dtype
-from ._routes import choose_xent, classes_moved, pieces_of, xent_col_block, xent_cols_width
+from ._routes import (
+    choose_xent,
+    classes_moved,
+    pieces_of,
+    rows_work,
+    xent_col_block,
+    xent_cols_width,
+)
 from .kernels import columns as C
 from .kernels import xent as XK
 
@@ -179,7 +186,8 @@ def run_small(logits, target, axis, ii, reduction, return_grad):
     )
     if route not in ("index_rows", "index_small"):
         return None
-    small = x.size < PARALLEL_MIN_WORK  # (skips the Kernel's own size test)
+    work = _row_work(route, m, n)
+    small = work < PARALLEL_MIN_WORK  # (skips the Kernel's own size test)
     nbad, den = (
         XK.check_targets.serial(tv, n, ii, 1.0) if small else XK.check_targets(m, tv, n, ii, 1.0)
     )
@@ -193,10 +201,10 @@ def run_small(logits, target, axis, ii, reduction, return_grad):
     kern, _, fwd = XENT[route]
     if fwd is not None and not return_grad:
         args = (x, tv, w, ii, loss, per_row)
-        total = fwd.serial(*args) if small else fwd(x.size, *args)
+        total = fwd.serial(*args) if small else fwd(work, *args)
     else:
         args = (x, tv, w, wl, float(n), ii, 0.0, scale, loss, per_row, gbuf, wg, return_grad)
-        total = kern.serial(*args) if small else kern(x.size, *args)
+        total = kern.serial(*args) if small else kern(work, *args)
     dt = x.dtype.type
     if per_row:
         res = loss.astype(x.dtype) if nd == 2 else dt(loss[0])
@@ -318,18 +326,25 @@ def _targets(c, lay, cdt, pieces):
     return (tk, w, wl, wsum, c.ignore_index, c.smoothing, wg), scale, zl, zg
 
 
+def _row_work(route, m, n):
+    """``rows_work`` of m rows of n classes on a row route (``index_small``:
+    blocks of rows, as logsumexp's narrow ones)."""
+    return rows_work(m, n, "narrow" if route == "index_small" else "rows")
+
+
 def _run_family(route, c, lay, targs, common, lm):
     """A row or column route: its forward, plain or lm kernel."""
     x = lay.view
     fam = XENT[route]
     if lay.rows:
         args = _row_args(c, x, targs, common)
+        work = _row_work(route, *x.shape)
         if not c.lm and fam.forward is not None and not (c.return_grad or c.smoothing):
             tk, w, ii = targs[0], targs[1], targs[4]
-            return fam.forward(x.size, x, tk, w, ii, common[1], common[2])
+            return fam.forward(work, x, tk, w, ii, common[1], common[2])
         if not c.lm:
-            return fam.plain(x.size, *args)
-        return fam.lm(x.size, *args, *lm, c.softcap)
+            return fam.plain(work, *args)
+        return fam.lm(work, *args, *lm, c.softcap)
     if not c.lm:
         return fam.plain(x.size, x, targs, *common, xent_col_block(lay))
     return fam.lm(x.size, x, targs, *common, *lm, xent_col_block(lay), c.softcap)

@@ -32,7 +32,8 @@ Routes covered
 logsumexp, softmax, log_softmax (data: ``(M, N)`` rows reduced along the last axis)
 
 * whole rows (N >= 32); narrow rows (float64 13 <= N < 32); transposed narrow
-  rows (float32 N < 32, float64 N <= 12); serial (fewer than 32768 elements);
+  rows (float32 N < 32, float64 N <= 12); serial (less work than 16384
+  elements, a row counting 32 more);
 * the small-vector path (1-D, up to 4096 elements; logsumexp);
 * pieces of few long rows (N >= 65536, fewer rows than twice numba's threads),
   against the same rows stacked to enough rows for whole rows;
@@ -66,7 +67,7 @@ class weights, ignore_index, label smoothing, z-loss and softcap.
 
 Threads: every route runs on 1 and 2 threads (dask: ``threads-per-task``),
 but on 1 alone where each kernel call has less work than threads need (a
-vector, a dask block or an online chunk under 32768 elements: ``threads_of``).
+vector, a dask block or an online chunk under 16384 elements: ``threads_of``).
 """
 
 import functools
@@ -96,7 +97,8 @@ THRESHOLDS = dict(
     T64_MAX=12,  # float64 narrow rows up to this take the transposed kernels
     SMALL=4096,  # 1-D float32 / float64 logsumexp up to this: the small-vector path
     PIECE=1 << 15,  # rows of >= 2 * PIECE in fewer rows than 2 * threads: pieces
-    PARALLEL_MIN_WORK=32768,  # fewer elements: serial kernels
+    PARALLEL_MIN_WORK=16384,  # less work: serial kernels (elements; rows: see _work)
+    ROW_COST=32,  # a whole row's work beyond its elements (rows of a narrow block: 8)
     FOLD_BYTES=128,  # a middle axis with Q * itemsize below this is read folded
     FOLD_PIECE_BYTES=1 << 18,  # folded slabs of more are cut in pieces (smaller on > 1 thread)
     COPY_BYTES=2 * (1 << 22),  # copies over this go block by block (deferred)
@@ -449,6 +451,13 @@ def _cols_kernel(n, q, cdt):
     return "columns"
 
 
+def _work(m, n):
+    """The work of m rows of n elements the row kernels compare with
+    ``PARALLEL_MIN_WORK``: a row counts its elements and a row cost."""
+    cost = THRESHOLDS["ROW_COST"] if n >= THRESHOLDS["NARROW"] else 8
+    return m * (n + cost) if m > 1 else 0
+
+
 def route_label(family, layout, dtype):
     """The route a case forces, from the thresholds (for logsumexp; softmax
     and log_softmax have one narrow kernel where logsumexp has two)."""
@@ -456,7 +465,7 @@ def route_label(family, layout, dtype):
     cdt = _compute_dtype(dt)
     shape = FAMILIES[family].shape
     m, n = shape(cdt.itemsize) if callable(shape) else shape
-    serial = m * n < THRESHOLDS["PARALLEL_MIN_WORK"]
+    serial = _work(m, n) < THRESHOLDS["PARALLEL_MIN_WORK"]
     big = m * n * cdt.itemsize > THRESHOLDS["COPY_BYTES"]
     rows = _rows_kernel(m, n, cdt)
     conv = "" if dt == cdt else f"{dt.name}->{cdt.name}-"

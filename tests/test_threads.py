@@ -6,6 +6,7 @@ import sys
 import textwrap
 import threading
 
+import numba
 import numpy as np
 import pytest
 
@@ -99,6 +100,65 @@ def test_respects_numba_set_num_threads(rng):
         np.testing.assert_allclose(fastlse.softmax(x, axis=1), sp.softmax(x, axis=1), rtol=1e-13)
     finally:
         numba.set_num_threads(before)
+
+
+def _recorder(ran, f, key):
+    def record(*args):
+        ran.append(key)
+        return f(*args)
+
+    return record
+
+
+@pytest.fixture
+def twins_run(monkeypatch):
+    """The (kernel name, "serial" / "parallel") of every Kernel call made."""
+    from fastlse.kernels.threads import KERNELS
+
+    ran = []
+    for k in KERNELS:
+        for twin in ("serial", "parallel"):
+            rec = _recorder(ran, getattr(k, twin), (k.py_func.__name__, twin))
+            monkeypatch.setattr(k, twin, rec)
+    return ran
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="one thread")
+@pytest.mark.parametrize(
+    ("shape", "twin"),
+    [
+        ((128, 100), "parallel"),  # 128 * (100 + 32) = 16896 >= 16384
+        ((128, 64), "serial"),  # 128 * 96 = 12288: the threads would cost more
+        ((1000, 10), "parallel"),  # narrow rows: 1000 * (10 + 8)
+        ((1, 20000), "serial"),  # one row: no other thread would have work
+    ],
+)
+def test_threads_start_by_work_of_rows(rng, twins_run, shape, twin):
+    """Small calls go on the threads from ``PARALLEL_MIN_WORK`` elements, a
+    row counting some more (``_routes.rows_work``), whatever the op; each
+    result as scipy's / torch's."""
+    from fastlse import _config
+
+    if _config.PARALLEL_MIN_WORK != 16384:
+        pytest.skip("FASTLSE_PARALLEL_MIN_WORK is set")
+    x = rng.standard_normal(shape).astype(np.float32)
+    y = rng.integers(0, shape[1], shape[0])
+    with fastlse.num_threads(2):
+        res = [
+            fastlse.logsumexp(x, axis=1),
+            fastlse.softmax(x, axis=1),
+            fastlse.log_softmax(x, axis=1),
+            fastlse.cross_entropy(x, y, reduction="none"),
+        ]
+    ref_lse = sp.logsumexp(x.astype(np.float64), axis=1)
+    refs = [ref_lse, sp.softmax(x.astype(np.float64), axis=1)]
+    refs += [sp.log_softmax(x.astype(np.float64), axis=1)]
+    refs += [ref_lse - x[np.arange(shape[0]), y]]
+    for r, ref in zip(res, refs):
+        np.testing.assert_allclose(r, ref, rtol=2e-6, atol=2e-6)
+    # (cross-entropy's target check counts targets, not elements: serial)
+    ran = [t for name, t in twins_run if name != "check_targets"]
+    assert len(ran) == 4 and set(ran) == {twin}, twins_run
 
 
 def test_import_compiles_nothing():
