@@ -81,6 +81,7 @@ def _rows(kern, kind="rows"):
         for r0, r1, blk in src.row_blocks(4 * threads(), copy=_copy_rows):
             kern(blk.size, blk, dest[r0:r1])
 
+    runner.kern = kern  # (normalize_short_vector calls it on one row)
     return runner
 
 
@@ -268,6 +269,27 @@ LOG_SOFTMAX = {
     "columns": _normalize_columns(True),
     "folded": _normalize_folded(True),
 }
+
+
+def normalize_short_vector(op, x, axis):
+    """softmax or log_softmax (``op``) of a contiguous float32 / float64 1-d
+    ``x`` (axis None, 0 or -1) whose one row the chooser routes to a kernel
+    of whole rows: that kernel's serial twin on ``x[None]`` (one row never
+    starts threads), without the view and the runner; None for anything
+    else.  The route and the bits are the general path's."""
+    if type(x) is not np.ndarray or x.ndim != 1:
+        return None
+    if not (axis is None or (type(axis) is int and (axis == 0 or axis == -1))):
+        return None
+    dt = x.dtype
+    if (dt is not _F64 and dt is not _F32) or not x.flags.c_contiguous or x.size == 0:
+        return None
+    kern = getattr(op[choose(op, (1, x.shape[0]), dt, writes=True)], "kern", None)
+    if kern is None:  # few long rows: pieces
+        return None
+    dest = np.empty((1, x.shape[0]), dt)
+    kern.serial(x[None], dest)
+    return dest[0]
 
 
 def normalize(op, r):

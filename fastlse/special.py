@@ -319,6 +319,10 @@ def _normalize(x, axis, out, where, log):
     """softmax (log: log_softmax) of every kind of input."""
     fn = "log_softmax" if log else "softmax"
     op = _ops.LOG_SOFTMAX if log else _ops.SOFTMAX
+    if where is None and out is None:
+        res = _ops.normalize_short_vector(op, x, axis)
+        if res is not None:
+            return res
     if where is None and (out is None or _fast_out(x, out)):
         fast = fast_view(x, axis)
         if fast is not None:

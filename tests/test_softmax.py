@@ -417,3 +417,28 @@ def test_small_inputs_match_scipy(rng, name, f, ref_f, dtype, shape, axis):
     with np.errstate(all="ignore"):
         f(y, axis=axis, out=y)
     np.testing.assert_allclose(y, ref, rtol=tol(dtype) * 4, atol=tol(dtype))
+
+
+@pytest.mark.parametrize(("name", "f", "ref_f"), FUNCS, ids=IDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 7, 31, 32, 100, 5000, 70000])  # narrow, rows, pieces
+def test_vector_as_its_one_row(rng, name, f, ref_f, dtype, n):
+    """A 1-d vector (the short path of a contiguous float32 / float64 one)
+    gives its one row's result as a (1, n) array would, bit for bit, in its
+    own dtype, with scipy's values: +-500 offsets and the special values."""
+    x = (rng.standard_normal(n) * 30 + rng.choice([-500.0, 500.0])).astype(dtype)
+    if n >= 7:
+        x[3], x[5] = -np.inf, 1e4 if dtype == np.float64 else 80.0
+    for axis in (None, 0, -1):
+        res = f(x, axis=axis)
+        assert res.dtype == dtype and res.shape == (n,)
+        np.testing.assert_array_equal(res, f(x[None], axis=1)[0])
+    with np.errstate(over="ignore"):  # scipy's log_softmax: exp(1e4 - max) of its own
+        ref = ref_f(x.astype(np.float64))
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(res, ref, rtol=tol, atol=tol if name == "softmax" else 0)
+    for special in (np.nan, np.inf):
+        y = x.copy()
+        y[-1] = special
+        with np.errstate(invalid="ignore", over="ignore"):
+            np.testing.assert_array_equal(f(y), ref_f(y.astype(np.float64)).astype(dtype))
