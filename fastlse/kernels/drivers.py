@@ -60,16 +60,24 @@ def lse_rows(x, out):
     vectorized loop (``finish_block``: the bits of ``finish``); a
     scalar log1p per row is a large share of a short row.  Blocks
     of ``row_block`` rows; the pairs wait in two float64 arrays of one element per row."""
-    m_, n = x.shape
+    m_ = x.shape[0]
     rb = row_block(m_)
     mo = np.empty(m_)
     to = np.empty(m_)
     for b in prange((m_ + rb - 1) // rb):
         r0 = b * rb
-        r1 = min(m_, r0 + rb)
-        for i in range(r0, r1):
-            mo[i], to[i] = range_pair(x[i], 0, n)
-        finish_block(mo[r0:r1], to[r0:r1], out, r0, r1)
+        _lse_block(x, out, mo, to, r0, min(m_, r0 + rb))
+
+
+@jit
+def _lse_block(x, out, mo, to, r0, r1):
+    """``lse_rows``' rows r0..r1.  A ``jit`` helper given whole arrays: the
+    row views are taken here, without reference counting (the kernel
+    allocates, so it counts every view it takes)."""
+    n = x.shape[1]
+    for i in range(r0, r1):
+        mo[i], to[i] = range_pair(x[i], 0, n)
+    finish_block(mo[r0:r1], to[r0:r1], out, r0, r1)
 
 
 @kernel
@@ -102,21 +110,34 @@ def log_softmax_rows(x, out):
         to = np.empty(m_)
         for b in prange((m_ + rb - 1) // rb):
             r0 = b * rb
-            r1 = min(m_, r0 + rb)
-            for i in range(r0, r1):
-                mo[i], to[i] = row_shift_pair(x[i], out[i])
-            _lg_block(to[r0:r1])
-            for i in range(r0, r1):
-                row_sub(x[i], out[i], mo[i], to[i])
+            _log_softmax_block(x, out, mo, to, r0, min(m_, r0 + rb))
     else:
-        fused = n * x.itemsize <= FUSED_BYTES
         for i in prange(m_):
-            if fused:
-                row_log_softmax(x[i], out[i])
-            else:
-                m, t = range_pair(x[i], 0, n)
-                c1, c2 = log_softmax_consts(m, t)
-                log_softmax_store(x[i], out[i], 0, n, c1, c2)
+            _log_softmax_row(x, out, i)
+
+
+@jit
+def _log_softmax_block(x, out, mo, to, r0, r1):
+    """``log_softmax_rows``' short rows r0..r1 (row views uncounted, as in
+    ``_lse_block``)."""
+    for i in range(r0, r1):
+        mo[i], to[i] = row_shift_pair(x[i], out[i])
+    _lg_block(to[r0:r1])
+    for i in range(r0, r1):
+        row_sub(x[i], out[i], mo[i], to[i])
+
+
+@jit
+def _log_softmax_row(x, out, i):
+    """``log_softmax_rows``' long row i: fused sweeps up to ``FUSED_BYTES``,
+    else pairs by blocks and one store sweep."""
+    n = x.shape[1]
+    if n * x.itemsize <= FUSED_BYTES:
+        row_log_softmax(x[i], out[i])
+    else:
+        m, t = range_pair(x[i], 0, n)
+        c1, c2 = log_softmax_consts(m, t)
+        log_softmax_store(x[i], out[i], 0, n, c1, c2)
 
 
 @jit

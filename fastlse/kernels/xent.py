@@ -245,27 +245,39 @@ def _index_row(x, y, wy, wl, wsum, keep, eps, scale, g, wg, want_grad, zl, zg):
 def index_rows(x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, grad, wg, want_grad):
     """Sum of the per-row losses (float64); each into ``loss`` if ``per_row``;
     gradient rows into ``grad`` if ``want_grad``."""
-    nr, n = x.shape
-    keep = 1.0 - eps
+    nr = x.shape[0]
+    lo = loss if per_row else np.empty(nr)
     total = 0.0
     rb = row_block(nr)
     for b in prange((nr + rb - 1) // rb):  # numba splits the blocks evenly between the threads
-        for i in range(b * rb, min(nr, b * rb + rb)):
-            y = tgt[i]
-            li = 0.0
-            if y == ignore:
-                if want_grad:
-                    gz = zero_of(grad)
-                    for j in range(n):
-                        grad[i, j] = gz
-            else:
-                li = _index_row(
-                    x[i], y, w[y], wl, wsum, keep, eps, scale, grad[i], wg, want_grad, 0.0, 0.0
-                )[0]
-            if per_row:
-                loss[i] = li
-            total += li
+        r0 = b * rb
+        r1 = min(nr, r0 + rb)
+        _index_rows_block(x, tgt, w, wl, wsum, ignore, eps, scale, lo, grad, wg, want_grad, r0, r1)
+        for i in range(r0, r1):
+            total += lo[i]
     return total
+
+
+@jit
+def _index_rows_block(x, tgt, w, wl, wsum, ignore, eps, scale, lo, grad, wg, want_grad, r0, r1):
+    """``index_rows``' rows r0..r1: each loss into lo (0 where ignored).  A
+    ``jit`` helper given whole arrays: its row views are not reference
+    counted (the kernel allocates, so it counts every view it takes)."""
+    n = x.shape[1]
+    keep = 1.0 - eps
+    for i in range(r0, r1):
+        y = tgt[i]
+        li = 0.0
+        if y == ignore:
+            if want_grad:
+                gz = zero_of(grad)
+                for j in range(n):
+                    grad[i, j] = gz
+        else:
+            li = _index_row(
+                x[i], y, w[y], wl, wsum, keep, eps, scale, grad[i], wg, want_grad, 0.0, 0.0
+            )[0]
+        lo[i] = li
 
 
 @jit_inl
@@ -292,7 +304,7 @@ def index_rows_plain(x, tgt, w, ignore, loss, per_row):
     as one vectorized loop (``_pair_losses``: a scalar log1p per row is a
     visible share of a short row), summed in ``index_rows``' order; 0 where
     ignored.  The pairs wait in arrays of one float64 per row."""
-    nr, n = x.shape
+    nr = x.shape[0]
     rb = row_block(nr)
     mo = np.empty(nr)
     to = np.empty(nr)
@@ -303,18 +315,26 @@ def index_rows_plain(x, tgt, w, ignore, loss, per_row):
     for b in prange((nr + rb - 1) // rb):
         r0 = b * rb
         r1 = min(nr, r0 + rb)
-        for i in range(r0, r1):
-            y = tgt[i]
-            if y != ignore:
-                mo[i], to[i] = row_pair(x[i], 0, n)
-                xo[i] = x[i, y]
-                wo[i] = w[y]
-            else:  # a loss of 0
-                mo[i] = to[i] = xo[i] = wo[i] = 0.0
+        _plain_block(x, tgt, w, ignore, mo, to, xo, wo, r0, r1)
         _pair_losses(mo[r0:r1], to[r0:r1], xo[r0:r1], wo[r0:r1], lo[r0:r1])
         for i in range(r0, r1):
             total += lo[i]
     return total
+
+
+@jit
+def _plain_block(x, tgt, w, ignore, mo, to, xo, wo, r0, r1):
+    """``index_rows_plain``' pairs, target logits and weights of rows r0..r1
+    (row views uncounted, as in ``_index_rows_block``)."""
+    n = x.shape[1]
+    for i in range(r0, r1):
+        y = tgt[i]
+        if y != ignore:
+            mo[i], to[i] = row_pair(x[i], 0, n)
+            xo[i] = x[i, y]
+            wo[i] = w[y]
+        else:  # a loss of 0
+            mo[i] = to[i] = xo[i] = wo[i] = 0.0
 
 
 # ----------------------------------------------------------------------------
