@@ -640,3 +640,35 @@ def test_small_index_rows_edge_cases():
         fastlse.cross_entropy(x, np.array([0, 2]), z_loss=np.array([0.0, 1.0]))
     with pytest.raises(ValueError, match="reduction must be one of"):
         fastlse.cross_entropy(x, np.array([0, 2]), reduction=np.array(["mean", "sum"]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "kw",
+    [{}, {"return_grad": True}, {"label_smoothing": 0.1, "return_grad": True}, {"soft": True}],
+    ids=["plain", "grad", "smooth", "soft"],
+)
+def test_rows_loss_same_bits_on_any_thread_count(rng, dtype, kw):
+    """Whole rows (class indices and soft targets): the rows' losses are
+    summed in row order after the threads, so the mean and the sum have the
+    same bits on one thread and on two (a per-thread partial sum would not),
+    and are torch's."""
+    x = (rng.standard_normal((300, 100)) * 4).astype(dtype)
+    kw = dict(kw)
+    if kw.pop("soft", False):
+        t = rng.dirichlet(np.ones(100), size=300).astype(dtype)
+        kw["return_grad"] = True
+    else:
+        t = rng.integers(0, 100, 300)
+        t[::9] = -100
+    for reduction in ("mean", "sum"):
+        runs = []
+        for n in (1, 2):
+            with fastlse.num_threads(n):
+                runs.append(fastlse.cross_entropy(x, t, reduction=reduction, **kw))
+        one, two = (r if isinstance(r, tuple) else (r,) for r in runs)
+        for a, b in zip(one, two):
+            np.testing.assert_array_equal(a, b)
+        smoothing = kw.get("label_smoothing", 0.0)
+        ref, ref_grad = torch_ce(x, t, reduction=reduction, label_smoothing=smoothing)
+        check(one[0], ref, dtype, *((one[1], ref_grad) if len(one) > 1 else ()))

@@ -243,18 +243,27 @@ def _index_row(x, y, wy, wl, wsum, keep, eps, scale, g, wg, want_grad, zl, zg):
 
 @kernel(error_model="numpy", alloc=True)
 def index_rows(x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, grad, wg, want_grad):
-    """Sum of the per-row losses (float64); each into ``loss`` if ``per_row``;
-    gradient rows into ``grad`` if ``want_grad``."""
+    """Sum of the per-row losses (float64, in row order: ``_sum_rows``);
+    each into ``loss`` if ``per_row``; gradient rows into ``grad`` if
+    ``want_grad``."""
     nr = x.shape[0]
     lo = loss if per_row else np.empty(nr)
-    total = 0.0
     rb = row_block(nr)
     for b in prange((nr + rb - 1) // rb):  # numba splits the blocks evenly between the threads
         r0 = b * rb
         r1 = min(nr, r0 + rb)
         _index_rows_block(x, tgt, w, wl, wsum, ignore, eps, scale, lo, grad, wg, want_grad, r0, r1)
-        for i in range(r0, r1):
-            total += lo[i]
+    return _sum_rows(lo)
+
+
+@jit
+def _sum_rows(lo):
+    """The rows' losses summed in row order, after the threads: the loss has
+    the same bits on any number of threads (a prange reduction would add
+    each thread's partial sum)."""
+    total = 0.0
+    for i in range(lo.shape[0]):
+        total += lo[i]
     return total
 
 
@@ -311,15 +320,12 @@ def index_rows_plain(x, tgt, w, ignore, loss, per_row):
     xo = np.empty(nr)
     wo = np.empty(nr)
     lo = loss if per_row else np.empty(nr)
-    total = 0.0
     for b in prange((nr + rb - 1) // rb):
         r0 = b * rb
         r1 = min(nr, r0 + rb)
         _plain_block(x, tgt, w, ignore, mo, to, xo, wo, r0, r1)
         _pair_losses(mo[r0:r1], to[r0:r1], xo[r0:r1], wo[r0:r1], lo[r0:r1])
-        for i in range(r0, r1):
-            total += lo[i]
-    return total
+    return _sum_rows(lo)
 
 
 @jit
@@ -495,16 +501,21 @@ def _block_grad(xt, nb, lg, a, wg, grad, r0):
 # ----------------------------------------------------------------------------
 # probability targets, class axis last: x, q (M, C)
 # ----------------------------------------------------------------------------
-@kernel(error_model="numpy", alloc=True)  # a prange reduction allocates
+@kernel(error_model="numpy", alloc=True)  # the losses' scratch
 def soft_rows(x, q, w1, w0, g1, g0, scale, loss, per_row, grad, want_grad):
     """Soft targets: B_j = w1_j q_j + w0_j (x's dtype); g1, g0 = scale * w1, w0."""
-    total = 0.0
+    lo = loss if per_row else np.empty(x.shape[0])
     for i in prange(x.shape[0]):
-        li = _soft_row(x[i], q[i], w1, w0, g1, g0, scale, grad[i], want_grad, 0.0, 0.0)[0]
-        if per_row:
-            loss[i] = li
-        total += li
-    return total
+        lo[i] = _soft_row_at(x, q, w1, w0, g1, g0, scale, grad, want_grad, i)
+    return _sum_rows(lo)
+
+
+@jit
+def _soft_row_at(x, q, w1, w0, g1, g0, scale, grad, want_grad, i):
+    """``soft_rows``' row i: its loss.  A ``jit`` helper given whole arrays:
+    its row views are not reference counted (the kernel allocates, so it
+    counts every view it takes)."""
+    return _soft_row(x[i], q[i], w1, w0, g1, g0, scale, grad[i], want_grad, 0.0, 0.0)[0]
 
 
 @jit
@@ -723,41 +734,57 @@ def index_rows_lm(
     """``index_rows`` with the LM options; tasks of rows, each with a row scratch
     for the capped row (the gradient row is multiplied by the cap's derivative)."""
     nr, n = x.shape
-    keep = 1.0 - eps
     capped = cap > 0.0
-    cp, rc = _cap_consts(x, cap)
     ntask, per = tasks_of(nr)
     total = 0.0
     for tk in prange(ntask):
         cx = np.empty(n if capped else 0, dtype=x.dtype)
-        bsum = 0.0
-        for i in range(tk * per, min(nr, (tk + 1) * per)):
-            y = tgt[i]
-            xi = x[i]
-            if capped and (want_lse or y != ignore):
-                _cap_row(x[i], cx, cp, rc)
-                xi = cx
-            li = 0.0
-            if y == ignore:
-                if want_lse:
-                    lse[i] = cast_to(lse, _row_lse(xi))
-                if want_grad:
-                    gz = zero_of(grad)
-                    for j in range(n):
-                        grad[i, j] = gz
-            else:
-                li, le = _index_row(
-                    xi, y, w[y], wl, wsum, keep, eps, scale, grad[i], wg, want_grad, zl, zg
-                )
-                if want_lse:
-                    lse[i] = cast_to(lse, le)
-                if capped and want_grad:
-                    _dcap_row(grad[i], cx, rc)
-            if per_row:
-                loss[i] = li
-            bsum += li
-        total += bsum
+        total += _index_lm_task(
+            x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, grad, wg, want_grad, zl, zg,
+            lse, want_lse, cap, cx, tk * per, min(nr, (tk + 1) * per),
+        )  # fmt: skip
     return total
+
+
+@jit
+def _index_lm_task(
+    x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, grad, wg, want_grad, zl, zg, lse,
+    want_lse, cap, cx, r0, r1,
+):  # fmt: skip
+    """``index_rows_lm``' rows r0..r1 (cx: the task's row scratch for the
+    cap): the sum of their losses, row by row.  Row views uncounted, as in
+    ``_soft_row_at``."""
+    n = x.shape[1]
+    keep = 1.0 - eps
+    capped = cap > 0.0
+    cp, rc = _cap_consts(x, cap)
+    bsum = 0.0
+    for i in range(r0, r1):
+        y = tgt[i]
+        xi = x[i]
+        if capped and (want_lse or y != ignore):
+            _cap_row(x[i], cx, cp, rc)
+            xi = cx
+        li = 0.0
+        if y == ignore:
+            if want_lse:
+                lse[i] = cast_to(lse, _row_lse(xi))
+            if want_grad:
+                gz = zero_of(grad)
+                for j in range(n):
+                    grad[i, j] = gz
+        else:
+            li, le = _index_row(
+                xi, y, w[y], wl, wsum, keep, eps, scale, grad[i], wg, want_grad, zl, zg
+            )
+            if want_lse:
+                lse[i] = cast_to(lse, le)
+            if capped and want_grad:
+                _dcap_row(grad[i], cx, rc)
+        if per_row:
+            loss[i] = li
+        bsum += li
+    return bsum
 
 
 # ---------------------------------------------------- few classes, class index
@@ -892,27 +919,41 @@ def soft_rows_lm(
     """``soft_rows`` with the LM options (see ``index_rows_lm``)."""
     nr, n = x.shape
     capped = cap > 0.0
-    cp, rc = _cap_consts(x, cap)
     ntask, per = tasks_of(nr)
     total = 0.0
     for tk in prange(ntask):
         cx = np.empty(n if capped else 0, dtype=x.dtype)
-        bsum = 0.0
-        for i in range(tk * per, min(nr, (tk + 1) * per)):
-            xi = x[i]
-            if capped:
-                _cap_row(x[i], cx, cp, rc)
-                xi = cx
-            li, le = _soft_row(xi, q[i], w1, w0, g1, g0, scale, grad[i], want_grad, zl, zg)
-            if capped and want_grad:
-                _dcap_row(grad[i], cx, rc)
-            if want_lse:
-                lse[i] = cast_to(lse, le)
-            if per_row:
-                loss[i] = li
-            bsum += li
-        total += bsum
+        total += _soft_lm_task(
+            x, q, w1, w0, g1, g0, scale, loss, per_row, grad, want_grad, zl, zg, lse, want_lse,
+            cap, cx, tk * per, min(nr, (tk + 1) * per),
+        )  # fmt: skip
     return total
+
+
+@jit
+def _soft_lm_task(
+    x, q, w1, w0, g1, g0, scale, loss, per_row, grad, want_grad, zl, zg, lse, want_lse, cap, cx,
+    r0, r1,
+):  # fmt: skip
+    """``soft_rows_lm``' rows r0..r1: the sum of their losses, row by row
+    (as ``_index_lm_task``)."""
+    capped = cap > 0.0
+    cp, rc = _cap_consts(x, cap)
+    bsum = 0.0
+    for i in range(r0, r1):
+        xi = x[i]
+        if capped:
+            _cap_row(x[i], cx, cp, rc)
+            xi = cx
+        li, le = _soft_row(xi, q[i], w1, w0, g1, g0, scale, grad[i], want_grad, zl, zg)
+        if capped and want_grad:
+            _dcap_row(grad[i], cx, rc)
+        if want_lse:
+            lse[i] = cast_to(lse, le)
+        if per_row:
+            loss[i] = li
+        bsum += li
+    return bsum
 
 
 # ------------------------------------------------------ class axis in the middle
