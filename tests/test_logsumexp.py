@@ -472,3 +472,27 @@ def test_large_copied_inputs_by_blocks(rng, op, make):
     np.testing.assert_array_equal(np.isnan(res), np.isnan(ref))
     eps = np.finfo(cdt).eps
     np.testing.assert_allclose(res, ref, rtol=8 * eps, atol=8 * eps * 20)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_max_every_length_and_place(rng, dtype):
+    """The rows' max sweep (``kernels.rows.row_max``: whole vector bodies,
+    then one more overlapping the end where many elements are left) is
+    numpy's nanmax for every range length up to 3 bodies, at every offset
+    into the array, with the max at the start, the overlap, the end; and
+    -inf for an empty or all-nan range."""
+    from fastlse.kernels.rows import row_max
+
+    x = rng.standard_normal(200).astype(dtype)
+    for lo in (0, 1, 5):
+        for n in range(0, 100):
+            hi = lo + n
+            for at in sorted({lo, (lo + hi) // 2, hi - 9, hi - 1} & set(range(lo, hi))):
+                y = x.copy()
+                y[lo + (at - lo + 3) % n] = np.nan
+                y[at] = 7.0
+                assert row_max(y, lo, hi) == 7.0, (lo, n, at)
+            if n:
+                assert row_max(x, lo, hi) == np.nanmax(x[lo:hi])
+    assert row_max(x, 3, 3) == -np.inf
+    assert row_max(np.full(50, np.nan, dtype), 0, 50) == -np.inf

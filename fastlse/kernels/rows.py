@@ -158,13 +158,48 @@ def has_nan(x, lo, hi):
     return False
 
 
-@jit_fast
+def _max_body_bytes():
+    """Bytes of LLVM's unrolled vector body in a max loop: four vectors of
+    the width its tuning for the target prefers, 512 bits on AMD Zen 4 and
+    later (numba's target CPU ``znver4``, ``znver5``), 256 elsewhere (Intel's
+    AVX-512 cores included); SSE-only targets run two bodies of their own
+    in one of these."""
+    import llvmlite.binding as ll
+    from numba.core import config
+
+    name = config.CPU_NAME if config.CPU_NAME not in (None, "host") else ll.get_host_cpu_name()
+    zen = name.startswith("znver") and name[5:].isdigit() and int(name[5:]) >= 4
+    return 256 if zen else 128
+
+
+#: ``row_max`` runs its vectorized loop on whole bodies of this many bytes
+MAX_BODY_BYTES = _max_body_bytes()
+
+
+@jit_inl
 def row_max(x, lo, hi):
     """max of x[lo:hi] ignoring nan (-inf for an empty or all-nan range).
 
-    (A scalar tail is cheap here; an overlapping vector tail inside a caller's
-    row loop trips an LLVM vectorizer assertion for float32.)
+    LLVM's vectorized loop leaves the elements past its last whole body to
+    a scalar chain of maxnum (a compare, a max and a blend per element,
+    each waiting for the one before): up to 31 float32 elements, which on
+    a row of 48 or 56 take longer than the vectorized part.  Where more
+    than a quarter body is left, the row runs as its whole bodies and one
+    more body ending at hi, overlapping the first part (max is idempotent:
+    the same result).  Two calls of ``_max_run`` (one loop written twice in
+    one function trips an LLVM vectorizer assertion for float32).
     """
+    w = MAX_BODY_BYTES // x.itemsize  # a power of two
+    n = hi - lo
+    r = n & (w - 1)
+    if r <= (w >> 2) or n < w:
+        return _max_run(x, lo, hi)
+    return maxnum(_max_run(x, lo, hi - r), _max_run(x, hi - w, hi))
+
+
+@jit_fast
+def _max_run(x, lo, hi):
+    """max of x[lo:hi] ignoring nan, one vectorized loop."""
     m = cast_to(x, _NINF)
     xs = x[lo:hi]
     for j in range(xs.shape[0]):
