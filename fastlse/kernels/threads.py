@@ -23,6 +23,7 @@ from collections.abc import Iterator
 
 import numba
 from numba import njit
+from numba.np.ufunc import parallel as _pool  # numba's thread pool (private names)
 
 from .._config import CACHE, PARALLEL_MIN_WORK
 from .exp import EXACT
@@ -72,9 +73,7 @@ _state = {"forked_unsafe": False, "layer": None}
 
 
 def _after_fork_in_child():
-    from numba.np.ufunc import parallel as _p
-
-    if getattr(_p, "_is_initialized", False) and _state["layer"] != "tbb":
+    if getattr(_pool, "_is_initialized", False) and _state["layer"] != "tbb":
         _state["forked_unsafe"] = True
 
 
@@ -85,6 +84,10 @@ if hasattr(os, "register_at_fork"):
 def _threads_usable():
     if _state["forked_unsafe"]:
         return False
+    # numba.get_num_threads() first makes sure the pool is launched (a lock,
+    # ~0.5 us a call); once it is, its C getter answers alone
+    if getattr(_pool, "_is_initialized", False) and hasattr(_pool, "_get_num_threads"):
+        return _pool._get_num_threads() > 1
     return numba.get_num_threads() > 1
 
 
