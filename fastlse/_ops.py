@@ -174,22 +174,28 @@ def lse(src, vector):
     return res
 
 
+def _plain_vector(a, axis):
+    """``a`` is a C-contiguous float32 / float64 1-d ndarray reduced along
+    its one axis (axis None, 0 or -1): the short-vector paths' inputs."""
+    if type(a) is not np.ndarray or a.ndim != 1:
+        return False
+    if not (axis is None or (type(axis) is int and (axis == 0 or axis == -1))):
+        return False
+    dt = a.dtype
+    return (dt is _F64 or dt is _F32) and a.flags.c_contiguous
+
+
 def lse_short_vector(a, axis):
     """logsumexp of a contiguous float32 / float64 1-d ``a`` (axis None, 0 or
     -1) as a scalar when the chooser routes its one row to "vector"; None for
     anything else.  No view or result array is built: the route's kernel on
     ``a`` itself (the bits of ``LSE["vector"]``)."""
-    if type(a) is not np.ndarray or a.ndim != 1:
-        return None
-    if not (axis is None or (type(axis) is int and (axis == 0 or axis == -1))):
-        return None
-    dt = a.dtype
-    if (dt is not _F64 and dt is not _F32) or not a.flags.c_contiguous:
+    if not _plain_vector(a, axis):
         return None
     n = a.shape[0]
     if not short_vector(n):  # choose's rule for the vector route
         return None
-    return dt.type(K.row_lse(a, 0, n))
+    return a.dtype.type(K.row_lse(a, 0, n))
 
 
 def _lse_from_pairs(src, dest):
@@ -277,13 +283,9 @@ def normalize_short_vector(op, x, axis):
     of whole rows: that kernel's serial twin on ``x[None]`` (one row never
     starts threads), without the view and the runner; None for anything
     else.  The route and the bits are the general path's."""
-    if type(x) is not np.ndarray or x.ndim != 1:
-        return None
-    if not (axis is None or (type(axis) is int and (axis == 0 or axis == -1))):
+    if not _plain_vector(x, axis) or x.size == 0:
         return None
     dt = x.dtype
-    if (dt is not _F64 and dt is not _F32) or not x.flags.c_contiguous or x.size == 0:
-        return None
     kern = getattr(op[choose(op, (1, x.shape[0]), dt, writes=True)], "kern", None)
     if kern is None:  # few long rows: pieces
         return None
