@@ -176,23 +176,39 @@ def _max_body_bytes():
 MAX_BODY_BYTES = _max_body_bytes()
 
 
+#: elements of half a max body in a's dtype, a constant in compiled code
+half_body_of = _by_dtype(
+    "half_body_of",
+    lambda a: MAX_BODY_BYTES // 8,
+    lambda a: MAX_BODY_BYTES // 16,
+    "Elements of a's dtype in half of ``MAX_BODY_BYTES``, a constant.",
+    inline="always",
+)
+
+
 @jit_inl
 def row_max(x, lo, hi):
     """max of x[lo:hi] ignoring nan (-inf for an empty or all-nan range).
 
     LLVM's vectorized loop leaves the elements past its last whole body to
     a scalar chain of maxnum (a compare, a max and a blend per element,
-    each waiting for the one before): up to 31 float32 elements, which on
-    a row of 48 or 56 take longer than the vectorized part.  Where more
-    than a quarter body is left, the row runs as its whole bodies and one
-    more body ending at hi, overlapping the first part (max is idempotent:
-    the same result).  Two calls of ``_max_run`` (one loop written twice in
+    each waiting for the one before): up to 63 float32 elements on a
+    512-bit target, which on a row of 48 take longer than the vectorized
+    part.  Where more than a quarter body is left, the row runs as its
+    whole bodies and one more body ending at hi, overlapping the first part
+    (max is idempotent: the same result); a row shorter than a body but at
+    least half one runs as two half bodies (``_max_half``), the second
+    ending at hi.  Separate calls of ``_max_run`` (one loop written twice in
     one function trips an LLVM vectorizer assertion for float32).
     """
     w = MAX_BODY_BYTES // x.itemsize  # a power of two
     n = hi - lo
+    if n < w:
+        if n < (w >> 1):
+            return _max_run(x, lo, hi)
+        return maxnum(_max_half(x, lo), _max_half(x, hi - (w >> 1)))
     r = n & (w - 1)
-    if r <= (w >> 2) or n < w:
+    if r <= (w >> 2):
         return _max_run(x, lo, hi)
     return maxnum(_max_run(x, lo, hi - r), _max_run(x, hi - w, hi))
 
@@ -205,6 +221,27 @@ def _max_run(x, lo, hi):
     for j in range(xs.shape[0]):
         m = maxnum(m, xs[j])
     return m
+
+
+@jit_fast
+def _max_half(x, lo):
+    """max of half a body from x[lo] ignoring nan, as four independent
+    chains of maxnum.  (LLVM unrolls a loop of a constant trip count this
+    short into one scalar chain, each maxnum waiting for the one before,
+    and vectorizes neither form: four chains let the core run four at once.)
+    """
+    q = half_body_of(x) >> 2
+    xs = x[lo:]
+    a = cast_to(x, _NINF)
+    b = a
+    c = a
+    d = a
+    for j in range(q):
+        a = maxnum(a, xs[j])
+        b = maxnum(b, xs[j + q])
+        c = maxnum(c, xs[j + 2 * q])
+        d = maxnum(d, xs[j + 3 * q])
+    return maxnum(maxnum(a, b), maxnum(c, d))
 
 
 def _sum_excl_kernel(name, store):
