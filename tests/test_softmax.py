@@ -204,6 +204,12 @@ def test_special_values_middle_axis_across_blocks(name, f, ref_f, dtype):
     x[0, :, 9] = np.linspace(-80.0, 0.0, n)
     x[0, :, 10] = 3.0  # ties everywhere
     x[1, :, 11] = np.linspace(0.0, 1e4, n)  # huge spread: exp underflows
+    # -inf for many blocks, then values whose exp underflows float32: the
+    # early blocks' divisor exp(max - 0) must not round to 0 (0 / 0 was nan)
+    x[0, :, 12] = -np.inf
+    x[0, 1999, 12] = -508.0
+    x[1, :1000, 13] = -np.inf
+    x[1, 1000:, 13] -= 300.0
     x = x.astype(dtype)
     with np.errstate(all="ignore"):
         ref = ref_f(x.astype(np.float64), axis=1)

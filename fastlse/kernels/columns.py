@@ -227,7 +227,12 @@ def slab_pairs(x, p, q0, w, rows, mv, tv, out, shifts, store):
         if store:
             _block_store(xp, out[p], r0, r1, q0, w, sh, tb)
             for q in range(w):
-                shifts[b, q] = sh[q]
+                # the running max, not sh: where it is still -inf (every
+                # element so far -inf) sh is 0 and the block's e are 0, and
+                # s * exp(m - 0) for the column's max m far below 0 would
+                # underflow float32 to a divisor of 0 (0 / 0: nan); -inf
+                # sends the block to the scale's recomputation (0 / s)
+                shifts[b, q] = mrun[q]
                 cb[q] = z  # (T sums every term: t = T - 1)
         else:
             _block_sum(xp, r0, r1, q0, w, sh, tb, cb)
@@ -255,7 +260,8 @@ def slab_softmax_scale(x, out, p, q0, w, rows, mv, tv, shifts):
     """out[p, :, q0:q0+w] /= S e^(M - shift) per row block, S = 1 + t.
 
     Columns scipy gives nan (nan, +-inf max) get nan; a block whose divisor
-    would overflow (far below the column's max) is recomputed from x.
+    would overflow (far below the column's max, or all -inf up to it: shift
+    -inf) is recomputed from x.
     """
     n = x.shape[1]
     xp = x[p]
