@@ -7,8 +7,9 @@ the same bits.  The routes of the reductions (``choose``):
 
 * ``empty``: nothing to reduce (N == 0);
 * ``vector``: one short 1-d vector (logsumexp), a serial row;
-* ``narrow`` / ``narrow_t``: rows shorter than ``NARROW``, by blocks of rows
-  (``_t``: transposed in the block, so the vector lanes run across rows);
+* ``narrow`` / ``narrow_t``: rows of fewer than ``NARROW_BYTES`` (64
+  float32, 32 float64), by blocks of rows (``_t``: transposed in the block,
+  so the vector lanes run across rows);
 * ``pieces``: few long rows, split into pieces that the threads share and
   whose pairs merge;
 * ``rows``: whole rows, one thread a row at a time;
@@ -23,11 +24,11 @@ import numba
 
 from ._config import PARALLEL_MIN_WORK
 from .kernels import columns as C
-from .kernels.rows import NARROW
+from .kernels.rows import NARROW_BYTES
 from .kernels.xent import SMALL_C
 
 __all__ = [
-    "NARROW",
+    "NARROW_BYTES",
     "PIECE",
     "SMALL_VECTOR",
     "choose",
@@ -117,7 +118,7 @@ def choose(routes, shape, dtype, *, writes=False, vector=False):
         return "folded" if C.folded(n, shape[2], dtype.itemsize) else "columns"
     if vector and shape[0] == 1 and short_vector(n) and "vector" in routes:
         return "vector"
-    if n < NARROW:
+    if n * dtype.itemsize < NARROW_BYTES:
         t = "narrow_t" in routes and (dtype.itemsize == 4 or n <= T64_MAX)
         return "narrow_t" if t else "narrow"
     if few_long_rows(shape[0], n, writes):

@@ -93,7 +93,7 @@ except ImportError:  # pragma: no cover - dask is a test dependency
 # the dispatcher's thresholds (as documented; only used to name and shape cases)
 # ----------------------------------------------------------------------------
 THRESHOLDS = dict(
-    NARROW=32,  # rows shorter than this take the block ("narrow") kernels
+    NARROW_BYTES=256,  # rows of fewer bytes take the block ("narrow") kernels
     T64_MAX=12,  # float64 narrow rows up to this take the transposed kernels
     SMALL=4096,  # 1-D float32 / float64 logsumexp up to this: the small-vector path
     PIECE=1 << 15,  # rows of >= 2 * PIECE in fewer rows than 2 * threads: pieces
@@ -149,10 +149,11 @@ LONG = (
     "dask-split", "dask-one", "online", "online-T",
 )  # fmt: skip
 #: rows at the edges of the kernels' blocks and tasks: row blocks of 64 (log1p
-#: finish), transposed blocks of 256 rows, narrow blocks of 512, column slabs of
+#: finish), transposed blocks of 256 rows (128 for float32 rows of 32-63),
+#: narrow blocks of 512, column slabs of
 #: 256 columns (the rows of the transposed layouts), deferred copy blocks of
 #: 524 (float64, N = 1000) / 1048 (float32) rows, and first / last rows
-EDGES = (0, 1, 63, 64, 255, 256, 511, 512, 523, 524, 1047, 1048, 2095, 2096)
+EDGES = (0, 1, 63, 64, 127, 128, 255, 256, 511, 512, 523, 524, 1047, 1048, 2095, 2096)
 F3 = ("float16", "float32", "float64")
 F2 = ("float32", "float64")
 #: float16 is computed in float32 after a copy to rows (whatever the layout):
@@ -166,10 +167,14 @@ FAMILIES = {
     # 2 threads run the parallel kernels; M = 384 = 12 * 32 = 48 * 8 = 128 * 3
     # columns: 2 column slabs of 256 in the transposed layout
     "n100": Family((384, 100), EDGES, F3, ALL),
-    # N = 32 = NARROW: the shortest whole rows (40960 elements: parallel)
-    "n32": Family((1280, 32), EDGES, F2, ROWS_ALL),
-    # N = 31: the longest narrow rows (float32: transposed); 39680 elements
-    "n31": Family((1280, 31), EDGES, F2, ROWS_ALL),
+    # N = 64: float32's shortest whole rows (65536 elements)
+    "n64": Family((1024, 64), EDGES, ("float32",), ROWS_ALL),
+    # N = 63: float32's longest narrow rows (transposed, in blocks of 128 rows)
+    "n63": Family((1024, 63), EDGES, ("float32",), ROWS_ALL),
+    # N = 32: float64's shortest whole rows (40960 elements: parallel)
+    "n32": Family((1280, 32), EDGES, ("float64",), ROWS_ALL),
+    # N = 31: float64's longest narrow rows; 39680 elements
+    "n31": Family((1280, 31), EDGES, ("float64",), ROWS_ALL),
     # N = 13: float64 narrow rows (its shortest), float32 transposed; 39936 elements
     "n13": Family((3072, 13), EDGES, F3, ROWS_ALL),
     # N = 12 = T64_MAX: transposed narrow rows for both dtypes (36864 elements)
@@ -438,7 +443,7 @@ def _rows_kernel(m, n, cdt, op="logsumexp"):
     t = THRESHOLDS
     if n >= 2 * t["PIECE"] and m < 2 * NT:
         return "pieces"
-    if n >= t["NARROW"]:
+    if n >= _narrow(cdt):
         return "whole-rows"
     if op == "logsumexp" and (cdt == np.float32 or n <= t["T64_MAX"]):
         return "transposed-narrow"
@@ -451,10 +456,15 @@ def _cols_kernel(n, q, cdt):
     return "columns"
 
 
-def _work(m, n):
+def _narrow(cdt):
+    """Rows shorter than this are narrow (block kernels)."""
+    return THRESHOLDS["NARROW_BYTES"] // np.dtype(cdt).itemsize
+
+
+def _work(m, n, cdt):
     """The work of m rows of n elements the row kernels compare with
     ``PARALLEL_MIN_WORK``: a row counts its elements and a row cost."""
-    cost = THRESHOLDS["ROW_COST"] if n >= THRESHOLDS["NARROW"] else 8
+    cost = THRESHOLDS["ROW_COST"] if n >= _narrow(cdt) else 8
     return m * (n + cost) if m > 1 else 0
 
 
@@ -465,7 +475,7 @@ def route_label(family, layout, dtype):
     cdt = _compute_dtype(dt)
     shape = FAMILIES[family].shape
     m, n = shape(cdt.itemsize) if callable(shape) else shape
-    serial = _work(m, n) < THRESHOLDS["PARALLEL_MIN_WORK"]
+    serial = _work(m, n, cdt) < THRESHOLDS["PARALLEL_MIN_WORK"]
     big = m * n * cdt.itemsize > THRESHOLDS["COPY_BYTES"]
     rows = _rows_kernel(m, n, cdt)
     conv = "" if dt == cdt else f"{dt.name}->{cdt.name}-"
@@ -498,7 +508,7 @@ def route_label(family, layout, dtype):
 
 
 # ------------------------------------------------------------------ data --
-SPECIAL_KINDS = ("allneg", "inf", "nan", "one", "infnan", "inf-neginf")
+SPECIAL_KINDS = ("allneg", "inf", "nan", "one", "infnan", "inf-neginf", "neginf-far")
 
 
 def _values(rng, shape):
@@ -528,9 +538,12 @@ def _make_special(row, kind, pos):
     elif kind == "infnan":
         row[pos] = np.inf
         row[(pos + n // 2) % n] = np.nan
-    else:  # inf and a run of -inf
+    elif kind == "inf-neginf":  # inf and a run of -inf
         row[: n // 2] = -np.inf
         row[pos] = np.inf
+    else:  # -inf up to pos, then values whose exp underflows float32
+        row[:pos] = -np.inf
+        row[pos:] = -600.0 + 3.0 * (np.arange(n - pos) % 7)
 
 
 def _long_special(x, name):

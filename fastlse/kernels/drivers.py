@@ -15,7 +15,6 @@ from .exp import exp64, expneg64, log1p64
 from .rows import (
     FUSED_BYTES,
     NB,
-    TB,
     block_max_t,
     block_sum_t,
     cast_to,
@@ -42,6 +41,7 @@ from .rows import (
     row_softmax_masked_fast,
     row_sub,
     scratch_t,
+    t_rows,
     tasks_of,
     transpose_rows,
 )
@@ -227,21 +227,22 @@ def lse_narrow(x, out):
 
 @kernel(alloc=True)
 def lse_narrow_t(x, out):
-    """logsumexp of narrow rows by transposed blocks: TB rows copied into an
-    (N, TB) scratch, then the max, exp-sum and log1p sweeps vectorized
-    across the rows (no per-row reduction chains, no per-element copy of
-    the row's max); each task allocates its scratch once.  Faster than
-    ``lse_narrow`` for float32 (docs/performance-notes.md)."""
+    """logsumexp of narrow rows by transposed blocks: ``t_rows`` rows copied
+    into an (N, rows) scratch, then the max, exp-sum and log1p sweeps
+    vectorized across the rows (no per-row reduction chains, no per-element
+    copy of the row's max); each task allocates its scratch once.  Faster
+    than ``lse_narrow`` for float32 (docs/performance-notes.md)."""
     nr = x.shape[0]
-    nblk = (nr + TB - 1) // TB
+    tb = t_rows(x)
+    nblk = (nr + tb - 1) // tb
     ntask, per = tasks_of(nblk)
     for tk in prange(ntask):
-        xt, mv, acc, cnt = scratch_t(x)
-        mo = np.empty(TB)
-        to = np.empty(TB)
+        xt, mv, acc, cnt = scratch_t(x, tb)
+        mo = np.empty(tb)
+        to = np.empty(tb)
         for b in range(tk * per, min(nblk, (tk + 1) * per)):
-            r0 = b * TB
-            nb = min(nr, r0 + TB) - r0
+            r0 = b * tb
+            nb = min(nr, r0 + tb) - r0
             _pairs_t(x, r0, nb, xt, mv, acc, cnt, mo, to)
             finish_block(mo, to, out, r0, r0 + nb)
 
@@ -250,13 +251,14 @@ def lse_narrow_t(x, out):
 def pair_narrow_t(x, mo, to):
     """The (m, t) pairs of narrow rows by transposed blocks (``lse_narrow_t``'s)."""
     nr = x.shape[0]
-    nblk = (nr + TB - 1) // TB
+    tb = t_rows(x)
+    nblk = (nr + tb - 1) // tb
     ntask, per = tasks_of(nblk)
     for tk in prange(ntask):
-        xt, mv, acc, cnt = scratch_t(x)
+        xt, mv, acc, cnt = scratch_t(x, tb)
         for b in range(tk * per, min(nblk, (tk + 1) * per)):
-            r0 = b * TB
-            nb = min(nr, r0 + TB) - r0
+            r0 = b * tb
+            nb = min(nr, r0 + tb) - r0
             _pairs_t(x, r0, nb, xt, mv, acc, cnt, mo[r0 : r0 + nb], to[r0 : r0 + nb])
 
 

@@ -647,11 +647,14 @@ def row_lse_weighted(a, b, lo, hi):
 
 
 # ----------------------------------------------------------------------------
-# narrow rows (N < NARROW): a block of rows as one flat, vectorized exp loop
+# narrow rows (N * itemsize < NARROW_BYTES): a block of rows as one flat,
+# vectorized exp loop
 # ----------------------------------------------------------------------------
-#: rows shorter than this go through the block kernels below: a row loop of a
-#: few elements would run the scalar remainder of every vectorized loop
-NARROW = 32
+#: rows of fewer bytes than this (64 float32, 32 float64: one body of four
+#: 512-bit vectors) go through the block kernels below: a row loop that short
+#: runs the tails and reductions of every vectorized loop for few elements
+#: (float32 rows of 48-63: 1.2-2x the block kernels' time; docs/performance-notes.md)
+NARROW_BYTES = 256
 #: rows per block in the narrow kernels (scratch is NB * N elements)
 NB = 512
 
@@ -710,7 +713,7 @@ def narrow_pairs(x, r0, r1, mo, to, off, mb, rep, e, f, dout=None):
     n = x.shape[1]
     narrow_block(x, r0, r1, mb, rep, e, f, True, dout)
     for i in range(r1 - r0):
-        # in x's dtype (fewer than NARROW terms; float32 as the wide rows'
+        # in x's dtype (under 64 terms; float32 as the wide rows'
         # per-CHUNK sums): float64 adds of float32 terms cost a conversion each
         s = zero_of(x)
         c = zero_of(x)
@@ -737,8 +740,24 @@ def row_block(nr):
 
 
 # ---------------------------------------- narrow rows, transposed blocks -----
-#: rows per transposed block (the scratch is (N, TB): in L1 for N < NARROW)
+#: rows per transposed block, at most (the scratch is (N, rows))
 TB = 256
+#: bytes of a transposed block's scratch, at most: an L1 of 32 KiB holds it
+#: (float32 rows of 32-47 in blocks of 256 rows ran 1.5x slower per row
+#: where the block outgrew a 48 KiB L1)
+T_BLOCK_BYTES = 1 << 15
+
+
+@jit
+def t_rows(x):
+    """Rows per transposed block of x: ``TB``, halved while the (N, rows)
+    scratch is over ``T_BLOCK_BYTES`` (64 at least)."""
+    tb = TB
+    while tb > 64 and x.shape[1] * tb * x.itemsize > T_BLOCK_BYTES:
+        tb //= 2
+    return tb
+
+
 #: tasks of the transposed kernels (each allocates its scratch once; a numba
 #: kernel that calls get_num_threads() cannot be cached)
 MAXTASKS = 256
@@ -756,15 +775,15 @@ def tasks_of(nall):
 
 
 @jit_alloc
-def scratch_t(x):
-    """A transposed kernel's scratch: the (N, TB) block, and TB row maxima,
-    sums and counts in x's dtype."""
+def scratch_t(x, rows):
+    """A transposed kernel's scratch for blocks of ``rows`` rows: the (N,
+    rows) block, and the rows' maxima, sums and counts in x's dtype."""
     n = x.shape[1]
     return (
-        np.empty((n, TB), dtype=x.dtype),
-        np.empty(TB, dtype=x.dtype),
-        np.empty(TB, dtype=x.dtype),
-        np.empty(TB, dtype=x.dtype),
+        np.empty((n, rows), dtype=x.dtype),
+        np.empty(rows, dtype=x.dtype),
+        np.empty(rows, dtype=x.dtype),
+        np.empty(rows, dtype=x.dtype),
     )
 
 

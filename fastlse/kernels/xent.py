@@ -368,7 +368,7 @@ def index_rows_small(x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, gra
     ntask, per = tasks_of(nblk)
     total = 0.0
     for tk in prange(ntask):
-        xt, mv, acc, cnt = scratch_t(x)
+        xt, mv, acc, cnt = scratch_t(x, SBLOCK)
         tv = np.empty(SBLOCK)
         xyv = np.empty(SBLOCK)
         smv = np.empty(SBLOCK)
@@ -433,7 +433,7 @@ def index_rows_small_plain(x, tgt, w, ignore, loss, per_row):
     ntask, per = tasks_of(nblk)
     total = 0.0
     for tk in prange(ntask):
-        xt, mv, acc, cnt = scratch_t(x)
+        xt, mv, acc, cnt = scratch_t(x, SBLOCK)
         bsum = 0.0
         for b in range(tk * per, min(nblk, (tk + 1) * per)):
             r0 = b * SBLOCK
@@ -806,7 +806,7 @@ def index_rows_small_lm(
     ntask, per = tasks_of(nblk)
     total = 0.0
     for tk in prange(ntask):
-        xt, mv, acc, cnt = scratch_t(x)
+        xt, mv, acc, cnt = scratch_t(x, SBLOCK)
         ct = np.empty((n if capped else 0, SBLOCK), dtype=x.dtype)
         tv = np.empty(SBLOCK)
         xyv = np.empty(SBLOCK)
