@@ -25,7 +25,7 @@ import numba
 from ._config import PARALLEL_MIN_WORK
 from .kernels import columns as C
 from .kernels.rows import NARROW_BYTES
-from .kernels.xent import SMALL_C
+from .kernels.xent import SMALL_C_BYTES
 
 __all__ = [
     "NARROW_BYTES",
@@ -166,7 +166,8 @@ def choose_xent(lay, *, soft, lm, grad, smoothing):
         return "columns_loss" if plain and xent_cols_width(lay) else "columns"
     if soft:
         return "soft_rows"
-    return "index_small" if lay.n <= SMALL_C else "index_rows"
+    small = lay.n * lay.x.dtype.itemsize < SMALL_C_BYTES
+    return "index_small" if small else "index_rows"
 
 
 def xent_cols_width(lay):

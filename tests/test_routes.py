@@ -102,7 +102,7 @@ THRESHOLDS = dict(
     FOLD_BYTES=128,  # a middle axis with Q * itemsize below this is read folded
     FOLD_PIECE_BYTES=1 << 18,  # folded slabs of more are cut in pieces (smaller on > 1 thread)
     COPY_BYTES=2 * (1 << 22),  # copies over this go block by block (deferred)
-    SMALL_C=32,  # cross_entropy rows of at most this many classes: small-C kernels
+    SMALL_C_BYTES=512,  # cross_entropy rows of fewer bytes: small-C kernels
     MOVE_BYTES=32,  # cross_entropy: d * itemsize up to this behind the class axis: moved
     PAIRS_COLS_MIN_C=64,  # cross_entropy cols_index_loss from this many classes
 )
@@ -1040,22 +1040,25 @@ class XFamily:
 
 
 X_ALL = ("rows", "vector", "cols", "moved", "F", "strided", "dask-rows", "dask-split")
-#: C across SMALL_C: the layouts that reach the row kernels
+#: C across SMALL_C_BYTES: the layouts that reach the row kernels
 X_ROWS = ("rows", "vector", "moved")
 X_KERNEL_OPTIONS = ("plain", "smooth", "lm", "soft")
 X_LONG_OPTIONS = ("plain", "smooth", "soft", "soft-all")
 
 
 XENT_FAMILIES = {
-    # C = 10 <= SMALL_C: small-C row kernels (blocks of rows transposed); 40960
+    # C = 10: small-C row kernels (blocks of rows transposed); 40960
     # elements: parallel; columns (64, 10, 64): the column kernels (C < 64);
     # moved: (1024, 10, 4) float32 16 / float64 32 bytes behind the class axis
     "c10": XFamily((4096, 10), 64, 4, F3, X_ALL),
-    # C = 32 = SMALL_C: the widest small-C rows (32768 elements: parallel);
-    # the options with kernels of their own (plain, LM, smoothing, soft)
-    "c32": XFamily((1024, 32), 64, 4, F2, X_ROWS, X_KERNEL_OPTIONS),
-    # C = 33: the narrowest wide rows (one row at a time)
-    "c33": XFamily((1024, 33), 64, 4, F2, X_ROWS, X_KERNEL_OPTIONS),
+    # C * itemsize just under SMALL_C_BYTES: the widest small-C rows (float32
+    # 127, float64 63: blocks of 64 rows); the options with kernels of their
+    # own (plain, LM, smoothing, soft)
+    "c127": XFamily((1024, 127), 64, 4, ("float32",), X_ROWS, X_KERNEL_OPTIONS),
+    "c63": XFamily((1024, 63), 64, 4, ("float64",), X_ROWS, X_KERNEL_OPTIONS),
+    # C * itemsize = SMALL_C_BYTES: the narrowest wide rows (one row at a time)
+    "c128": XFamily((1024, 128), 64, 4, ("float32",), X_ROWS, X_KERNEL_OPTIONS),
+    "c64": XFamily((1024, 64), 64, 4, ("float64",), X_ROWS, X_KERNEL_OPTIONS),
     # C = 100 >= 64: columns (8, 100, 64) forward only with index targets and
     # no smoothing / LM option: cols_index_loss (8 slabs of 64 positions >= 4 *
     # 2 threads); else cols / cols_lm
@@ -1196,7 +1199,8 @@ def xent_label(family, layout, dtype):
     fam = XENT_FAMILIES[family]
     m, c = fam.shape
     dt = np.dtype(dtype)
-    kind = "small-C" if c <= t["SMALL_C"] else "wide-rows"
+    cdt = np.float32 if dt == np.float16 else dt
+    kind = "small-C" if c * np.dtype(cdt).itemsize < t["SMALL_C_BYTES"] else "wide-rows"
     if c >= 2 * t["PIECE"] and m < 2 * NT:
         kind = "pieces"
     conv = "float16->float32-copy+" if dt == np.float16 else ""

@@ -20,7 +20,8 @@ never formed, so ``-inf`` logits there give a finite loss, as in torch;
 where torch multiplies ``0 * inf`` (smoothing, soft targets), so do we.
 
 Layouts: ``rows`` kernels take a C-contiguous ``(M, C)`` view (class axis
-last); for C <= ``SMALL_C`` blocks of rows are transposed into an L1 scratch
+last); for C * itemsize < ``SMALL_C_BYTES`` blocks of rows are transposed
+into an L1 scratch
 so every sweep runs vectorized across rows.  ``cols`` kernels take
 ``(P, C, Q)`` (class axis in the middle, the rest of the sample index in Q)
 and work on blocks of Q columns, reading memory in order, so no transposed
@@ -64,7 +65,6 @@ from .drivers import kernel
 from .exp import expneg64, log1p32, log1p64, maxnum
 from .rows import (
     CHUNK,
-    TB,
     _by_dtype,
     block_max_t,
     block_sum_t,
@@ -81,6 +81,7 @@ from .rows import (
     scratch_t,
     sum_excl_exp,
     sumscale_of,
+    t_rows,
     tanhx,
     tasks_of,
     transpose_rows,
@@ -90,10 +91,12 @@ from .rows import (
 _NINF = -np.inf
 _INF = np.inf
 _NAN = np.nan
-#: rows per block in the small-C kernel (transposed into an L1 scratch)
-SBLOCK = TB
-#: classes up to this count use the small-C kernel
-SMALL_C = 32
+#: rows of fewer bytes than this (float32: up to 127 classes, float64: 63)
+#: use the small-C kernels, their blocks of ``t_rows`` rows transposed into
+#: an L1 scratch: shorter than two bodies of four 512-bit vectors, a whole
+#: row's sweeps spend more on their tails and reductions than on the exps
+#: (docs/performance-notes.md)
+SMALL_C_BYTES = 512
 
 
 # ----------------------------------------------------------------------------
@@ -364,18 +367,19 @@ def index_rows_small(x, tgt, w, wl, wsum, ignore, eps, scale, loss, per_row, gra
     keep = 1.0 - eps
     smooth = eps > 0.0
     epsn = eps / n
-    nblk = (nr + SBLOCK - 1) // SBLOCK
+    tb = t_rows(x)
+    nblk = (nr + tb - 1) // tb
     ntask, per = tasks_of(nblk)
     total = 0.0
     for tk in prange(ntask):
-        xt, mv, acc, cnt = scratch_t(x, SBLOCK)
-        tv = np.empty(SBLOCK)
-        xyv = np.empty(SBLOCK)
-        smv = np.empty(SBLOCK)
+        xt, mv, acc, cnt = scratch_t(x, tb)
+        tv = np.empty(tb)
+        xyv = np.empty(tb)
+        smv = np.empty(tb)
         bsum = 0.0
         for b in range(tk * per, min(nblk, (tk + 1) * per)):
-            r0 = b * SBLOCK
-            nb = min(nr, r0 + SBLOCK) - r0
+            r0 = b * tb
+            nb = min(nr, r0 + tb) - r0
             transpose_rows(x, r0, nb, xt)
             for r in range(nb):
                 y = tgt[r0 + r]
@@ -429,15 +433,16 @@ def index_rows_small_plain(x, tgt, w, ignore, loss, per_row):
     where the dispatch is much of the time): the same sweeps and
     the same bits as its forward."""
     nr = x.shape[0]
-    nblk = (nr + SBLOCK - 1) // SBLOCK
+    tb = t_rows(x)
+    nblk = (nr + tb - 1) // tb
     ntask, per = tasks_of(nblk)
     total = 0.0
     for tk in prange(ntask):
-        xt, mv, acc, cnt = scratch_t(x, SBLOCK)
+        xt, mv, acc, cnt = scratch_t(x, tb)
         bsum = 0.0
         for b in range(tk * per, min(nblk, (tk + 1) * per)):
-            r0 = b * SBLOCK
-            nb = min(nr, r0 + SBLOCK) - r0
+            r0 = b * tb
+            nb = min(nr, r0 + tb) - r0
             transpose_rows(x, r0, nb, xt)
             block_max_t(xt, nb, mv)
             _block_lg(xt, nb, mv, acc, cnt)
@@ -802,19 +807,20 @@ def index_rows_small_lm(
     cp, rc = _cap_consts(x, cap)
     epsn = eps / n
     sk = scale * keep
-    nblk = (nr + SBLOCK - 1) // SBLOCK
+    tb = t_rows(x)
+    nblk = (nr + tb - 1) // tb
     ntask, per = tasks_of(nblk)
     total = 0.0
     for tk in prange(ntask):
-        xt, mv, acc, cnt = scratch_t(x, SBLOCK)
-        ct = np.empty((n if capped else 0, SBLOCK), dtype=x.dtype)
-        tv = np.empty(SBLOCK)
-        xyv = np.empty(SBLOCK)
-        smv = np.empty(SBLOCK)
+        xt, mv, acc, cnt = scratch_t(x, tb)
+        ct = np.empty((n if capped else 0, tb), dtype=x.dtype)
+        tv = np.empty(tb)
+        xyv = np.empty(tb)
+        smv = np.empty(tb)
         bsum = 0.0
         for b in range(tk * per, min(nblk, (tk + 1) * per)):
-            r0 = b * SBLOCK
-            nb = min(nr, r0 + SBLOCK) - r0
+            r0 = b * tb
+            nb = min(nr, r0 + tb) - r0
             transpose_rows(x, r0, nb, xt)
             if capped:
                 _block_cap(xt, ct, nb, cp, rc)
