@@ -23,6 +23,7 @@ from . import _args
 from ._config import PARALLEL_MIN_WORK
 from ._layout import FAST_DTYPES, ClassLayout, compute_dtype
 from ._routes import (
+    NARROW_BYTES,
     choose_xent,
     classes_moved,
     pieces_of,
@@ -186,7 +187,7 @@ def run_small(logits, target, axis, ii, reduction, return_grad):
     )
     if route not in ("index_rows", "index_small"):
         return None
-    work = _row_work(route, m, n)
+    work = _row_work(route, x)
     small = work < PARALLEL_MIN_WORK  # (skips the Kernel's own size test)
     nbad, den = (
         XK.check_targets.serial(tv, n, ii, 1.0) if small else XK.check_targets(m, tv, n, ii, 1.0)
@@ -326,10 +327,13 @@ def _targets(c, lay, cdt, pieces):
     return (tk, w, wl, wsum, c.ignore_index, c.smoothing, wg), scale, zl, zg
 
 
-def _row_work(route, m, n):
-    """``rows_work`` of m rows of n classes on a row route (``index_small``:
-    blocks of rows, as logsumexp's narrow ones)."""
-    return rows_work(m, n, "narrow" if route == "index_small" else "rows")
+def _row_work(route, x):
+    """``rows_work`` of x's (m, n) rows on a row route: ``index_small`` rows
+    narrow by logsumexp's bound count as its narrow blocks' rows; wider ones
+    as whole rows (their blocks of 64-128 rows cost as much a row)."""
+    m, n = x.shape
+    narrow = route == "index_small" and n * x.itemsize < NARROW_BYTES
+    return rows_work(m, n, "narrow" if narrow else "rows")
 
 
 def _run_family(route, c, lay, targs, common, lm):
@@ -338,7 +342,7 @@ def _run_family(route, c, lay, targs, common, lm):
     fam = XENT[route]
     if lay.rows:
         args = _row_args(c, x, targs, common)
-        work = _row_work(route, *x.shape)
+        work = _row_work(route, x)
         if not c.lm and fam.forward is not None and not (c.return_grad or c.smoothing):
             tk, w, ii = targs[0], targs[1], targs[4]
             return fam.forward(work, x, tk, w, ii, common[1], common[2])

@@ -127,7 +127,7 @@ def twins_run(monkeypatch):
 @pytest.mark.parametrize(
     ("shape", "twin"),
     [
-        ((128, 100), "parallel"),  # 128 * (100 + 32) = 16896 >= 16384
+        ((128, 100), "parallel"),  # 128 * (100 + 32) = 16896 >= 16384 (also small-C rows)
         ((128, 64), "serial"),  # 128 * 96 = 12288: the threads would cost more
         ((1000, 10), "parallel"),  # narrow rows: 1000 * (10 + 8)
         ((1, 20000), "serial"),  # one row: no other thread would have work
