@@ -35,6 +35,7 @@ __all__ = [
     "choose_xent",
     "few_long_rows",
     "fold_plan",
+    "narrow_rows",
     "pieces_of",
     "rows_work",
     "short_vector",
@@ -86,6 +87,11 @@ def rows_work(m, n, kind="rows"):
     return m * (n + ROW_COST[kind]) if m > 1 else 0
 
 
+def narrow_rows(n, itemsize):
+    """Rows of n elements of itemsize bytes are narrow (block kernels)."""
+    return n * itemsize < NARROW_BYTES
+
+
 def few_long_rows(m, n, writes=False):
     """True when m rows of n elements are split into pieces across the
     threads: fewer rows than two a thread, each at least ``2 * PIECE`` long.
@@ -118,7 +124,7 @@ def choose(routes, shape, dtype, *, writes=False, vector=False):
         return "folded" if C.folded(n, shape[2], dtype.itemsize) else "columns"
     if vector and shape[0] == 1 and short_vector(n) and "vector" in routes:
         return "vector"
-    if n * dtype.itemsize < NARROW_BYTES:
+    if narrow_rows(n, dtype.itemsize):
         t = "narrow_t" in routes and (dtype.itemsize == 4 or n <= T64_MAX)
         return "narrow_t" if t else "narrow"
     if few_long_rows(shape[0], n, writes):

@@ -23,9 +23,9 @@ from . import _args
 from ._config import PARALLEL_MIN_WORK
 from ._layout import FAST_DTYPES, ClassLayout, compute_dtype
 from ._routes import (
-    NARROW_BYTES,
     choose_xent,
     classes_moved,
+    narrow_rows,
     pieces_of,
     rows_work,
     xent_col_block,
@@ -332,7 +332,7 @@ def _row_work(route, x):
     narrow by logsumexp's bound count as its narrow blocks' rows; wider ones
     as whole rows (their blocks of 64-128 rows cost as much a row)."""
     m, n = x.shape
-    narrow = route == "index_small" and n * x.itemsize < NARROW_BYTES
+    narrow = route == "index_small" and narrow_rows(n, x.itemsize)
     return rows_work(m, n, "narrow" if narrow else "rows")
 
 

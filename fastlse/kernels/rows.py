@@ -201,12 +201,13 @@ def row_max(x, lo, hi):
     ending at hi.  Separate calls of ``_max_run`` (one loop written twice in
     one function trips an LLVM vectorizer assertion for float32).
     """
-    w = MAX_BODY_BYTES // x.itemsize  # a power of two
+    h = half_body_of(x)  # a power of two
+    w = 2 * h
     n = hi - lo
     if n < w:
-        if n < (w >> 1):
+        if n < h:
             return _max_run(x, lo, hi)
-        return maxnum(_max_half(x, lo), _max_half(x, hi - (w >> 1)))
+        return maxnum(_max_half(x, lo), _max_half(x, hi - h))
     r = n & (w - 1)
     if r <= (w >> 2):
         return _max_run(x, lo, hi)

@@ -21,8 +21,7 @@ where torch multiplies ``0 * inf`` (smoothing, soft targets), so do we.
 
 Layouts: ``rows`` kernels take a C-contiguous ``(M, C)`` view (class axis
 last); for C * itemsize < ``SMALL_C_BYTES`` blocks of rows are transposed
-into an L1 scratch
-so every sweep runs vectorized across rows.  ``cols`` kernels take
+into an L1 scratch so every sweep runs vectorized across rows.  ``cols`` kernels take
 ``(P, C, Q)`` (class axis in the middle, the rest of the sample index in Q)
 and work on blocks of Q columns, reading memory in order, so no transposed
 copy is made; without gradient, smoothing or LM options, ``cols_index_loss``
