@@ -674,16 +674,24 @@ def narrow_block(x, r0, r1, mb, rep, e, f, excl, dout=None):
     x - max there (log_softmax's first half).
     """
     n = x.shape[1]
+    if n < CHAINS_MIN:
+        _block_maxima(x, r0, r1, mb, rep, False)
+    else:
+        _block_maxima(x, r0, r1, mb, rep, True)
+    xf = x[r0:r1].reshape((r1 - r0) * n)
+    _flat_exp(xf, rep, e, f, (r1 - r0) * n, excl, dout)
+
+
+@jit
+def _block_maxima(x, r0, r1, mb, rep, chains):
+    """Maxima of rows r0..r1 into mb and spread over their elements in rep;
+    ``chains``: see ``_pairs_of_sums``."""
+    n = x.shape[1]
     for i in range(r1 - r0):
-        m = cast_to(x, _NINF)
-        for j in range(n):
-            v = x[r0 + i, j]
-            m = v if v > m else m
+        m = _max4(x[r0 + i]) if chains else _max1(x[r0 + i])
         mb[i] = m
         for j in range(n):
             rep[i * n + j] = m
-    xf = x[r0:r1].reshape((r1 - r0) * n)
-    _flat_exp(xf, rep, e, f, (r1 - r0) * n, excl, dout)
 
 
 @jit_fast
@@ -713,19 +721,147 @@ def narrow_pairs(x, r0, r1, mo, to, off, mb, rep, e, f, dout=None):
     """
     n = x.shape[1]
     narrow_block(x, r0, r1, mb, rep, e, f, True, dout)
+    if n < CHAINS_MIN:
+        _pairs_of_sums(x, r0, r1, mo, to, off, mb, e, f, False)
+    else:
+        _pairs_of_sums(x, r0, r1, mo, to, off, mb, e, f, True)
+
+
+@jit
+def _pairs_of_sums(x, r0, r1, mo, to, off, mb, e, f, chains):
+    """``narrow_pairs``' pairs from the block's maxima, terms e and flags f,
+    each row's sums in x's dtype (under 64 terms; float32 as the wide rows'
+    per-CHUNK sums; float64 adds of float32 terms cost a conversion each).
+    ``chains``: four chains or one (``CHAINS_MIN``), a constant at each call
+    site, which LLVM inlines, so each copy runs one kind of row loop (a
+    branch per row between the two cost rows of 8-10 elements 7 %)."""
+    n = x.shape[1]
     for i in range(r1 - r0):
-        # in x's dtype (under 64 terms; float32 as the wide rows'
-        # per-CHUNK sums): float64 adds of float32 terms cost a conversion each
-        s = zero_of(x)
-        c = zero_of(x)
-        for j in range(n):
-            s += e[i * n + j]
-            c += f[i * n + j]
+        if chains:
+            s, c = _sum4_pair(e, f, i * n, n)
+        else:
+            s, c = _sum1_pair(e, f, i * n, n)
         mf = np.float64(mb[i])
         mo[off + i] = mf
         to[off + i] = np.float64(s) * sumscale_of(x) + (np.float64(c) - 1.0)
         if mf == _NINF or mf == _INF:
             mo[off + i], to[off + i] = inf_pair(x[r0 + i], 0, n, mf)
+
+
+#: rows of at least this many elements run their max and sums in the narrow
+#: block kernels as four chains (``_max4``, ``_sum4``, ``_sum4_pair``), shorter
+#: ones as one.  One chain waits a compare and a blend (an add) per element,
+#: four let the core run four at once (float32 rows of 48: softmax 57 -> 39
+#: ns a row); shorter rows overlap one row's chain with the next row's and
+#: gain nothing.  Either order is written out, not the vector width's: the
+#: same sums on every target.
+CHAINS_MIN = 32
+
+
+@jit_inl
+def _max1(xr):
+    """max of a short row ignoring nan, one chain."""
+    a = cast_to(xr, _NINF)
+    for j in range(xr.shape[0]):
+        v = xr[j]
+        a = v if v > a else a
+    return a
+
+
+@jit_inl
+def _max4(xr):
+    """max of a short row ignoring nan, four chains (element j in chain j % 4)."""
+    n = xr.shape[0]
+    a = cast_to(xr, _NINF)
+    b = a
+    c = a
+    d = a
+    n4 = n & ~3
+    for j in range(0, n4, 4):
+        va = xr[j]
+        vb = xr[j + 1]
+        vc = xr[j + 2]
+        vd = xr[j + 3]
+        a = va if va > a else a
+        b = vb if vb > b else b
+        c = vc if vc > c else c
+        d = vd if vd > d else d
+    for j in range(n4, n):
+        v = xr[j]
+        a = v if v > a else a
+    a = b if b > a else a
+    c = d if d > c else c
+    return c if c > a else a
+
+
+@jit_inl
+def _sum1(v, lo, n, z):
+    """sum of v[lo:lo + n] from the zero z (its type: the accumulator's), one chain."""
+    vs = v[lo : lo + n]
+    for j in range(n):
+        z += vs[j]
+    return z
+
+
+@jit_inl
+def _sum4(v, lo, n, z):
+    """``_sum1`` in four chains (element j in chain j % 4), summed as
+    (c0 + c1) + (c2 + c3)."""
+    a = z
+    b = z
+    c = z
+    d = z
+    vs = v[lo : lo + n]
+    n4 = n & ~3
+    for j in range(0, n4, 4):
+        a += vs[j]
+        b += vs[j + 1]
+        c += vs[j + 2]
+        d += vs[j + 3]
+    for j in range(n4, n):
+        a += vs[j]
+    return (a + b) + (c + d)
+
+
+@jit_inl
+def _sum1_pair(e, f, lo, n):
+    """``_sum1`` of e[lo:lo + n] and of f[lo:lo + n] in e's dtype, one loop."""
+    a = zero_of(e)
+    p = a
+    for j in range(n):
+        a += e[lo + j]
+        p += f[lo + j]
+    return a, p
+
+
+@jit_inl
+def _sum4_pair(e, f, lo, n):
+    """``_sum4`` of e[lo:lo + n] and of f[lo:lo + n] in e's dtype, one loop."""
+    z = zero_of(e)
+    a = z
+    b = z
+    c = z
+    d = z
+    p = z
+    q = z
+    r = z
+    s = z
+    es = e[lo : lo + n]
+    fs = f[lo : lo + n]
+    n4 = n & ~3
+    for j in range(0, n4, 4):
+        a += es[j]
+        b += es[j + 1]
+        c += es[j + 2]
+        d += es[j + 3]
+        p += fs[j]
+        q += fs[j + 1]
+        r += fs[j + 2]
+        s += fs[j + 3]
+    for j in range(n4, n):
+        a += es[j]
+        p += fs[j]
+    return (a + b) + (c + d), (p + q) + (r + s)
 
 
 #: rows per block of the row kernels that finish a block of rows at once (its
@@ -887,11 +1023,19 @@ def narrow_softmax(x, out, r0, r1, mb, rep):
     n = x.shape[1]
     of = out[r0:r1].reshape((r1 - r0) * n)
     narrow_block(x, r0, r1, mb, rep, of, of, False)
-    for i in range(r1 - r0):
+    if n < CHAINS_MIN:
+        _divide_rows(of, n, mb, r1 - r0, False)
+    else:
+        _divide_rows(of, n, mb, r1 - r0, True)
+
+
+@jit
+def _divide_rows(of, n, mb, nr, chains):
+    """The nr rows of n exps in of divided by their sums (float64; nan where
+    the row's max mb[i] is infinite); ``chains``: see ``_pairs_of_sums``."""
+    for i in range(nr):
         orow = of[i * n : (i + 1) * n]
-        s = 0.0
-        for j in range(n):
-            s += orow[j]
+        s = _sum4(orow, 0, n, 0.0) if chains else _sum1(orow, 0, n, 0.0)
         m = mb[i]
         s = _NAN if (m == _NINF or m == _INF) else s
         sx = cast_to(of, s)
