@@ -17,7 +17,15 @@ import numpy as np
 
 from ._config import PARALLEL_MIN_WORK
 from ._layout import FAST_DTYPES, Layout, as_rows, compute_dtype
-from ._routes import choose, fold_plan, pieces_of, rows_work, short_vector, threads
+from ._routes import (
+    choose,
+    fold_plan,
+    narrow_rows,
+    pieces_of,
+    rows_work,
+    short_vector,
+    threads,
+)
 from .kernels import columns as C
 from .kernels import drivers as P
 from .kernels import rows as K
@@ -81,7 +89,6 @@ def _rows(kern, kind="rows"):
         for r0, r1, blk in src.row_blocks(4 * threads(), copy=_copy_rows):
             kern(blk.size, blk, dest[r0:r1])
 
-    runner.kern = kern  # (normalize_short_vector calls it on one row)
     return runner
 
 
@@ -258,8 +265,23 @@ def _nothing(src, dest):
     pass
 
 
+def _vector(row, narrow):
+    """Runner of the ``vector`` route of softmax or log_softmax, serial, with
+    the bits of the route of the view's one row: a narrow row by ``narrow``,
+    the narrow block kernel's code on one row, a wider one by ``row``, the
+    ``rows`` kernel's function of a row (1-d in and out, nothing else built)."""
+
+    def runner(src, dest):
+        v = _view(src)
+        (narrow if narrow_rows(v.shape[1], v.itemsize) else row)(v[0], dest[0])
+
+    runner.narrow, runner.row = narrow, row  # (normalize_short_vector: on x itself)
+    return runner
+
+
 SOFTMAX = {
     "empty": _nothing,
+    "vector": _vector(P.softmax_vector, P.softmax_narrow_row),
     "narrow": _rows(P.softmax_narrow, "narrow"),
     "pieces": _softmax_pieces,
     "rows": _rows(P.softmax_rows),
@@ -269,6 +291,7 @@ SOFTMAX = {
 
 LOG_SOFTMAX = {
     "empty": _nothing,
+    "vector": _vector(P.log_softmax_vector, P.log_softmax_narrow_row),
     "narrow": _rows(P.log_softmax_narrow, "narrow"),
     "pieces": _log_softmax_pieces,
     "rows": _rows(P.log_softmax_rows),
@@ -279,19 +302,18 @@ LOG_SOFTMAX = {
 
 def normalize_short_vector(op, x, axis):
     """softmax or log_softmax (``op``) of a contiguous float32 / float64 1-d
-    ``x`` (axis None, 0 or -1) whose one row the chooser routes to a kernel
-    of whole rows: that kernel's serial twin on ``x[None]`` (one row never
-    starts threads), without the view and the runner; None for anything
-    else.  The route and the bits are the general path's."""
-    if not _plain_vector(x, axis) or x.size == 0:
+    ``x`` (axis None, 0 or -1) that the chooser routes to "vector": that
+    route's kernel on ``x`` itself, without a view or a runner; None for
+    anything else.  (Its bits are those of the route of ``x[None]``.)"""
+    if not _plain_vector(x, axis):
         return None
-    dt = x.dtype
-    kern = getattr(op[choose(op, (1, x.shape[0]), dt, writes=True)], "kern", None)
-    if kern is None:  # few long rows: pieces
+    n = x.shape[0]
+    if not short_vector(n):  # choose's rule for the vector route
         return None
-    dest = np.empty((1, x.shape[0]), dt)
-    kern.serial(x[None], dest)
-    return dest[0]
+    dest = np.empty(n, x.dtype)
+    vec = op["vector"]
+    (vec.narrow if narrow_rows(n, x.itemsize) else vec.row)(x, dest)
+    return dest
 
 
 def normalize(op, r):

@@ -6,7 +6,8 @@ shape and a general call of the same view take the same route, so they give
 the same bits.  The routes of the reductions (``choose``):
 
 * ``empty``: nothing to reduce (N == 0);
-* ``vector``: one short 1-d vector (logsumexp), a serial row;
+* ``vector``: one short 1-d vector, a serial row (softmax, log_softmax:
+  with the bits of the route of its one row as an ``(1, N)`` view);
 * ``narrow`` / ``narrow_t``: rows of fewer than ``NARROW_BYTES`` (64
   float32, 32 float64), by blocks of rows (``_t``: transposed in the block,
   so the vector lanes run across rows);
@@ -46,8 +47,8 @@ __all__ = [
 #: threads, is split into pieces of about this size (L2-sized, so the max and
 #: exp-sum sweeps read memory once) that threads share, merged as pairs
 PIECE = 1 << 15
-#: logsumexp of a 1-d float32 / float64 vector up to this length is one
-#: serial row (no thread would have enough work)
+#: logsumexp, softmax or log_softmax of a 1-d float32 / float64 vector up to
+#: this length is one serial row (no thread would have enough work)
 SMALL_VECTOR = 4096
 #: narrow float64 rows up to this many elements take the transposed kernel
 #: (float32: all narrow rows); wider ones gain nothing from the transposition
@@ -110,7 +111,7 @@ def pieces_of(n):
 
 
 def short_vector(n):
-    """A 1-d vector of n elements is reduced serially in one call (``vector``)."""
+    """A 1-d vector of n elements runs serially in one call (``vector``)."""
     return 0 < n <= SMALL_VECTOR
 
 

@@ -31,10 +31,11 @@ Routes covered
 --------------
 logsumexp, softmax, log_softmax (data: ``(M, N)`` rows reduced along the last axis)
 
-* whole rows (N >= 32); narrow rows (float64 13 <= N < 32); transposed narrow
-  rows (float32 N < 32, float64 N <= 12); serial (less work than 16384
+* whole rows (float32 N >= 64, float64 N >= 32); narrow rows (float64
+  13 <= N < 32); transposed narrow rows (float32 N < 64, float64 N <= 12;
+  logsumexp: softmax and log_softmax have one narrow kernel); serial (less work than 16384
   elements, a row counting 32 more);
-* the small-vector path (1-D, up to 4096 elements; logsumexp);
+* the small-vector path (1-D, up to 4096 elements);
 * pieces of few long rows (N >= 65536, fewer rows than twice numba's threads),
   against the same rows stacked to enough rows for whole rows;
 * columns: axis 0 of the C-contiguous transpose, a middle axis ``(P, N, Q)``
@@ -95,7 +96,7 @@ except ImportError:  # pragma: no cover - dask is a test dependency
 THRESHOLDS = dict(
     NARROW_BYTES=256,  # rows of fewer bytes take the block ("narrow") kernels
     T64_MAX=12,  # float64 narrow rows up to this take the transposed kernels
-    SMALL=4096,  # 1-D float32 / float64 logsumexp up to this: the small-vector path
+    SMALL=4096,  # 1-D float32 / float64 vectors up to this: the small-vector path
     PIECE=1 << 15,  # rows of >= 2 * PIECE in fewer rows than 2 * threads: pieces
     PARALLEL_MIN_WORK=16384,  # less work: serial kernels (elements; rows: see _work)
     ROW_COST=32,  # a whole row's work beyond its elements (rows of a narrow block: 8)
@@ -385,7 +386,7 @@ LAYOUTS = {
     "keepdims": lay_keepdims,
     # few long rows repeated to >= 2 * NT rows: whole rows instead of pieces
     "stacked": lay_stacked,
-    # 1-D rows one by one: the small-vector path for logsumexp of up to 4096
+    # 1-D rows one by one: the small-vector path for up to 4096
     "vector": lay_vector,
     # axis 0 of the C transpose (Q = M columns): columns; M * itemsize < 128
     # (the long families, M = 2 or 3): folded columns

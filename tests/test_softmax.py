@@ -427,11 +427,13 @@ def test_small_inputs_match_scipy(rng, name, f, ref_f, dtype, shape, axis):
 
 @pytest.mark.parametrize(("name", "f", "ref_f"), FUNCS, ids=IDS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n", [1, 7, 31, 32, 100, 5000, 70000])  # narrow, rows, pieces
+# narrow widths (one row: whole), rows, the vector route's last / past it, pieces
+@pytest.mark.parametrize("n", [1, 7, 31, 32, 48, 63, 100, 4096, 4097, 70000])
 def test_vector_as_its_one_row(rng, name, f, ref_f, dtype, n):
-    """A 1-d vector (the short path of a contiguous float32 / float64 one)
-    gives its one row's result as a (1, n) array would, bit for bit, in its
-    own dtype, with scipy's values: +-500 offsets and the special values."""
+    """A 1-d vector (the "vector" route of a contiguous float32 / float64 one
+    up to 4096 elements) gives its one row's result as a (1, n) array would
+    ("rows"), bit for bit, in its own dtype, with scipy's values: +-500
+    offsets and the special values."""
     x = (rng.standard_normal(n) * 30 + rng.choice([-500.0, 500.0])).astype(dtype)
     if n >= 7:
         x[3], x[5] = -np.inf, 1e4 if dtype == np.float64 else 80.0
