@@ -268,8 +268,9 @@ def _nothing(src, dest):
 def _vector(row, narrow):
     """Runner of the ``vector`` route of softmax or log_softmax, serial, with
     the bits of the route of the view's one row: a narrow row by ``narrow``,
-    the narrow block kernel's code on one row, a wider one by ``row``, the
-    ``rows`` kernel's function of a row (1-d in and out, nothing else built)."""
+    the narrow block kernel's sweeps on one row without its scratch, a wider
+    one by ``row``, the ``rows`` kernel's function of a row (1-d in and
+    out, nothing else built)."""
 
     def runner(src, dest):
         v = _view(src)
@@ -281,7 +282,7 @@ def _vector(row, narrow):
 
 SOFTMAX = {
     "empty": _nothing,
-    "vector": _vector(P.softmax_vector, P.softmax_narrow_row),
+    "vector": _vector(P.softmax_vector, K.narrow_softmax_row),
     "narrow": _rows(P.softmax_narrow, "narrow"),
     "pieces": _softmax_pieces,
     "rows": _rows(P.softmax_rows),
@@ -291,7 +292,7 @@ SOFTMAX = {
 
 LOG_SOFTMAX = {
     "empty": _nothing,
-    "vector": _vector(P.log_softmax_vector, P.log_softmax_narrow_row),
+    "vector": _vector(P.log_softmax_vector, K.narrow_log_softmax_row),
     "narrow": _rows(P.log_softmax_narrow, "narrow"),
     "pieces": _log_softmax_pieces,
     "rows": _rows(P.log_softmax_rows),

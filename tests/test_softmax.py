@@ -427,13 +427,13 @@ def test_small_inputs_match_scipy(rng, name, f, ref_f, dtype, shape, axis):
 
 @pytest.mark.parametrize(("name", "f", "ref_f"), FUNCS, ids=IDS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-# narrow widths (one row: whole), rows, the vector route's last / past it, pieces
+# narrow widths (one-row narrow sweeps), rows, the vector route's last / past it, pieces
 @pytest.mark.parametrize("n", [1, 7, 31, 32, 48, 63, 100, 4096, 4097, 70000])
 def test_vector_as_its_one_row(rng, name, f, ref_f, dtype, n):
     """A 1-d vector (the "vector" route of a contiguous float32 / float64 one
-    up to 4096 elements) gives its one row's result as a (1, n) array would
-    ("rows"), bit for bit, in its own dtype, with scipy's values: +-500
-    offsets and the special values."""
+    up to 4096 elements) gives its one row's result as a (1, n) array would,
+    and as a row among others (as in a dask chunk), bit for bit, in its own
+    dtype, with scipy's values: +-500 offsets and the special values."""
     x = (rng.standard_normal(n) * 30 + rng.choice([-500.0, 500.0])).astype(dtype)
     if n >= 7:
         x[3], x[5] = -np.inf, 1e4 if dtype == np.float64 else 80.0
@@ -441,6 +441,8 @@ def test_vector_as_its_one_row(rng, name, f, ref_f, dtype, n):
         res = f(x, axis=axis)
         assert res.dtype == dtype and res.shape == (n,)
         np.testing.assert_array_equal(res, f(x[None], axis=1)[0])
+    if n <= 4096:  # (more rows than threads: not pieces)
+        np.testing.assert_array_equal(res, f(np.tile(x, (5, 1)), axis=1)[3])
     with np.errstate(over="ignore"):  # scipy's log_softmax: exp(1e4 - max) of its own
         ref = ref_f(x.astype(np.float64))
     tol = 1e-5 if dtype == np.float32 else 1e-13

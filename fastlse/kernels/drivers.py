@@ -294,28 +294,6 @@ def softmax_narrow(x, out):
         narrow_softmax(x, out, r0, min(m_, r0 + NB), mb, rep)
 
 
-@jit_alloc
-def softmax_narrow_row(x, out):
-    """``softmax_narrow`` of one 1-d row x into out (the same block code, so
-    its bits), its scratch in one allocation: one row's fixed cost."""
-    n = x.shape[0]
-    s = np.empty(n + 1, dtype=x.dtype)
-    narrow_softmax(x.reshape(1, n), out.reshape(1, n), 0, 1, s[n:], s[:n])
-
-
-@jit_alloc
-def log_softmax_narrow_row(x, out):
-    """``log_softmax_narrow`` of one 1-d row x into out: the same block code
-    (its bits), its scratch in two allocations."""
-    n = x.shape[0]
-    s = np.empty(3 * n + 1, dtype=x.dtype)
-    mb, rep, e, f = s[3 * n :], s[:n], s[n : 2 * n], s[2 * n : 3 * n]
-    p = np.empty(2)
-    mo, to = p[:1], p[1:]
-    narrow_pairs(x.reshape(1, n), 0, 1, mo, to, 0, mb, rep, e, f, out)
-    _narrow_log_softmax_finish(out, n, mo, to, 1, rep)
-
-
 @kernel(alloc=True)
 def log_softmax_narrow(x, out):
     m_ = x.shape[0]

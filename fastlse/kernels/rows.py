@@ -711,6 +711,58 @@ def _flat_exp(xf, rep, e, f, size, excl, dout):
             e[k] = expn(xf[k] - rep[k])
 
 
+@jit_fast
+def _row_exps(x, out, m):
+    """out = exp(x - m) over a row: ``_flat_exp``'s exps (its flags and its
+    expression, with m itself for the spread max that holds it)."""
+    for k in range(x.shape[0]):
+        out[k] = expn(x[k] - m)
+
+
+@jit_fast
+def _row_terms(x, out, m):
+    """out = ``_flat_exp``'s terms e of a row (excl: 0 at or above m), by its
+    flags and expressions."""
+    z = zero_of(x)
+    for k in range(x.shape[0]):
+        d = x[k] - m
+        v = expt(d)
+        out[k] = z if d >= z else v
+
+
+@jit_fast
+def _row_shift(x, out, m):
+    """out = x - m over a row, as ``_flat_exp`` stores it (dout)."""
+    for k in range(x.shape[0]):
+        out[k] = x[k] - m
+
+
+@jit
+def narrow_log_softmax_row(x, out):
+    """``narrow_pairs`` and the finish of ``log_softmax_narrow`` on one 1-d
+    row x into out without block scratch: the same max, terms, sums in x's
+    dtype, log1p and subtraction, so their bits.  out holds the terms for
+    their sum, then x - m; the count of elements at the max is exact in
+    any order."""
+    n = x.shape[0]
+    chains = n >= CHAINS_MIN
+    m = _max4(x) if chains else _max1(x)
+    _row_terms(x, out, m)
+    s = _sum4(out, 0, n, zero_of(x)) if chains else _sum1(out, 0, n, zero_of(x))
+    c = zero_of(x)
+    for k in range(n):
+        c += one_of(x) if x[k] - m >= zero_of(x) else zero_of(x)
+    _row_shift(x, out, m)
+    mf = np.float64(m)
+    t = np.float64(s) * sumscale_of(x) + (np.float64(c) - 1.0)
+    if mf == _NINF or mf == _INF:
+        mf, t = inf_pair(x, 0, n, mf)
+    c1, c2 = log_softmax_consts_lg(mf, log1p64(t))
+    b = cast_to(out, _NAN if c1 != c1 else c2)
+    for k in range(n):
+        out[k] = out[k] - b
+
+
 @jit
 def narrow_pairs(x, r0, r1, mo, to, off, mb, rep, e, f, dout=None):
     """(m, t) of rows r0..r1 of x into mo, to (float64) at off, off + 1, ...
@@ -1036,12 +1088,29 @@ def _divide_rows(of, n, mb, nr, chains):
     for i in range(nr):
         orow = of[i * n : (i + 1) * n]
         s = _sum4(orow, 0, n, 0.0) if chains else _sum1(orow, 0, n, 0.0)
-        m = mb[i]
-        s = _NAN if (m == _NINF or m == _INF) else s
-        sx = cast_to(of, s)
-        rs = one_of(of) / sx
-        for j in range(n):
-            orow[j] = div_by(orow[j], sx, rs)
+        _divide_row(orow, mb[i], s)
+
+
+@jit_inl
+def _divide_row(orow, m, s):
+    """A row of exps divided by their sum s (float64; nan where the row's
+    max m is infinite)."""
+    s = _NAN if (m == _NINF or m == _INF) else s
+    sx = cast_to(orow, s)
+    rs = one_of(orow) / sx
+    for j in range(orow.shape[0]):
+        orow[j] = div_by(orow[j], sx, rs)
+
+
+@jit
+def narrow_softmax_row(x, out):
+    """``narrow_softmax`` of one 1-d row x into out without block scratch:
+    the same max, exps (``_row_exps``), sum and quotients, so its bits."""
+    n = x.shape[0]
+    chains = n >= CHAINS_MIN
+    m = _max4(x) if chains else _max1(x)
+    _row_exps(x, out, m)
+    _divide_row(out, m, _sum4(out, 0, n, 0.0) if chains else _sum1(out, 0, n, 0.0))
 
 
 # ----------------------------------------------------------------------------
