@@ -20,6 +20,7 @@ from ._layout import FAST_DTYPES, Layout, as_rows, compute_dtype
 from ._routes import (
     choose,
     fold_plan,
+    narrow_block_rows,
     narrow_rows,
     pieces_of,
     rows_work,
@@ -29,6 +30,7 @@ from ._routes import (
 from .kernels import columns as C
 from .kernels import drivers as P
 from .kernels import rows as K
+from .kernels.rows import NB
 
 _F32, _F64 = FAST_DTYPES
 
@@ -92,12 +94,39 @@ def _rows(kern, kind="rows"):
     return runner
 
 
+def _narrow(kern):
+    """Runner of a narrow block kernel, ``kern(x, out, nb)``: blocks of
+    ``narrow_block_rows`` rows (fewer on the threads); a deferred copy block
+    by block, as ``_rows``."""
+
+    def runner(src, dest):
+        if type(src) is np.ndarray or not src.deferred:
+            v = _view(src)
+            work = rows_work(v.shape[0], v.shape[1], "narrow")
+            if work < PARALLEL_MIN_WORK:
+                kern.serial(v, dest, NB)
+            else:
+                kern(work, v, dest, narrow_block_rows(v.shape[0], work))
+            return
+        for r0, r1, blk in src.row_blocks(4 * threads(), copy=_copy_rows):
+            runner(blk, dest[r0:r1])
+
+    return runner
+
+
 # ----------------------------------------------------------------------------
 # pairs: (m, t) float64, one per reduced slice
 # ----------------------------------------------------------------------------
 def _pairs_empty(src, dest):
     dest[0].fill(-np.inf)
     dest[1].fill(0.0)
+
+
+def _pairs_narrow(src, dest):
+    v = _view(src)
+    m = v.shape[0]
+    work = rows_work(m, v.shape[1], "narrow")
+    P.pair_narrow(work, v, *dest, narrow_block_rows(m, work))
 
 
 def _pairs_of(kern, kind="rows"):
@@ -145,7 +174,7 @@ def _pairs_folded(src, dest):
 
 PAIRS = {
     "empty": _pairs_empty,
-    "narrow": _pairs_of(P.pair_narrow, "narrow"),
+    "narrow": _pairs_narrow,
     "narrow_t": _pairs_of(P.pair_narrow_t, "narrow"),
     "pieces": _pairs_pieces,
     "rows": _pairs_of(P.pair_rows),
@@ -213,7 +242,7 @@ def _lse_from_pairs(src, dest):
 LSE = {
     "empty": _lse_from_pairs,
     "vector": _lse_vector,
-    "narrow": _rows(P.lse_narrow, "narrow"),
+    "narrow": _narrow(P.lse_narrow),
     "narrow_t": _rows(P.lse_narrow_t, "narrow"),
     "pieces": _lse_from_pairs,
     "rows": _rows(P.lse_rows),
@@ -283,7 +312,7 @@ def _vector(row, narrow):
 SOFTMAX = {
     "empty": _nothing,
     "vector": _vector(P.softmax_vector, K.narrow_softmax_row),
-    "narrow": _rows(P.softmax_narrow, "narrow"),
+    "narrow": _narrow(P.softmax_narrow),
     "pieces": _softmax_pieces,
     "rows": _rows(P.softmax_rows),
     "columns": _normalize_columns(False),
@@ -293,7 +322,7 @@ SOFTMAX = {
 LOG_SOFTMAX = {
     "empty": _nothing,
     "vector": _vector(P.log_softmax_vector, K.narrow_log_softmax_row),
-    "narrow": _rows(P.log_softmax_narrow, "narrow"),
+    "narrow": _narrow(P.log_softmax_narrow),
     "pieces": _log_softmax_pieces,
     "rows": _rows(P.log_softmax_rows),
     "columns": _normalize_columns(True),
@@ -301,19 +330,42 @@ LOG_SOFTMAX = {
 }
 
 
-def normalize_short_vector(op, x, axis):
-    """softmax or log_softmax (``op``) of a contiguous float32 / float64 1-d
-    ``x`` (axis None, 0 or -1) that the chooser routes to "vector": that
-    route's kernel on ``x`` itself, without a view or a runner; None for
-    anything else.  (Its bits are those of the route of ``x[None]``.)"""
-    if not _plain_vector(x, axis):
+def _one_row(a, axis):
+    """The one row of a C-contiguous float32 / float64 ndarray reduced along
+    it: a 1-d ``a`` (axis None, 0 or -1) itself, the row of a ``(1, N)`` one
+    (axis None, 1 or -1); None for anything else."""
+    if type(a) is not np.ndarray:
         return None
-    n = x.shape[0]
+    nd = a.ndim
+    if nd == 1:
+        if not (axis is None or (type(axis) is int and (axis == 0 or axis == -1))):
+            return None
+    elif nd != 2 or len(a) != 1:
+        return None
+    elif not (axis is None or (type(axis) is int and (axis == 1 or axis == -1))):
+        return None
+    dt = a.dtype
+    if (dt is not _F64 and dt is not _F32) or not a.flags.c_contiguous:
+        return None
+    return a if nd == 1 else a[0]
+
+
+def normalize_short_vector(op, x, axis):
+    """softmax or log_softmax (``op``) of one short contiguous float32 /
+    float64 row (``_one_row``: a 1-d ``x``, or ``(1, N)`` along its last
+    axis) that the chooser routes to "vector": that route's kernel on the
+    row itself, without a view or a runner; None for anything else.  (Its
+    bits are those of the route of ``x[None]``.)"""
+    row = _one_row(x, axis)
+    if row is None:
+        return None
+    n = row.shape[0]
     if not short_vector(n):  # choose's rule for the vector route
         return None
-    dest = np.empty(n, x.dtype)
+    dest = np.empty(x.shape, x.dtype)
     vec = op["vector"]
-    (vec.narrow if narrow_rows(n, x.itemsize) else vec.row)(x, dest)
+    kern = vec.narrow if narrow_rows(n, x.itemsize) else vec.row
+    kern(row, dest if row is x else dest[0])
     return dest
 
 
@@ -331,7 +383,7 @@ def normalize(op, r):
     else:
         full = r.out
     if r.x.size:
-        run(op, lay, dest)
+        run(op, lay, dest, vector=True)  # one row: its bits, by the vector route
     return full
 
 

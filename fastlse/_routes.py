@@ -6,8 +6,9 @@ shape and a general call of the same view take the same route, so they give
 the same bits.  The routes of the reductions (``choose``):
 
 * ``empty``: nothing to reduce (N == 0);
-* ``vector``: one short 1-d vector, a serial row (softmax, log_softmax:
-  with the bits of the route of its one row as an ``(1, N)`` view);
+* ``vector``: one short row, serially: logsumexp of a 1-d vector; softmax
+  and log_softmax of any view of one row (a 1-d vector, ``(1, N)``, all of
+  a small array), with the bits of that row's ``narrow`` / ``rows`` route;
 * ``narrow`` / ``narrow_t``: rows of fewer than ``NARROW_BYTES`` (64
   float32, 32 float64), by blocks of rows (``_t``: transposed in the block,
   so the vector lanes run across rows);
@@ -25,7 +26,7 @@ import numba
 
 from ._config import PARALLEL_MIN_WORK
 from .kernels import columns as C
-from .kernels.rows import NARROW_BYTES
+from .kernels.rows import NARROW_BYTES, NB
 from .kernels.xent import SMALL_C_BYTES
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "choose_xent",
     "few_long_rows",
     "fold_plan",
+    "narrow_block_rows",
     "narrow_rows",
     "pieces_of",
     "rows_work",
@@ -78,6 +80,9 @@ def threads():
 #: and the tails of its sweeps, a row of a ``narrow`` block a share of its
 #: block's (docs/performance-notes.md)
 ROW_COST = {"rows": 32, "narrow": 8}
+#: rows per block of the narrow kernels on the threads, at least (each block
+#: allocates its scratch)
+NARROW_BLOCK_MIN = 8
 
 
 def rows_work(m, n, kind="rows"):
@@ -86,6 +91,21 @@ def rows_work(m, n, kind="rows"):
     elements, so that (128, 100) runs on the threads and (128, 64) does not.
     One row never starts threads (no other thread would have work)."""
     return m * (n + ROW_COST[kind]) if m > 1 else 0
+
+
+def narrow_block_rows(m, work):
+    """Rows per block of the narrow block kernels for m rows of ``work``
+    (``rows_work``): ``NB`` serially; on the threads, blocks of at most NB
+    rows in a multiple of the thread count, of one size (prange gives each
+    thread as many; with blocks of NB, 128 rows were one block on one
+    thread and 600 rows 512 on one thread, 88 on the other).  Every block
+    size gives the same bits: a row's sweeps do not depend on its block."""
+    if work < PARALLEL_MIN_WORK:
+        return NB
+    t = threads()
+    of_nb = -(-m // NB)  # blocks of NB rows, rounded up to a multiple of t:
+    blocks = -(-of_nb // t) * t
+    return max(NARROW_BLOCK_MIN, -(-m // blocks))
 
 
 def narrow_rows(n, itemsize):

@@ -327,7 +327,7 @@ def _normalize(x, axis, out, where, log):
         fast = fast_view(x, axis)
         if fast is not None:
             view = fast[0]
-            route = op[choose(op, view.shape, view.dtype, writes=True)]  # _ops.run, inline
+            route = op[choose(op, view.shape, view.dtype, writes=True, vector=True)]
             if out is not None:  # C-contiguous like x: the view's shape is a view of it
                 route(view, out.reshape(view.shape))
                 return out

@@ -425,6 +425,38 @@ def test_small_inputs_match_scipy(rng, name, f, ref_f, dtype, shape, axis):
     np.testing.assert_allclose(y, ref, rtol=tol(dtype) * 4, atol=tol(dtype))
 
 
+@pytest.mark.parametrize(
+    ("f", "ref_f"),
+    [
+        (fastlse.softmax, sp.softmax),
+        (fastlse.log_softmax, sp.log_softmax),
+        (fastlse.logsumexp, sp.logsumexp),
+    ],
+    ids=["softmax", "log_softmax", "logsumexp"],
+)
+@pytest.mark.parametrize(("dtype", "n"), [(np.float32, 48), (np.float32, 10), (np.float64, 20)])
+def test_narrow_rows_in_any_block(rng, f, ref_f, dtype, n):
+    """Narrow rows (the block kernels) give the same bits in a call of 1200
+    rows (on the threads: blocks of 300 rows on 2) as in a few rows of
+    their own (one serial block) and alone: a row's sweeps never depend on
+    its block.  +-500 offsets, the special values, and scipy's values."""
+    x = rng.standard_normal((1200, n)) * 30 + rng.choice([-500.0, 500.0], (1200, 1))
+    x = x.astype(dtype)
+    x[295, 2], x[296, 3], x[297, 1] = np.nan, np.inf, -np.inf
+    x[298] = -np.inf
+    with np.errstate(invalid="ignore"):
+        res = f(x, axis=1)
+        for r0, r1 in [(290, 310), (0, 3), (1197, 1200)]:
+            np.testing.assert_array_equal(f(x[r0:r1], axis=1), res[r0:r1])
+        for r in (0, 299, 300, 1199):
+            np.testing.assert_array_equal(f(x[r : r + 1], axis=1), res[r : r + 1])
+        ref = ref_f(x.astype(np.float64), axis=1)
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    ok = np.isfinite(ref)
+    np.testing.assert_array_equal(res[~ok], ref[~ok].astype(dtype))  # nan, +-inf
+    np.testing.assert_allclose(res[ok], ref[ok], rtol=tol, atol=tol)
+
+
 @pytest.mark.parametrize(("name", "f", "ref_f"), FUNCS, ids=IDS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 # narrow widths (one-row narrow sweeps), rows, the vector route's last / past it, pieces

@@ -14,7 +14,6 @@ from .compile import jit, jit_alloc
 from .exp import exp64, expneg64, log1p64
 from .rows import (
     FUSED_BYTES,
-    NB,
     block_max_t,
     block_sum_t,
     cast_to,
@@ -198,16 +197,16 @@ def copy_rows(src, dst):
 
 # ------------------------------------------- narrow rows: blocks of rows -----
 @jit
-def _block_rows(x):
-    """Rows of a block's scratch: NB, or fewer when x has fewer rows (a
-    small call does not allocate scratch for 512 rows)."""
-    return min(NB, x.shape[0])
+def _block_rows(x, nb):
+    """Rows of a block's scratch: nb, or fewer when x has fewer rows (a
+    small call does not allocate scratch for NB rows)."""
+    return min(nb, x.shape[0])
 
 
 @jit_alloc
-def _narrow_scratch(x):
+def _narrow_scratch(x, nb):
     n = x.shape[1]
-    nb = _block_rows(x)
+    nb = _block_rows(x, nb)
     return (
         np.empty(nb, dtype=x.dtype),
         np.empty(nb * n, dtype=x.dtype),
@@ -216,24 +215,27 @@ def _narrow_scratch(x):
     )
 
 
+# The narrow kernels take blocks of nb rows (``_routes.narrow_block_rows``:
+# NB, fewer on the threads).  A row's sweeps do not depend on its block, so
+# every nb gives the same bits.
 @kernel(alloc=True)
-def pair_narrow(x, mo, to):
+def pair_narrow(x, mo, to, nb):
     m_ = x.shape[0]
-    for b in prange((m_ + NB - 1) // NB):
-        r0 = b * NB
-        mb, rep, e, f = _narrow_scratch(x)
-        narrow_pairs(x, r0, min(m_, r0 + NB), mo, to, r0, mb, rep, e, f)
+    for b in prange((m_ + nb - 1) // nb):
+        r0 = b * nb
+        mb, rep, e, f = _narrow_scratch(x, nb)
+        narrow_pairs(x, r0, min(m_, r0 + nb), mo, to, r0, mb, rep, e, f)
 
 
 @kernel(alloc=True)
-def lse_narrow(x, out):
+def lse_narrow(x, out, nb):
     m_ = x.shape[0]
-    for b in prange((m_ + NB - 1) // NB):
-        r0 = b * NB
-        r1 = min(m_, r0 + NB)
-        mb, rep, e, f = _narrow_scratch(x)
-        mo = np.empty(_block_rows(x))
-        to = np.empty(_block_rows(x))
+    for b in prange((m_ + nb - 1) // nb):
+        r0 = b * nb
+        r1 = min(m_, r0 + nb)
+        mb, rep, e, f = _narrow_scratch(x, nb)
+        mo = np.empty(_block_rows(x, nb))
+        to = np.empty(_block_rows(x, nb))
         narrow_pairs(x, r0, r1, mo, to, 0, mb, rep, e, f)
         finish_block(mo, to, out, r0, r1)
 
@@ -285,25 +287,25 @@ def _pairs_t(x, r0, nb, xt, mv, acc, cnt, mo, to):
 
 
 @kernel(alloc=True)
-def softmax_narrow(x, out):
+def softmax_narrow(x, out, nb):
     m_ = x.shape[0]
-    for b in prange((m_ + NB - 1) // NB):
-        r0 = b * NB
-        mb = np.empty(_block_rows(x), dtype=x.dtype)  # the max and its copies: no e, f
-        rep = np.empty(_block_rows(x) * x.shape[1], dtype=x.dtype)
-        narrow_softmax(x, out, r0, min(m_, r0 + NB), mb, rep)
+    for b in prange((m_ + nb - 1) // nb):
+        r0 = b * nb
+        mb = np.empty(_block_rows(x, nb), dtype=x.dtype)  # the max and its copies: no e, f
+        rep = np.empty(_block_rows(x, nb) * x.shape[1], dtype=x.dtype)
+        narrow_softmax(x, out, r0, min(m_, r0 + nb), mb, rep)
 
 
 @kernel(alloc=True)
-def log_softmax_narrow(x, out):
+def log_softmax_narrow(x, out, nb):
     m_ = x.shape[0]
     n = x.shape[1]
-    for b in prange((m_ + NB - 1) // NB):
-        r0 = b * NB
-        r1 = min(m_, r0 + NB)
-        mb, rep, e, f = _narrow_scratch(x)
-        mo = np.empty(_block_rows(x))
-        to = np.empty(_block_rows(x))
+    for b in prange((m_ + nb - 1) // nb):
+        r0 = b * nb
+        r1 = min(m_, r0 + nb)
+        mb, rep, e, f = _narrow_scratch(x, nb)
+        mo = np.empty(_block_rows(x, nb))
+        to = np.empty(_block_rows(x, nb))
         of = out[r0:r1].reshape((r1 - r0) * n)
         narrow_pairs(x, r0, r1, mo, to, 0, mb, rep, e, f, of)
         _narrow_log_softmax_finish(of, n, mo, to, r1 - r0, rep)
