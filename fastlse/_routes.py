@@ -37,6 +37,7 @@ __all__ = [
     "choose_xent",
     "few_long_rows",
     "fold_plan",
+    "index_rows_route",
     "narrow_block_rows",
     "narrow_rows",
     "pieces_of",
@@ -186,15 +187,21 @@ def choose_xent(lay, *, soft, lm, grad, smoothing):
     nrows = lay.p * lay.q
     if nrows == 0:
         return "empty"
-    if lay.rows and few_long_rows(nrows, lay.n, writes=True):
-        return "pieces"
     if not lay.rows:
         plain = not (lm or soft or grad or smoothing)
         return "columns_loss" if plain and xent_cols_width(lay) else "columns"
-    if soft:
+    if soft and not few_long_rows(nrows, lay.n, writes=True):
         return "soft_rows"
-    small = lay.n * lay.x.dtype.itemsize < SMALL_C_BYTES
-    return "index_small" if small else "index_rows"
+    return index_rows_route(nrows, lay.n, lay.x.dtype.itemsize)
+
+
+def index_rows_route(m, n, itemsize):
+    """The route of m rows of n logits of itemsize bytes, class indices:
+    ``pieces``, ``index_small`` or ``index_rows`` (``choose_xent``'s, and
+    the small calls' of ``_xent_ops.run_small``)."""
+    if few_long_rows(m, n, writes=True):
+        return "pieces"
+    return "index_small" if n * itemsize < SMALL_C_BYTES else "index_rows"
 
 
 def xent_cols_width(lay):

@@ -25,6 +25,7 @@ from ._layout import FAST_DTYPES, ClassLayout, compute_dtype
 from ._routes import (
     choose_xent,
     classes_moved,
+    index_rows_route,
     narrow_rows,
     pieces_of,
     rows_work,
@@ -182,10 +183,8 @@ def run_small(logits, target, axis, ii, reduction, return_grad):
     if tv.dtype is not _I64:  # (the builtin descriptor; anything else: general path)
         return None
     m, n = x.shape
-    route = choose_xent(
-        ClassLayout.of_rows(x), soft=False, lm=False, grad=return_grad, smoothing=False
-    )
-    if route not in ("index_rows", "index_small"):
+    route = index_rows_route(m, n, x.itemsize)  # choose_xent's for these rows
+    if route == "pieces":
         return None
     work = _row_work(route, x)
     small = work < PARALLEL_MIN_WORK  # (skips the Kernel's own size test)
@@ -198,12 +197,12 @@ def run_small(logits, target, axis, ii, reduction, return_grad):
     per_row = reduction == "none"
     loss = np.empty(m if per_row else 0)
     scale = ieee_div(1.0, den) if reduction == "mean" else 1.0
-    gbuf = np.empty((m, n) if return_grad else (m, 0), dtype=x.dtype)
     kern, _, fwd = XENT[route]
     if fwd is not None and not return_grad:
         args = (x, tv, w, ii, loss, per_row)
         total = fwd.serial(*args) if small else fwd(work, *args)
     else:
+        gbuf = np.empty((m, n) if return_grad else (m, 0), dtype=x.dtype)
         args = (x, tv, w, wl, float(n), ii, 0.0, scale, loss, per_row, gbuf, wg, return_grad)
         total = kern.serial(*args) if small else kern(work, *args)
     dt = x.dtype.type
