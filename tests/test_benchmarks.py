@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import slow
 
 ASV_DIR = Path(__file__).resolve().parents[1] / "asv_bench"
 
@@ -38,6 +39,8 @@ TINY = {
     "row_1x1e7": (1, 140_000),
     "mid_64x1000x64_ax1": (4, 50, 8),
 }
+
+pytestmark = slow  # the asv suite once: minutes of CI's 15 (FASTLSE_TEST_SLOW=1)
 
 
 #: asv's benchmark kinds; ``timeraw_`` returns code for asv to run, so it is only called

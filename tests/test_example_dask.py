@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import slow
 
 pytest.importorskip("dask.array")
 pytest.importorskip("distributed")
@@ -14,6 +15,7 @@ pytest.importorskip("psutil")
 EXAMPLE = pathlib.Path(__file__).resolve().parents[1] / "examples" / "dask_logsumexp.py"
 
 
+@slow
 def test_example_small():
     # --small with fewer rows: a 256 MiB array, 2 worker processes of 500 MiB each
     proc = subprocess.run(

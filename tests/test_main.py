@@ -8,11 +8,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import slow
 
 import fastlse
 import fastlse.bench.cli as cli
 
 
+@slow
 def test_main_quick_runs_and_passes():
     cmd = [sys.executable, "-m", "fastlse", "--quick", "--shapes", "wide,mid"]
     cmd += ["--ops", "logsumexp,softmax"]

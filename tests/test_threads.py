@@ -9,6 +9,7 @@ import threading
 import numba
 import numpy as np
 import pytest
+from conftest import slow
 
 import fastlse
 
@@ -173,6 +174,7 @@ def test_import_compiles_nothing():
     assert "LAZY-OK" in res.stdout
 
 
+@slow
 def test_many_processes_start_at_once(tmp_path):
     # cold cache in a private dir: every process compiles and writes at once
     code = (
