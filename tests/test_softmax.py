@@ -131,6 +131,38 @@ def test_special_rows_among_many_narrow_rows(rng, name, f, ref_f, dtype, n):
     assert np.array_equal(np.isnan(res), np.isnan(ref))
 
 
+@pytest.mark.parametrize("shape", [(600, 48), (3000, 10), (40, 20), (128, 100), (4, 5000)])
+def test_float32_subnormal_outputs_within_an_ulp(rng, shape):
+    # logits spread far apart give outputs below float32's smallest normal;
+    # in every row route, with special rows among them, each is within its
+    # conditioning of the float64 answer: a few eps * (|x - max| + 1)
+    # relative (x - max is rounded in float32), a few subnormals absolute
+    # (such quotients take the float64 division: see rows.narrow_softmax)
+    x = (rng.standard_normal(shape) * 30).astype(np.float32)
+    x[1, : min(3, shape[1])] = [-np.inf, np.inf, 0.0][: shape[1]]
+    x[2, 0] = np.nan
+    x[3] = -np.inf
+    res = fastlse.softmax(x, axis=1)
+    with np.errstate(all="ignore"):
+        ref = sp.softmax(x.astype(np.float64), axis=1)
+    fi = np.finfo(np.float32)
+    assert (ref[np.isfinite(ref)] < fi.tiny).mean() > 0.01  # the case is exercised
+    with np.errstate(all="ignore"):
+        d = np.abs(x - np.nanmax(x, axis=1, keepdims=True)).astype(np.float64)
+    bound = 4 * fi.eps * (d + 1) * ref + 2 * fi.smallest_subnormal
+    ok = np.abs(res.astype(np.float64) - ref) <= np.where(np.isfinite(bound), bound, 0)
+    assert np.array_equal(np.isnan(res), np.isnan(ref))
+    assert ok[~np.isnan(ref)].all()
+
+
+def test_float32_subnormal_outputs_one_row_as_in_a_block(rng):
+    # a short 1-d row (one-row route) has the bits of the same row in a block
+    x = (rng.standard_normal((64, 24)) * 40).astype(np.float32)
+    block = fastlse.softmax(x, axis=1)
+    for i in range(x.shape[0]):
+        assert np.array_equal(fastlse.softmax(x[i]), block[i])
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(1100, 40), (1100, 100), (300, 256), (70, 128)])
 def test_log_softmax_special_rows_in_row_blocks(rng, dtype, shape):

@@ -24,6 +24,7 @@ from .rows import (
     log_softmax_store,
     merge,
     narrow_pairs,
+    narrow_scratch_len,
     narrow_softmax,
     pairs_t,
     range_pair,
@@ -40,6 +41,7 @@ from .rows import (
     row_softmax_masked_fast,
     row_sub,
     scratch_t,
+    spread,
     t_rows,
     tasks_of,
     transpose_rows,
@@ -209,7 +211,7 @@ def _narrow_scratch(x, nb):
     nb = _block_rows(x, nb)
     return (
         np.empty(nb, dtype=x.dtype),
-        np.empty(nb * n, dtype=x.dtype),
+        np.empty(narrow_scratch_len(nb, n), dtype=x.dtype),
         np.empty(nb * n, dtype=x.dtype),
         np.empty(nb * n, dtype=x.dtype),
     )
@@ -292,7 +294,7 @@ def softmax_narrow(x, out, nb):
     for b in prange((m_ + nb - 1) // nb):
         r0 = b * nb
         mb = np.empty(_block_rows(x, nb), dtype=x.dtype)  # the max and its copies: no e, f
-        rep = np.empty(_block_rows(x, nb) * x.shape[1], dtype=x.dtype)
+        rep = np.empty(narrow_scratch_len(_block_rows(x, nb), x.shape[1]), dtype=x.dtype)
         narrow_softmax(x, out, r0, min(m_, r0 + nb), mb, rep)
 
 
@@ -324,9 +326,7 @@ def _narrow_log_softmax_finish(of, n, mo, to, nr, rep):
     _lg_block(to[:nr])
     for i in range(nr):
         c1, c2 = log_softmax_consts_lg(mo[i], to[i])
-        b = cast_to(rep, _NAN if c1 != c1 else c2)
-        for j in range(n):
-            rep[i * n + j] = b
+        spread(rep, i * n, n, cast_to(rep, _NAN if c1 != c1 else c2))
     _flat_sub(of, rep, nr * n)
 
 

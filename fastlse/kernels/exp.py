@@ -32,6 +32,7 @@ from .compile import jit as _jit
 __all__ = [
     "EXACT",
     "FASTMATH",
+    "SPLAT",
     "SUMSCALE32",
     "SUMSCALE64",
     "div_by",
@@ -46,6 +47,7 @@ __all__ = [
     "log1p64",
     "maxnum",
     "minnum",
+    "store_splat",
     "tanh32",
     "tanh64",
 ]
@@ -135,6 +137,39 @@ def div_by(a, b, rb):
     """
     q = a * rb
     return fma(fma(-q, b, a), rb, q)
+
+
+#: elements of one ``store_splat``: a 512-bit vector of float32 (LLVM splits
+#: it into the target's vectors: two 256-bit stores on AVX2, four on SSE2)
+SPLAT = 16
+
+
+@intrinsic
+def store_splat(typingctx, a, i, v):
+    """``a[i : i + SPLAT] = v`` as one vector store, unchecked.
+
+    A loop that spreads a row's constant over its few elements runs scalar
+    (LLVM vectorizes it for 32 or 64 elements an iteration and leaves a
+    short row to the scalar remainder); whole vectors that may run past the
+    row are one store each.  The caller owns ``SPLAT - 1`` elements past
+    ``i + count`` (its scratch is that much longer) and writes them later.
+    """
+    if not (isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" and a.dtype == v):
+        return None
+    sig = types.none(a, types.intp, v)
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        arr = context.make_array(aryty)(context, builder, args[0])
+        vty = ir.VectorType(context.get_data_type(aryty.dtype), SPLAT)
+        vec = ir.Constant(vty, ir.Undefined)
+        for k in range(SPLAT):
+            vec = builder.insert_element(vec, args[2], ir.Constant(ir.IntType(32), k))
+        ptr = builder.bitcast(builder.gep(arr.data, [args[1]]), vty.as_pointer())
+        builder.store(vec, ptr, align=aryty.dtype.bitwidth // 8)
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 #: ``maxnum(a, b)``: IEEE maxNum (a nan operand is ignored). LLVM vectorizes

@@ -19,6 +19,7 @@ from numba.extending import overload
 
 from .compile import jit, jit_alloc, jit_fast, jit_inl
 from .exp import (
+    SPLAT,
     SUMSCALE32,
     SUMSCALE64,
     div_by,
@@ -28,6 +29,8 @@ from .exp import (
     expterm64,
     log1p64,
     maxnum,
+    minnum,
+    store_splat,
     tanh32,
     tanh64,
 )
@@ -81,6 +84,15 @@ expt = _by_dtype(
     expterm64,
     "A term of a sum of exp(x - max): exp(x) * 2**K; the sum is multiplied by"
     " ``sumscale_of`` once.",
+)
+#: softmax's numerators: ``expt`` in float32, whose scaled terms stay normal
+#: where exp(x - max) is not (see narrow_softmax); ``expn`` in float64, whose
+#: terms are subnormal only where the quotients are too
+exps = _by_dtype(
+    "exps",
+    expterm32,
+    expneg64,
+    "A numerator of softmax: exp(x - max), times 2**K in float32.",
 )
 sumscale_of = _by_dtype(
     "sumscale_of",
@@ -401,6 +413,20 @@ def row_lse(x, lo, hi):
 @jit_fast
 def row_exp_store(x, out, lo, hi, m):
     """out = exp(x - m) over [lo, hi); returns the sum (float64)."""
+    return _exp_store(x, out, lo, hi, m, False)
+
+
+@jit_fast
+def row_numer_store(x, out, lo, hi, m):
+    """out = softmax's numerators ``exps(x - m)`` over [lo, hi) (float32:
+    scaled by 2**K); returns their sum (float64, scaled alike)."""
+    return _exp_store(x, out, lo, hi, m, True)
+
+
+@jit_inl
+def _exp_store(x, out, lo, hi, m, numer):
+    """``row_exp_store`` (``numer``: ``row_numer_store``), one body; inlined
+    with a constant ``numer`` into both (their fastmath flags)."""
     z = zero_of(x)
     total = 0.0
     n = hi - lo
@@ -411,7 +437,7 @@ def row_exp_store(x, out, lo, hi, m):
         oc = out[lo + c : c1]
         acc = z
         for j in range(xc.shape[0]):
-            e = expn(xc[j] - m)
+            e = exps(xc[j] - m) if numer else expn(xc[j] - m)
             oc[j] = e
             acc += e
         total += acc
@@ -421,7 +447,7 @@ def row_exp_store(x, out, lo, hi, m):
         first = VW - (n - main)
         acc = z
         for i in range(VW):
-            e = expn(xt[i] - m)
+            e = exps(xt[i] - m) if numer else expn(xt[i] - m)
             # masked: in place (out is x), xt[:first] already holds exps
             ot[i] = e if i >= first else ot[i]
             acc += e if i >= first else z
@@ -451,8 +477,11 @@ def row_softmax(x, out, lo, hi):
         for j in range(lo, hi):
             out[j] = _NAN
         return
-    s = row_exp_store(x, out, lo, hi, m)
-    row_scale(out, lo, hi, cast_to(out, s))
+    s = row_numer_store(x, out, lo, hi, m)
+    sx = cast_to(out, s)
+    orow = out[lo:hi]
+    normal = _quotients_normal(orow, _smallest_term(orow, hi - lo), sx)
+    _divide_row(orow, sx, one_of(out) / sx, normal)
 
 
 @jit
@@ -660,18 +689,35 @@ NARROW_BYTES = 256
 NB = 512
 
 
+@jit_inl
+def spread(rep, lo, n, v):
+    """rep[lo : lo + n] = v in whole vectors (``store_splat``): up to
+    ``SPLAT - 1`` elements past lo + n are written too, so a block's rows are
+    spread in order and its scratch has ``SPLAT`` elements more than its
+    rows fill (``narrow_scratch_len``)."""
+    for j in range(0, n, SPLAT):
+        store_splat(rep, lo + j, v)
+
+
+@jit_inl
+def narrow_scratch_len(rows, n):
+    """Elements of a narrow block's spread scratch for rows of n elements."""
+    return rows * n + SPLAT
+
+
 @jit
 def narrow_block(x, r0, r1, mb, rep, e, f, excl, dout=None):
-    """Row maxima (mb) and e = exp(x - max) of rows r0..r1 as one flat block.
+    """Row maxima (mb) and the terms e = ``expt(x - max)`` (exp(x - max)
+    scaled by 2**K; without excl softmax's ``exps``) of rows r0..r1 as one
+    flat block.
 
     The exp runs over the block's R * N elements in one flat loop, so it is
     vectorized however short the rows are.  With ``excl``, elements at (or
     above) the max give e = 0 and a flag f = 1 instead (the pair's t excludes
-    one max and counts the others), and e holds the scaled terms of ``expt``
-    (the caller multiplies their sum by ``sumscale_of``); nan is ignored by
-    the max and propagates through e.  With ``dout`` (a flat block of
-    ``(r1 - r0) * n`` elements, not x's memory) the sweep also stores
-    x - max there (log_softmax's first half).
+    one max and counts the others; the caller multiplies the sum of e by
+    ``sumscale_of``); nan is ignored by the max and propagates through e.
+    With ``dout`` (a flat block of ``(r1 - r0) * n`` elements, not x's
+    memory) the sweep also stores x - max there (log_softmax's first half).
     """
     n = x.shape[1]
     if n < CHAINS_MIN:
@@ -690,8 +736,7 @@ def _block_maxima(x, r0, r1, mb, rep, chains):
     for i in range(r1 - r0):
         m = _max4(x[r0 + i]) if chains else _max1(x[r0 + i])
         mb[i] = m
-        for j in range(n):
-            rep[i * n + j] = m
+        spread(rep, i * n, n, m)
 
 
 @jit_fast
@@ -706,17 +751,17 @@ def _flat_exp(xf, rep, e, f, size, excl, dout):
             v = expt(d)
             e[k] = z if d >= z else v
             f[k] = o if d >= z else z
-    else:
+    else:  # every term (softmax's numerators: see exps)
         for k in range(size):
-            e[k] = expn(xf[k] - rep[k])
+            e[k] = exps(xf[k] - rep[k])
 
 
 @jit_fast
-def _row_exps(x, out, m):
-    """out = exp(x - m) over a row: ``_flat_exp``'s exps (its flags and its
-    expression, with m itself for the spread max that holds it)."""
+def _row_terms_all(x, out, m):
+    """out = ``exps(x - m)`` over a row: ``_flat_exp``'s terms without excl
+    (with m itself for the spread max that holds it)."""
     for k in range(x.shape[0]):
-        out[k] = expn(x[k] - m)
+        out[k] = exps(x[k] - m)
 
 
 @jit_fast
@@ -1068,49 +1113,119 @@ def finish_block(mo, to, out, r0, r1):
         out[r0 + i] = m if (m == _INF or m == _NINF) else v
 
 
+# softmax of narrow rows divides each row's terms (``expt``: exp(x - m) * 2**K,
+# normal down to exp(x - m) ~ 2**-K times the smallest normal) by their sum,
+# so 2**K cancels and the quotient is rounded once.  A float32 quotient
+# below the smallest normal is rounded in float64 and converted (exactly
+# the float32 division's rounding: 53 >= 2 * 24 + 2 bits): a multiply or
+# FMA with a subnormal result or operand takes a microcode assist on Intel
+# cores (~150 cycles; 10x the whole row's cost where an eighth of the
+# outputs were subnormal), a conversion does not.
 @jit
 def narrow_softmax(x, out, r0, r1, mb, rep):
-    """softmax of rows r0..r1: exp(x - m) flat into out, then each row
-    divided by its sum in place (no per-element copies of the row's s)."""
+    """softmax of rows r0..r1: the terms flat into out, then each row
+    divided by its sum in place (no per-element copies of the row's sum),
+    in float64 where a quotient may be subnormal (``_divide_row``)."""
     n = x.shape[1]
-    of = out[r0:r1].reshape((r1 - r0) * n)
+    nr = r1 - r0
+    of = out[r0:r1].reshape(nr * n)
     narrow_block(x, r0, r1, mb, rep, of, of, False)
+    tmin = _smallest_term(of, nr * n)
     if n < CHAINS_MIN:
-        _divide_rows(of, n, mb, r1 - r0, False)
+        _divide_rows(of, n, mb, nr, tmin, False)
     else:
-        _divide_rows(of, n, mb, r1 - r0, True)
+        _divide_rows(of, n, mb, nr, tmin, True)
 
 
 @jit
-def _divide_rows(of, n, mb, nr, chains):
-    """The nr rows of n exps in of divided by their sums (float64; nan where
-    the row's max mb[i] is infinite); ``chains``: see ``_pairs_of_sums``."""
+def _smallest_term(v, size):
+    """The smallest term of v[:size] where ``_quotients_normal`` needs it
+    (float32; nan ignored), else inf without a pass (float64)."""
+    if _wide_below(v) == 0.0:
+        return cast_to(v, _INF)
+    return _min_term(v, size)
+
+
+@jit_fast
+def _min_term(v, size):
+    """The smallest v[k], k < size, nan ignored (inf if none)."""
+    m = cast_to(v, _INF)
+    for k in range(size):
+        m = minnum(m, v[k])
+    return m
+
+
+@jit
+def _divide_rows(of, n, mb, nr, tmin, chains):
+    """The nr rows of n terms in of divided by their sums (float64; nan where
+    the row's max mb[i] is infinite); tmin: the smallest term; ``chains``:
+    see ``_pairs_of_sums``."""
     for i in range(nr):
         orow = of[i * n : (i + 1) * n]
         s = _sum4(orow, 0, n, 0.0) if chains else _sum1(orow, 0, n, 0.0)
-        _divide_row(orow, mb[i], s)
+        sx, rs = _row_divisor(orow, mb[i], s)
+        _divide_row(orow, sx, rs, _quotients_normal(orow, tmin, sx))
 
 
 @jit_inl
-def _divide_row(orow, m, s):
-    """A row of exps divided by their sum s (float64; nan where the row's
-    max m is infinite)."""
+def _row_divisor(orow, m, s):
+    """A row's sum s (float64) in the row's dtype, nan where the row's max m
+    is infinite, and its reciprocal."""
     s = _NAN if (m == _NINF or m == _INF) else s
     sx = cast_to(orow, s)
-    rs = one_of(orow) / sx
-    for j in range(orow.shape[0]):
-        orow[j] = div_by(orow[j], sx, rs)
+    return sx, one_of(orow) / sx
+
+
+@jit_inl
+def _divide_row(orow, sx, rs, normal):
+    """orow /= sx correctly rounded (rs = 1 / sx): by ``div_by`` where every
+    quotient is ``normal`` (``_quotients_normal``), else by ``div_by`` in
+    float64, rounded once more to float32 (no assist; the same rounding).
+    Written with FMAs: LLVM shrinks ``float32(float64(a) / float64(b))``
+    back to a float32 division, whose subnormal result takes the assist."""
+    n = orow.shape[0]
+    if normal:
+        for j in range(n):
+            orow[j] = div_by(orow[j], sx, rs)
+    else:
+        b = np.float64(sx)
+        rb = 1.0 / b
+        for j in range(n):
+            orow[j] = cast_to(orow, div_by(np.float64(orow[j]), b, rb))
+
+
+#: the smallest normal quotient (float64) below which a float32 softmax
+#: divides in float64; 0 for float64 (no wider type: it divides by ``div_by``)
+_wide_below = _by_dtype(
+    "wide_below",
+    lambda a: 2.0**-126,
+    lambda a: 0.0,
+    "Quotients below this are rounded in float64 (float32 only).",
+    inline="always",
+)
+
+
+@jit_inl
+def _quotients_normal(of, tmin, bmax):
+    """Whether every quotient of a term (the smallest: tmin; 0: no) by a
+    divisor bmax is normal (a nan bmax: no)."""
+    floor = _wide_below(of)
+    if floor == 0.0:
+        return True
+    return np.float64(tmin) >= np.float64(bmax) * floor
 
 
 @jit
 def narrow_softmax_row(x, out):
     """``narrow_softmax`` of one 1-d row x into out without block scratch:
-    the same max, exps (``_row_exps``), sum and quotients, so its bits."""
+    the same max, terms (``_row_terms_all``), sum and quotients, so its bits."""
     n = x.shape[0]
     chains = n >= CHAINS_MIN
     m = _max4(x) if chains else _max1(x)
-    _row_exps(x, out, m)
-    _divide_row(out, m, _sum4(out, 0, n, 0.0) if chains else _sum1(out, 0, n, 0.0))
+    _row_terms_all(x, out, m)
+    s = _sum4(out, 0, n, 0.0) if chains else _sum1(out, 0, n, 0.0)
+    sx, rs = _row_divisor(out, m, s)
+    _divide_row(out, sx, rs, _quotients_normal(out, _smallest_term(out, n), sx))
 
 
 # ----------------------------------------------------------------------------
