@@ -257,9 +257,10 @@ LSE = {
 def _softmax_pieces(src, dest):
     v = _view(src)
     piece, mp, sp = _piece_scratch(v)
-    P.softmax_pieces_exp(v.size, v, dest, piece, mp, sp)
+    tmin = np.empty_like(sp)
+    P.softmax_pieces_exp(v.size, v, dest, piece, mp, sp, tmin)
     P.softmax_piece_divisors(mp, sp)
-    P.softmax_pieces_scale(v.size, dest, piece, sp)
+    P.softmax_pieces_scale(v.size, dest, piece, sp, tmin)
 
 
 def _log_softmax_pieces(src, dest):

@@ -155,6 +155,53 @@ def test_float32_subnormal_outputs_within_an_ulp(rng, shape):
     assert ok[~np.isnan(ref)].all()
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_float32_subnormal_outputs_of_long_rows(rng, threads):
+    # two rows of 70001 run in pieces of 23334 (``pieces_of``) against each
+    # piece's max: a piece ~60 below the row's max (its float32 divisor,
+    # scaled as its numerators, overflows: it divides in float64), one 3000
+    # below (its divisor is inf in float64: zeros, as exp(-3000) rounds),
+    # and the same rows among enough rows for the whole-row kernels
+    x = (rng.standard_normal((2, 70001)) * 30).astype(np.float32)
+    x[0, :23334] -= 60
+    x[1, 23334:46668] -= 3000
+    with np.errstate(all="ignore"):
+        ref = sp.softmax(x.astype(np.float64), axis=1)
+    fi = np.finfo(np.float32)
+    assert (ref < fi.tiny).mean() > 0.1  # the case is exercised
+    d = np.abs(x - x.max(axis=1, keepdims=True)).astype(np.float64)
+    bound = 4 * fi.eps * (d + 1) * ref + 2 * fi.smallest_subnormal
+    stacked = np.repeat(x, 8, axis=0)
+    with fastlse.num_threads(threads):
+        res = fastlse.softmax(x, axis=1)
+        whole = fastlse.softmax(stacked, axis=1)[::8]
+    for r in (res, whole):
+        assert (np.abs(r.astype(np.float64) - ref) <= bound).all()
+    assert (res[1, 23334:46668] == 0).all()
+
+
+def test_float32_subnormal_outputs_masked(rng):
+    # where=: the masked rows' kernel divides like the others (float64 where
+    # a quotient may be subnormal); masked elements are absent (0), a nan
+    # among the selected makes the row nan but for its masked elements
+    x = (rng.standard_normal((64, 300)) * 30).astype(np.float32)
+    w = rng.random(x.shape) < 0.8
+    x[1, 5], w[1, 5] = np.nan, True
+    x[2, 6], w[2, 6] = np.nan, False
+    with np.errstate(all="ignore"):
+        ref = sp.softmax(np.where(w, x, -np.inf).astype(np.float64), axis=1)
+    ref[1] = np.where(w[1], np.nan, 0.0)
+    res = fastlse.softmax(x, axis=1, where=w)
+    fi = np.finfo(np.float32)
+    assert (ref[w] < fi.tiny).mean() > 0.05  # the case is exercised
+    mx = np.nanmax(np.where(w, x, -np.inf), axis=1, keepdims=True)
+    d = np.abs(np.where(w, x, mx) - mx)
+    bound = 4 * fi.eps * (d.astype(np.float64) + 1) * ref + 2 * fi.smallest_subnormal
+    assert np.array_equal(np.isnan(res), np.isnan(ref))
+    ok = np.abs(res.astype(np.float64) - ref) <= bound
+    assert ok[~np.isnan(ref)].all()
+
+
 def test_float32_subnormal_outputs_one_row_as_in_a_block(rng):
     # a short 1-d row (one-row route) has the bits of the same row in a block
     x = (rng.standard_normal((64, 24)) * 40).astype(np.float32)

@@ -17,6 +17,7 @@ from .rows import (
     block_max_t,
     block_sum_t,
     cast_to,
+    divide_piece,
     finish_block,
     has_nan,
     log_softmax_consts,
@@ -27,20 +28,20 @@ from .rows import (
     narrow_scratch_len,
     narrow_softmax,
     pairs_t,
+    piece_max_min,
     range_pair,
     row_block,
-    row_exp_store,
     row_log_softmax,
     row_lse_weighted,
-    row_max,
+    row_numer_store,
     row_pair_masked,
-    row_scale,
     row_shift_pair,
     row_softmax,
     row_softmax_masked,
     row_softmax_masked_fast,
     row_sub,
     scratch_t,
+    smallest_numer,
     spread,
     t_rows,
     tasks_of,
@@ -377,16 +378,19 @@ def finish_rows(mr, tr, out):
 
 
 @kernel
-def softmax_pieces_exp(x, out, piece, mo, so):
-    """Phase 1: out = exp(x - m_piece), so = piece sums (nan if unusable)."""
+def softmax_pieces_exp(x, out, piece, mo, so, tmin):
+    """Phase 1: out = softmax's numerators against each piece's max
+    (``row_numer_store``: float32 scaled by 2**K), so = their sums (nan if
+    unusable), tmin = a bound of their smallest (``smallest_numer``)."""
     n = x.shape[1]
     npc = mo.shape[1]
     for k in prange(x.shape[0] * npc):
         i = k // npc
         lo = (k % npc) * piece
         hi = min(n, lo + piece)
-        m = row_max(x[i], lo, hi)
+        m, xmin = piece_max_min(x[i], lo, hi)
         mo[i, k % npc] = m
+        tmin[i, k % npc] = 0.0
         if m == -_INF:
             for j in range(lo, hi):
                 out[i, j] = 0.0
@@ -394,12 +398,14 @@ def softmax_pieces_exp(x, out, piece, mo, so):
         elif m == _INF:
             so[i, k % npc] = _NAN
         else:
-            so[i, k % npc] = row_exp_store(x[i], out[i], lo, hi, m)
+            tmin[i, k % npc] = smallest_numer(xmin, m)
+            so[i, k % npc] = row_numer_store(x[i], out[i], lo, hi, m)
 
 
 @jit
 def softmax_piece_divisors(mo, so):
-    """Per piece divisor S * exp(M - m_piece); nan where scipy gives nan."""
+    """Per piece divisor S * exp(M - m_piece), scaled as the numerators
+    (float64); nan where scipy gives nan."""
     for i in range(mo.shape[0]):
         big = -_INF
         for k in range(mo.shape[1]):
@@ -414,14 +420,14 @@ def softmax_piece_divisors(mo, so):
 
 
 @kernel
-def softmax_pieces_scale(out, piece, so):
+def softmax_pieces_scale(out, piece, so, tmin):
     n = out.shape[1]
     npc = so.shape[1]
     for k in prange(out.shape[0] * npc):
         i = k // npc
         lo = (k % npc) * piece
         hi = min(n, lo + piece)
-        row_scale(out[i], lo, hi, cast_to(out, so[i, k % npc]))
+        divide_piece(out[i], lo, hi, so[i, k % npc], tmin[i, k % npc])
 
 
 @kernel

@@ -411,22 +411,9 @@ def row_lse(x, lo, hi):
 
 
 @jit_fast
-def row_exp_store(x, out, lo, hi, m):
-    """out = exp(x - m) over [lo, hi); returns the sum (float64)."""
-    return _exp_store(x, out, lo, hi, m, False)
-
-
-@jit_fast
 def row_numer_store(x, out, lo, hi, m):
     """out = softmax's numerators ``exps(x - m)`` over [lo, hi) (float32:
     scaled by 2**K); returns their sum (float64, scaled alike)."""
-    return _exp_store(x, out, lo, hi, m, True)
-
-
-@jit_inl
-def _exp_store(x, out, lo, hi, m, numer):
-    """``row_exp_store`` (``numer``: ``row_numer_store``), one body; inlined
-    with a constant ``numer`` into both (their fastmath flags)."""
     z = zero_of(x)
     total = 0.0
     n = hi - lo
@@ -437,7 +424,7 @@ def _exp_store(x, out, lo, hi, m, numer):
         oc = out[lo + c : c1]
         acc = z
         for j in range(xc.shape[0]):
-            e = exps(xc[j] - m) if numer else expn(xc[j] - m)
+            e = exps(xc[j] - m)
             oc[j] = e
             acc += e
         total += acc
@@ -447,7 +434,7 @@ def _exp_store(x, out, lo, hi, m, numer):
         first = VW - (n - main)
         acc = z
         for i in range(VW):
-            e = exps(xt[i] - m) if numer else expn(xt[i] - m)
+            e = exps(xt[i] - m)
             # masked: in place (out is x), xt[:first] already holds exps
             ot[i] = e if i >= first else ot[i]
             acc += e if i >= first else z
@@ -456,17 +443,53 @@ def _exp_store(x, out, lo, hi, m, numer):
 
 
 @jit_inl
-def row_scale(out, lo, hi, s):
-    """out /= s over [lo, hi) (softmax divides by the sum, like scipy: the
-    quotients are the division's, computed as ``div_by`` with 1 / s)."""
-    os = out[lo:hi]
-    if s == _INF:  # a piece far below its row's max: 0 / inf (div_by: nan)
-        for j in range(os.shape[0]):
-            os[j] = os[j] / s
+def divide_piece(out, lo, hi, d, tmin):
+    """out[lo:hi] /= d, a piece's divisor (float64, scaled as the piece's
+    numerators, the smallest of which is tmin): as ``_divide_row`` by d in
+    out's dtype, in float64 where a quotient may be subnormal or d overflows
+    that dtype (a float32 piece more than ~44 below its row's max: its
+    quotients may still be normal)."""
+    orow = out[lo:hi]
+    if d == _INF:  # a piece far below its row's max: 0 / inf (div_by: nan)
+        for j in range(orow.shape[0]):
+            orow[j] = orow[j] / d
         return
-    rs = one_of(out) / s
-    for j in range(os.shape[0]):
-        os[j] = div_by(os[j], s, rs)
+    sx = cast_to(out, d)
+    if sx == _INF:
+        _divide_wide(orow, d)
+    else:
+        _divide_row(orow, sx, one_of(out) / sx, _quotients_normal(orow, tmin, sx))
+
+
+@jit_inl
+def piece_max_min(x, lo, hi):
+    """The max of x[lo:hi] (``row_max``'s) and, where a softmax divides in
+    float64 below a floor (float32, ``_wide_below``), its min (else the
+    max), nan ignored: one sweep for both."""
+    if _wide_below(x) == 0.0:
+        m = row_max(x, lo, hi)
+        return m, m
+    return _max_min_run(x, lo, hi)
+
+
+@jit_fast
+def _max_min_run(x, lo, hi):
+    """max and min of x[lo:hi] ignoring nan, one vectorized loop."""
+    m = cast_to(x, _NINF)
+    mn = cast_to(x, _INF)
+    xs = x[lo:hi]
+    for j in range(xs.shape[0]):
+        m = maxnum(m, xs[j])
+        mn = minnum(mn, xs[j])
+    return m, mn
+
+
+@jit_inl
+def smallest_numer(xmin, m):
+    """A lower bound of the smallest numerator ``exps(x - m)`` of a range
+    whose smallest x is xmin: the exp rounds the same way at every x, so it
+    is non-decreasing within an ulp (the 0.1 % margin covers that)."""
+    return np.float64(exps(xmin - m)) * 0.999
 
 
 @jit_inl
@@ -1183,15 +1206,19 @@ def _divide_row(orow, sx, rs, normal):
     float64, rounded once more to float32 (no assist; the same rounding).
     Written with FMAs: LLVM shrinks ``float32(float64(a) / float64(b))``
     back to a float32 division, whose subnormal result takes the assist."""
-    n = orow.shape[0]
     if normal:
-        for j in range(n):
+        for j in range(orow.shape[0]):
             orow[j] = div_by(orow[j], sx, rs)
     else:
-        b = np.float64(sx)
-        rb = 1.0 / b
-        for j in range(n):
-            orow[j] = cast_to(orow, div_by(np.float64(orow[j]), b, rb))
+        _divide_wide(orow, np.float64(sx))
+
+
+@jit_inl
+def _divide_wide(orow, b):
+    """orow /= b (float64) by ``div_by`` in float64, rounded to orow's dtype."""
+    rb = 1.0 / b
+    for j in range(orow.shape[0]):
+        orow[j] = cast_to(orow, div_by(np.float64(orow[j]), b, rb))
 
 
 #: the smallest normal quotient (float64) below which a float32 softmax
@@ -1317,25 +1344,57 @@ def row_softmax_masked(x, w, out, lo, hi, log):
 @jit
 def row_softmax_masked_fast(x, w, out, lo, hi):
     """softmax over the elements with w != 0 (row_softmax_masked's results):
-    the exp is computed once, stored, then divided in place (three sweeps,
-    like row_softmax); rows with an infinite max take row_softmax_masked."""
-    m, cnt = row_max_masked(x, w, lo, hi)
+    the numerators computed once, stored, then divided in place (three
+    sweeps, like row_softmax, and as there in float64 where a quotient may
+    be subnormal); rows with an infinite max take row_softmax_masked."""
+    if _wide_below(x) == 0.0:
+        m, cnt = row_max_masked(x, w, lo, hi)
+        xmin = m
+    else:
+        m, xmin, cnt = _max_min_masked(x, w, lo, hi)
     if cnt == 0 or m == _INF or m == _NINF:
         row_softmax_masked(x, w, out, lo, hi, False)
         return
-    s = cast_to(out, _exp_store_masked(x[lo:hi], w[lo:hi], out[lo:hi], m))
-    rs = one_of(out) / s
     os = out[lo:hi]
     ws = w[lo:hi]
+    s = cast_to(out, _exp_store_masked(x[lo:hi], ws, os, m))
     z = zero_of(out)
-    for j in range(os.shape[0]):
-        os[j] = div_by(os[j], s, rs) if ws[j] else z
+    if _quotients_normal(os, smallest_numer(xmin, m), s):
+        rs = one_of(out) / s
+        for j in range(os.shape[0]):
+            os[j] = div_by(os[j], s, rs) if ws[j] else z
+    else:
+        b = np.float64(s)
+        rb = 1.0 / b
+        for j in range(os.shape[0]):
+            q = cast_to(os, div_by(np.float64(os[j]), b, rb))
+            os[j] = q if ws[j] else z
+
+
+@jit_fast
+def _max_min_masked(x, w, lo, hi):
+    """``row_max_masked`` (max, count) with the min of the same elements,
+    in one sweep: (max, min, count)."""
+    ninf = cast_to(x, _NINF)
+    inf = cast_to(x, _INF)
+    m = ninf
+    mn = inf
+    xs = x[lo:hi]
+    ws = w[lo:hi]
+    for j in range(xs.shape[0]):
+        m = maxnum(m, xs[j] if ws[j] else ninf)
+        mn = minnum(mn, xs[j] if ws[j] else inf)
+    cnt = 0
+    for j in range(ws.shape[0]):
+        cnt += ws[j] != 0
+    return m, mn, cnt
 
 
 @jit_fast
 def _exp_store_masked(x, w, out, m):
-    """out = exp(x - m) where w, else 0; returns the sum (float64, per CHUNK
-    in x's dtype); a nan among the selected elements makes it nan."""
+    """out = softmax's numerators ``exps(x - m)`` where w, else 0; returns
+    their sum (float64, per CHUNK in x's dtype); a nan among the selected
+    elements makes it nan."""
     z = zero_of(x)
     total = 0.0
     n = x.shape[0]
@@ -1346,7 +1405,7 @@ def _exp_store_masked(x, w, out, m):
         oc = out[c:c1]
         acc = z
         for j in range(xc.shape[0]):
-            e = expn(xc[j] - m)
+            e = exps(xc[j] - m)
             e = e if wc[j] else z
             oc[j] = e
             acc += e
