@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import AXIS_CASES, FLOAT_DTYPES
+from conftest import AXIS_CASES, FLOAT_DTYPES, slow
 
 da = pytest.importorskip("dask.array")
 import dask  # noqa: E402
@@ -401,6 +401,7 @@ def test_import_does_not_import_dask():
 
 
 # ---------------------------------------------------------- distributed --
+@slow  # two worker processes that compile their kernels: CI's time
 def test_distributed_local_cluster_processes(rng):
     """Worker processes (not threads) compute the same numbers."""
     distributed = pytest.importorskip("distributed")
