@@ -69,6 +69,8 @@ class weights, ignore_index, label smoothing, z-loss and softcap.
 Threads: every route runs on 1 and 2 threads (dask: ``threads-per-task``),
 but on 1 alone where each kernel call has less work than threads need (a
 vector, a dask block or an online chunk under 16384 elements: ``threads_of``).
+In the default run the 1-thread cases of float32 / float16 data that threads
+can split are left out (``ci_threads``: CI's time); FASTLSE_TEST_SLOW=1 runs them.
 """
 
 import functools
@@ -843,7 +845,19 @@ def threads_of(family, layout, dtype):
         "online": m * (n // 3),
         "online-T": m * (n // 3),
     }.get(layout)
-    return THREADS if work is None or family == "serial" or _parallel(work) else [1]
+    if work is None or family == "serial" or _parallel(work):
+        return ci_threads(THREADS, family, dtype)
+    return [1]
+
+
+def ci_threads(threads, family, dtype):
+    """``threads``, less the 1-thread case of float32 / float16 data that
+    threads can split, unless FASTLSE_TEST_SLOW=1: CI's 15 minutes (each
+    1-thread case compiles the kernels' serial twins, which float64 and
+    the serial family still run; the same source with range for prange)."""
+    if SLOW or family == "serial" or dtype == "float64" or 1 not in threads:
+        return threads
+    return [t for t in threads if t != 1]
 
 
 AGREE = "all-routes-agree"
@@ -1254,7 +1268,7 @@ def _x_cases():
                 if lay == AGREE:
                     yield pytest.param(fam, dt, AGREE, 0, id=f"{fam}-{dt}-{AGREE}", marks=marks)
                     continue
-                for t in x_threads_of(fam, lay):
+                for t in ci_threads(x_threads_of(fam, lay), fam, dt):
                     tid = f"{fam}-{dt}-{lay}[{xent_label(fam, lay, dt)}]-{t}thread"
                     yield pytest.param(fam, dt, lay, t, id=tid, marks=marks)
 
