@@ -70,7 +70,8 @@ Threads: every route runs on 1 and 2 threads (dask: ``threads-per-task``),
 but on 1 alone where each kernel call has less work than threads need (a
 vector, a dask block or an online chunk under 16384 elements: ``threads_of``).
 In the default run the 1-thread cases of float32 / float16 data that threads
-can split are left out (``ci_threads``: CI's time); FASTLSE_TEST_SLOW=1 runs them.
+can split are left out (``ci_threads``: CI's time), and float16 runs its rows
+and vectors alone (``f16_layouts``); FASTLSE_TEST_SLOW=1 runs them all.
 """
 
 import functools
@@ -165,6 +166,16 @@ F2 = ("float32", "float64")
 F16_LAYOUTS = (
     "rows", "vector", "cols", "strided", "where", "weighted", "out", "dask-split", "online",
 )  # fmt: skip
+
+
+def f16_layouts(xent=False):
+    """The float16 layouts: all of ``F16_LAYOUTS`` / ``XENT_F16_LAYOUTS``
+    with FASTLSE_TEST_SLOW=1, else rows and vectors alone (CI's time: each
+    layout compiles its conversion apart; float32 runs every layout)."""
+    if SLOW:
+        return XENT_F16_LAYOUTS if xent else F16_LAYOUTS
+    return ("rows",) if xent else ("rows", "vector")
+
 
 FAMILIES = {
     # N = 100 >= NARROW: whole-row kernels; 38400 elements >= PARALLEL_MIN_WORK:
@@ -824,7 +835,7 @@ def layouts_of(family, dtype):
     return [
         lay
         for lay in lays
-        if (dtype != "float16" or lay in F16_LAYOUTS) and (da is not None or "dask" not in lay)
+        if (dtype != "float16" or lay in f16_layouts()) and (da is not None or "dask" not in lay)
     ]
 
 
@@ -1006,7 +1017,7 @@ def _sign_cases():
         m = FAMILIES[fam].shape[0]
         for dt in dts:
             for lay in SIGN_LAYOUTS:
-                if (lay == "folded" and m % 8) or (dt == "float16" and lay not in F16_LAYOUTS):
+                if (lay == "folded" and m % 8) or (dt == "float16" and lay not in f16_layouts()):
                     continue
                 yield pytest.param(
                     fam, dt, lay, id=f"{fam}-{dt}-{lay}[{route_label(fam, lay, dt)}]"
@@ -1205,7 +1216,8 @@ def _x_layouts(family, dtype):
     return [
         lay
         for lay in lays
-        if (dtype != "float16" or lay in XENT_F16_LAYOUTS) and (da is not None or "dask" not in lay)
+        if (dtype != "float16" or lay in f16_layouts(xent=True))
+        and (da is not None or "dask" not in lay)
     ]
 
 
