@@ -70,8 +70,13 @@ Threads: every route runs on 1 and 2 threads (dask: ``threads-per-task``),
 but on 1 alone where each kernel call has less work than threads need (a
 vector, a dask block or an online chunk under 16384 elements: ``threads_of``).
 In the default run the 1-thread cases of float32 / float16 data that threads
-can split are left out (``ci_threads``: CI's time), and float16 runs its rows
-and vectors alone (``f16_layouts``); FASTLSE_TEST_SLOW=1 runs them all.
+can split, and of cross_entropy's long rows, are left out (``ci_threads``:
+CI's time), and float16 runs its rows and vectors alone (``f16_layouts``);
+FASTLSE_TEST_SLOW=1 runs them all.
+
+Inputs: writeable arrays, checked unchanged after each route
+(``assert_unchanged``); read-only inputs compile kernels of their own and are
+tested in the files of each function.
 """
 
 import functools
@@ -576,9 +581,33 @@ def _long_special(x, name):
         x[1, piece] = v if np.isfinite(v) else -7.5
 
 
+#: the values each ``family_data`` / ``xent_data`` array was made with, by id
+#: (the array kept with them, so that no id is reused)
+_PRISTINE = {}
+
+
+def _keep(*arrays):
+    for a in arrays:
+        _PRISTINE[id(a)] = (a, a.copy())
+
+
+def assert_unchanged(*arrays):
+    """The routes never write to their inputs: the arrays still hold (bit for
+    bit) the values they were made with."""
+    for a in arrays:
+        orig = _PRISTINE[id(a)][1]
+        assert a.tobytes() == orig.tobytes(), "a route wrote to its input"
+
+
 @functools.lru_cache(maxsize=8)
 def family_data(name, dtype):
-    """The family's (M, N) values in dtype (read-only; seeded by the name)."""
+    """The family's (M, N) values in dtype (seeded by the name).
+
+    Writeable (``assert_unchanged`` checks them after each route): numba
+    compiles every kernel apart for read-only inputs, which have tests of
+    their own (test_softmax, test_logsumexp, test_cross_entropy); writeable
+    ones share the kernels of the other tests (CI's time: the read-only
+    kernels were ~40 % of the suite's compiling)."""
     fam = FAMILIES[name]
     dt = np.dtype(dtype)
     shape = fam.shape(_compute_dtype(dt).itemsize) if callable(fam.shape) else fam.shape
@@ -594,7 +623,7 @@ def family_data(name, dtype):
     if dt.kind == "i":
         x = np.rint(np.nan_to_num(x, nan=0.0, posinf=1500.0, neginf=-1500.0))
     x = x.astype(dt)
-    x.setflags(write=False)
+    _keep(x)
     return x
 
 
@@ -719,6 +748,7 @@ def run_route(family, dtype, layout, op, threads):
                 res, idx = LAYOUTS[layout](op, R)
         else:
             res, idx = LAYOUTS[layout](op, R)
+    assert_unchanged(R)
     want = _result_dtype(op, np.dtype(dtype))
     assert res.dtype == want, f"{layout} {op}: dtype {res.dtype}, expected {want}"
     return res, idx
@@ -861,12 +891,15 @@ def threads_of(family, layout, dtype):
     return [1]
 
 
-def ci_threads(threads, family, dtype):
-    """``threads``, less the 1-thread case of float32 / float16 data that
-    threads can split, unless FASTLSE_TEST_SLOW=1: CI's 15 minutes (each
-    1-thread case compiles the kernels' serial twins, which float64 and
-    the serial family still run; the same source with range for prange)."""
-    if SLOW or family == "serial" or dtype == "float64" or 1 not in threads:
+def ci_threads(threads, family, dtype, xent=False):
+    """``threads``, less in the default run (CI's 15 minutes; all with
+    FASTLSE_TEST_SLOW=1) the 1-thread case of float32 / float16 data that
+    threads can split and of cross-entropy's long rows: each compiles the
+    kernels' serial twins, which float64 and the serial family still run
+    (the same source with range for prange)."""
+    if SLOW or family == "serial" or 1 not in threads:
+        return threads
+    if dtype == "float64" and not (xent and family == "long"):
         return threads
     return [t for t in threads if t != 1]
 
@@ -930,6 +963,7 @@ def hidden_data(family, dtype):
     x = R.copy()
     fill = np.array([np.inf, np.nan, -np.inf, 3000.0])
     x[~mask] = fill[np.arange(np.count_nonzero(~mask)) % 4]
+    _keep(x, mask)
     kept = R[1:][mask[1:]].reshape(m - 1, n - k)
     return x, mask, kept, _reference(kept)
 
@@ -960,6 +994,7 @@ def test_hidden_elements_are_absent(family, dtype, threads, how):
             else:
                 res = _fn(op)(x, axis=1, b=mask.astype(x.dtype))
             plain = _fn(op)(kept, axis=1)  # the same values through their rows' route
+        assert_unchanged(x, mask)
         res = np.asarray(res)
         assert res.dtype == _result_dtype(op, x.dtype) and res.shape == _reduced(op, x.shape, 1)
         if op == "logsumexp":
@@ -1035,6 +1070,7 @@ def test_return_sign(family, dtype, layout):
     lse, lscale, want_sign = ref["logsumexp"][rows], scale["logsumexp"][rows], ref["sign"][rows]
     for threads in THREADS:
         res, sgn = (np.asarray(a) for a in _sign_of(layout, R, threads))
+        assert_unchanged(R)
         what = f"{layout} on {threads} thread(s)"
         assert sgn.dtype == res.dtype == _result_dtype("logsumexp", R.dtype)
         assert sgn.shape == res.shape == lse.shape
@@ -1246,13 +1282,13 @@ def xent_label(family, layout, dtype):
     return conv + pre.get(layout, "") + kind
 
 
-def x_threads_of(family, layout):
-    """1 and 2 threads; 1 alone for one sample or a dask block of a third of
-    the rows where that is too little work for threads."""
+def x_threads_of(family, layout, dtype):
+    """1 and 2 threads (``ci_threads``); 1 alone for one sample or a dask
+    block of a third of the rows where that is too little work for threads."""
     m, c = XENT_FAMILIES[family].shape
     work = {"vector": c, "dask-rows": -(-m // 3) * c, "dask-split": -(-m // 3) * c}.get(layout)
     if work is None or _parallel(work):
-        return THREADS if family != "long" or SLOW else [2]  # (long: CI's time)
+        return ci_threads(THREADS, family, dtype, xent=True)
     return [1]
 
 
@@ -1280,14 +1316,15 @@ def _x_cases():
                 if lay == AGREE:
                     yield pytest.param(fam, dt, AGREE, 0, id=f"{fam}-{dt}-{AGREE}", marks=marks)
                     continue
-                for t in ci_threads(x_threads_of(fam, lay), fam, dt):
+                for t in x_threads_of(fam, lay, dt):
                     tid = f"{fam}-{dt}-{lay}[{xent_label(fam, lay, dt)}]-{t}thread"
                     yield pytest.param(fam, dt, lay, t, id=tid, marks=marks)
 
 
 @functools.lru_cache(maxsize=4)
 def xent_data(family, dtype, special):
-    """(logits (M, C), {target kind: targets}, class weights), read-only.
+    """(logits (M, C), {target kind: targets}, class weights), writeable as
+    ``family_data``'s.
 
     Special: rows at the blocks' edges with -inf logits (a third of the
     classes, not the target), +inf, nan, all -inf but the target's."""
@@ -1327,9 +1364,9 @@ def xent_data(family, dtype, special):
                 x[r] = -np.inf
             x[r, y] = v
     x = x.astype(dt)
-    for a in (x, *targets.values()):
-        a.setflags(write=False)
-    return x, targets, rng.uniform(0.2, 2.0, c)
+    weights = rng.uniform(0.2, 2.0, c)
+    _keep(x, weights, *targets.values())
+    return x, targets, weights
 
 
 def _x_kwargs(option, weights):
@@ -1438,6 +1475,7 @@ def run_xent(family, dtype, special, layout, option, reduction, grad, threads):
                 res, idx = fn(x, targets[kind], reduction, grad, kw)
         else:
             res, idx = fn(x, targets[kind], reduction, grad, kw)
+    assert_unchanged(x, targets[kind], weights)
     loss, g = res if grad else (res, None)
     loss = np.asarray(loss)
     assert loss.dtype == x.dtype, (layout, loss.dtype)
@@ -1513,7 +1551,7 @@ def test_xent_routes(family, dtype, layout, threads):
         return
     done = done_here((family, dtype))
     for lay in _x_layouts(family, dtype):
-        for t in x_threads_of(family, lay):
+        for t in x_threads_of(family, lay, dtype):
             missing = [r for r in _x_runs(family, lay) if (lay, t, *r) not in done]
             if missing:
                 check_xent_route(family, dtype, lay, t, missing)
