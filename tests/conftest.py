@@ -23,9 +23,8 @@ if settings is not None:
 
 #: the slow tests (the asv suite run once, ``python -m fastlse --quick``,
 #: processes started at once, the dask example and its local cluster of
-#: worker processes, the 1-thread cases of cross-entropy's long-row routes
-#: and of float32 / float16 route cases) run with FASTLSE_TEST_SLOW=1; CI's
-#: 15 minutes on 2 cores leave them out (docs/development.md)
+#: worker processes) run with FASTLSE_TEST_SLOW=1; CI's 15 minutes on 2
+#: cores leave them out (docs/development.md)
 SLOW = os.environ.get("FASTLSE_TEST_SLOW") == "1"
 slow = pytest.mark.skipif(not SLOW, reason="FASTLSE_TEST_SLOW=1 runs it (CI's time)")
 

@@ -69,10 +69,6 @@ class weights, ignore_index, label smoothing, z-loss and softcap.
 Threads: every route runs on 1 and 2 threads (dask: ``threads-per-task``),
 but on 1 alone where each kernel call has less work than threads need (a
 vector, a dask block or an online chunk under 16384 elements: ``threads_of``).
-In the default run the 1-thread cases of float32 / float16 data that threads
-can split, and of cross_entropy's long rows, are left out (``ci_threads``:
-CI's time), and float16 runs its rows and vectors alone (``f16_layouts``);
-FASTLSE_TEST_SLOW=1 runs them all.
 
 Inputs: writeable arrays, checked unchanged after each route
 (``assert_unchanged``); read-only inputs compile kernels of their own and are
@@ -87,7 +83,6 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 import pytest
-from conftest import SLOW
 
 import fastlse
 
@@ -171,15 +166,6 @@ F2 = ("float32", "float64")
 F16_LAYOUTS = (
     "rows", "vector", "cols", "strided", "where", "weighted", "out", "dask-split", "online",
 )  # fmt: skip
-
-
-def f16_layouts(xent=False):
-    """The float16 layouts: all of ``F16_LAYOUTS`` / ``XENT_F16_LAYOUTS``
-    with FASTLSE_TEST_SLOW=1, else rows and vectors alone (CI's time: each
-    layout compiles its conversion apart; float32 runs every layout)."""
-    if SLOW:
-        return XENT_F16_LAYOUTS if xent else F16_LAYOUTS
-    return ("rows",) if xent else ("rows", "vector")
 
 
 FAMILIES = {
@@ -865,7 +851,7 @@ def layouts_of(family, dtype):
     return [
         lay
         for lay in lays
-        if (dtype != "float16" or lay in f16_layouts()) and (da is not None or "dask" not in lay)
+        if (dtype != "float16" or lay in F16_LAYOUTS) and (da is not None or "dask" not in lay)
     ]
 
 
@@ -887,21 +873,8 @@ def threads_of(family, layout, dtype):
         "online-T": m * (n // 3),
     }.get(layout)
     if work is None or family == "serial" or _parallel(work):
-        return ci_threads(THREADS, family, dtype)
+        return THREADS
     return [1]
-
-
-def ci_threads(threads, family, dtype, xent=False):
-    """``threads``, less in the default run (CI's 15 minutes; all with
-    FASTLSE_TEST_SLOW=1) the 1-thread case of float32 / float16 data that
-    threads can split and of cross-entropy's long rows: each compiles the
-    kernels' serial twins, which float64 and the serial family still run
-    (the same source with range for prange)."""
-    if SLOW or family == "serial" or 1 not in threads:
-        return threads
-    if dtype == "float64" and not (xent and family == "long"):
-        return threads
-    return [t for t in threads if t != 1]
 
 
 AGREE = "all-routes-agree"
@@ -1052,7 +1025,7 @@ def _sign_cases():
         m = FAMILIES[fam].shape[0]
         for dt in dts:
             for lay in SIGN_LAYOUTS:
-                if (lay == "folded" and m % 8) or (dt == "float16" and lay not in f16_layouts()):
+                if (lay == "folded" and m % 8) or (dt == "float16" and lay not in F16_LAYOUTS):
                     continue
                 yield pytest.param(
                     fam, dt, lay, id=f"{fam}-{dt}-{lay}[{route_label(fam, lay, dt)}]"
@@ -1252,8 +1225,7 @@ def _x_layouts(family, dtype):
     return [
         lay
         for lay in lays
-        if (dtype != "float16" or lay in f16_layouts(xent=True))
-        and (da is not None or "dask" not in lay)
+        if (dtype != "float16" or lay in XENT_F16_LAYOUTS) and (da is not None or "dask" not in lay)
     ]
 
 
@@ -1283,12 +1255,12 @@ def xent_label(family, layout, dtype):
 
 
 def x_threads_of(family, layout, dtype):
-    """1 and 2 threads (``ci_threads``); 1 alone for one sample or a dask
+    """1 and 2 threads; 1 alone for one sample or a dask
     block of a third of the rows where that is too little work for threads."""
     m, c = XENT_FAMILIES[family].shape
     work = {"vector": c, "dask-rows": -(-m // 3) * c, "dask-split": -(-m // 3) * c}.get(layout)
     if work is None or _parallel(work):
-        return ci_threads(THREADS, family, dtype, xent=True)
+        return THREADS
     return [1]
 
 
