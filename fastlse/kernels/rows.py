@@ -1364,11 +1364,10 @@ def row_softmax_masked_fast(x, w, out, lo, hi):
         for j in range(os.shape[0]):
             os[j] = div_by(os[j], s, rs) if ws[j] else z
     else:
-        b = np.float64(s)
-        rb = 1.0 / b
-        for j in range(os.shape[0]):
-            q = cast_to(os, div_by(np.float64(os[j]), b, rb))
-            os[j] = q if ws[j] else z
+        _divide_wide(os, np.float64(s))  # a masked 0 / b stays 0 but for b nan
+        if s != s:
+            for j in range(os.shape[0]):
+                os[j] = os[j] if ws[j] else z
 
 
 @jit_fast
