@@ -71,8 +71,8 @@ but on 1 alone where each kernel call has less work than threads need (a
 vector, a dask block or an online chunk under 16384 elements: ``threads_of``).
 
 Inputs: writeable arrays, checked unchanged after each route
-(``assert_unchanged``); read-only inputs compile kernels of their own and are
-tested in the files of each function.
+(``assert_unchanged``); read-only inputs compile kernels of their own, run
+by ``test_read_only_inputs`` on a few routes and by each function's file.
 """
 
 import functools
@@ -1018,6 +1018,49 @@ def _sign_of(layout, R, threads):
                 da.from_array(R, chunks=(-(-m // 2), -(-n // 3))), axis=1, return_sign=True
             )
             return dask.compute(res, sgn)
+
+
+def _read_only(a):
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+#: (family, dtype): whole rows (also columns, ``where=``, ``b=`` and a
+#: vector), narrow rows (float32 transposed, float64 blocks), pieces
+READ_ONLY_FAMILIES = [
+    ("n100", "float32"), ("n63", "float32"), ("n13", "float64"), ("long", "float64"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("family", "dtype"), READ_ONLY_FAMILIES)
+def test_read_only_inputs(family, dtype):
+    """Read-only arrays compile kernels of their own (the other cases pass
+    writeable ones): each family's rows read-only against the reference, and
+    for the first the other kernels' layouts (CI's time: every read-only
+    kernel compiled once more is seconds)."""
+    R = family_data(family, dtype)
+    ref, scale = reference(family, dtype)
+    ro = _read_only(R)
+    every = (family, dtype) == READ_ONLY_FAMILIES[0]
+    rot = _read_only(np.ascontiguousarray(R.T))
+    ones = _read_only(np.ones(R.shape, dtype=bool))
+    for op in OPS:
+        f = _fn(op)
+        runs = {"rows": f(ro, axis=1)}
+        if every:
+            runs["columns"] = f(rot, axis=0)
+            runs["where"] = f(ro, axis=1, where=ones)
+            if op == "logsumexp":
+                runs["b"] = f(ro, axis=1, b=_read_only(ones.astype(R.dtype)))
+        for name, res in runs.items():
+            res = np.asarray(res)
+            res = res.T if name == "columns" and op != "logsumexp" else res
+            assert_close(res, ref[op], scale[op], res.dtype, f"read-only {op} {name}")
+        if every:
+            res = f(_read_only(R[1]))
+            assert_close(res, ref[op][1], scale[op][1], res.dtype, f"read-only {op} vector")
+    assert_unchanged(R)
 
 
 def _sign_cases():
