@@ -1358,16 +1358,12 @@ def row_softmax_masked_fast(x, w, out, lo, hi):
     os = out[lo:hi]
     ws = w[lo:hi]
     s = cast_to(out, _exp_store_masked(x[lo:hi], ws, os, m))
-    z = zero_of(out)
-    if _quotients_normal(os, smallest_numer(xmin, m), s):
-        rs = one_of(out) / s
+    # a masked element's numerator is 0, and 0 / s is 0 but for s nan
+    _divide_row(os, s, one_of(out) / s, _quotients_normal(os, smallest_numer(xmin, m), s))
+    if s != s:
+        z = zero_of(out)
         for j in range(os.shape[0]):
-            os[j] = div_by(os[j], s, rs) if ws[j] else z
-    else:
-        _divide_wide(os, np.float64(s))  # a masked 0 / b stays 0 but for b nan
-        if s != s:
-            for j in range(os.shape[0]):
-                os[j] = os[j] if ws[j] else z
+            os[j] = os[j] if ws[j] else z
 
 
 @jit_fast
