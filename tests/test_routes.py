@@ -78,6 +78,7 @@ by ``test_read_only_inputs`` on a few routes and by each function's file.
 import functools
 import itertools
 import math
+import weakref
 from dataclasses import dataclass
 
 import numba
@@ -166,7 +167,6 @@ F2 = ("float32", "float64")
 F16_LAYOUTS = (
     "rows", "vector", "cols", "strided", "where", "weighted", "out", "dask-split", "online",
 )  # fmt: skip
-
 
 FAMILIES = {
     # N = 100 >= NARROW: whole-row kernels; 38400 elements >= PARALLEL_MIN_WORK:
@@ -567,22 +567,23 @@ def _long_special(x, name):
         x[1, piece] = v if np.isfinite(v) else -7.5
 
 
-#: the values each ``family_data`` / ``xent_data`` array was made with, by id
-#: (the array kept with them, so that no id is reused)
+#: a copy of each (C-contiguous) ``family_data`` / ``xent_data`` array as it
+#: was made, by id; an entry goes with its array (so no id is reused)
 _PRISTINE = {}
 
 
 def _keep(*arrays):
     for a in arrays:
-        _PRISTINE[id(a)] = (a, a.copy())
+        _PRISTINE[id(a)] = a.copy()
+        weakref.finalize(a, _PRISTINE.pop, id(a), None)
 
 
 def assert_unchanged(*arrays):
     """The routes never write to their inputs: the arrays still hold (bit for
     bit) the values they were made with."""
     for a in arrays:
-        orig = _PRISTINE[id(a)][1]
-        assert a.tobytes() == orig.tobytes(), "a route wrote to its input"
+        orig = _PRISTINE[id(a)]
+        assert np.array_equal(a.view(np.uint8), orig.view(np.uint8)), "a route wrote to its input"
 
 
 @functools.lru_cache(maxsize=8)
@@ -591,9 +592,9 @@ def family_data(name, dtype):
 
     Writeable (``assert_unchanged`` checks them after each route): numba
     compiles every kernel apart for read-only inputs, which have tests of
-    their own (test_softmax, test_logsumexp, test_cross_entropy); writeable
-    ones share the kernels of the other tests (CI's time: the read-only
-    kernels were ~40 % of the suite's compiling)."""
+    their own (``test_read_only_inputs``, and each function's file);
+    writeable ones share the kernels of the other tests (CI's time: the
+    read-only kernels were ~40 % of the suite's compiling)."""
     fam = FAMILIES[name]
     dt = np.dtype(dtype)
     shape = fam.shape(_compute_dtype(dt).itemsize) if callable(fam.shape) else fam.shape
@@ -872,9 +873,7 @@ def threads_of(family, layout, dtype):
         "online": m * (n // 3),
         "online-T": m * (n // 3),
     }.get(layout)
-    if work is None or family == "serial" or _parallel(work):
-        return THREADS
-    return [1]
+    return THREADS if work is None or family == "serial" or _parallel(work) else [1]
 
 
 AGREE = "all-routes-agree"
@@ -1043,8 +1042,9 @@ def test_read_only_inputs(family, dtype):
     ref, scale = reference(family, dtype)
     ro = _read_only(R)
     every = (family, dtype) == READ_ONLY_FAMILIES[0]
-    rot = _read_only(np.ascontiguousarray(R.T))
-    ones = _read_only(np.ones(R.shape, dtype=bool))
+    if every:
+        rot = _read_only(np.ascontiguousarray(R.T))
+        ones = _read_only(np.ones(R.shape, dtype=bool))
     for op in OPS:
         f = _fn(op)
         runs = {"rows": f(ro, axis=1)}
@@ -1297,9 +1297,9 @@ def xent_label(family, layout, dtype):
     return conv + pre.get(layout, "") + kind
 
 
-def x_threads_of(family, layout, dtype):
-    """1 and 2 threads; 1 alone for one sample or a dask
-    block of a third of the rows where that is too little work for threads."""
+def x_threads_of(family, layout):
+    """1 and 2 threads; 1 alone for one sample or a dask block of a third of
+    the rows where that is too little work for threads."""
     m, c = XENT_FAMILIES[family].shape
     work = {"vector": c, "dask-rows": -(-m // 3) * c, "dask-split": -(-m // 3) * c}.get(layout)
     if work is None or _parallel(work):
@@ -1331,7 +1331,7 @@ def _x_cases():
                 if lay == AGREE:
                     yield pytest.param(fam, dt, AGREE, 0, id=f"{fam}-{dt}-{AGREE}", marks=marks)
                     continue
-                for t in x_threads_of(fam, lay, dt):
+                for t in x_threads_of(fam, lay):
                     tid = f"{fam}-{dt}-{lay}[{xent_label(fam, lay, dt)}]-{t}thread"
                     yield pytest.param(fam, dt, lay, t, id=tid, marks=marks)
 
@@ -1566,7 +1566,7 @@ def test_xent_routes(family, dtype, layout, threads):
         return
     done = done_here((family, dtype))
     for lay in _x_layouts(family, dtype):
-        for t in x_threads_of(family, lay, dtype):
+        for t in x_threads_of(family, lay):
             missing = [r for r in _x_runs(family, lay) if (lay, t, *r) not in done]
             if missing:
                 check_xent_route(family, dtype, lay, t, missing)
