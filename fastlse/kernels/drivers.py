@@ -296,7 +296,8 @@ def softmax_narrow(x, out, nb):
         r0 = b * nb
         mb = np.empty(_block_rows(x, nb), dtype=x.dtype)  # the max and its copies: no e, f
         rep = np.empty(narrow_scratch_len(_block_rows(x, nb), x.shape[1]), dtype=x.dtype)
-        narrow_softmax(x, out, r0, min(m_, r0 + nb), mb, rep)
+        rrep = np.empty_like(rep)
+        narrow_softmax(x, out, r0, min(m_, r0 + nb), mb, rep, rrep)
 
 
 @kernel(alloc=True)

@@ -34,6 +34,7 @@ from .exp import (
     tanh32,
     tanh64,
 )
+from .lanes import lanes_max, lanes_sum, lanes_sum64
 
 _NINF = -np.inf
 _INF = np.inf
@@ -743,21 +744,17 @@ def narrow_block(x, r0, r1, mb, rep, e, f, excl, dout=None):
     memory) the sweep also stores x - max there (log_softmax's first half).
     """
     n = x.shape[1]
-    if n < CHAINS_MIN:
-        _block_maxima(x, r0, r1, mb, rep, False)
-    else:
-        _block_maxima(x, r0, r1, mb, rep, True)
+    _block_maxima(x, r0, r1, mb, rep)
     xf = x[r0:r1].reshape((r1 - r0) * n)
     _flat_exp(xf, rep, e, f, (r1 - r0) * n, excl, dout)
 
 
 @jit
-def _block_maxima(x, r0, r1, mb, rep, chains):
-    """Maxima of rows r0..r1 into mb and spread over their elements in rep;
-    ``chains``: see ``_pairs_of_sums``."""
+def _block_maxima(x, r0, r1, mb, rep):
+    """Maxima of rows r0..r1 into mb and spread over their elements in rep."""
     n = x.shape[1]
     for i in range(r1 - r0):
-        m = _max4(x[r0 + i]) if chains else _max1(x[r0 + i])
+        m = lanes_max(x[r0 + i], 0, n)
         mb[i] = m
         spread(rep, i * n, n, m)
 
@@ -813,10 +810,9 @@ def narrow_log_softmax_row(x, out):
     their sum, then x - m; the count of elements at the max is exact in
     any order."""
     n = x.shape[0]
-    chains = n >= CHAINS_MIN
-    m = _max4(x) if chains else _max1(x)
+    m = lanes_max(x, 0, n)
     _row_terms(x, out, m)
-    s = _sum4(out, 0, n, zero_of(x)) if chains else _sum1(out, 0, n, zero_of(x))
+    s = lanes_sum(out, 0, n)
     c = zero_of(x)
     for k in range(n):
         c += one_of(x) if x[k] - m >= zero_of(x) else zero_of(x)
@@ -839,149 +835,25 @@ def narrow_pairs(x, r0, r1, mo, to, off, mb, rep, e, f, dout=None):
     of the other maxima: the pair keeps t apart from the max's 1 so that
     log1p(t) keeps tiny terms.  ``dout``: see ``narrow_block``.
     """
-    n = x.shape[1]
     narrow_block(x, r0, r1, mb, rep, e, f, True, dout)
-    if n < CHAINS_MIN:
-        _pairs_of_sums(x, r0, r1, mo, to, off, mb, e, f, False)
-    else:
-        _pairs_of_sums(x, r0, r1, mo, to, off, mb, e, f, True)
+    _pairs_of_sums(x, r0, r1, mo, to, off, mb, e, f)
 
 
 @jit
-def _pairs_of_sums(x, r0, r1, mo, to, off, mb, e, f, chains):
+def _pairs_of_sums(x, r0, r1, mo, to, off, mb, e, f):
     """``narrow_pairs``' pairs from the block's maxima, terms e and flags f,
     each row's sums in x's dtype (under 64 terms; float32 as the wide rows'
-    per-CHUNK sums; float64 adds of float32 terms cost a conversion each).
-    ``chains``: four chains or one (``CHAINS_MIN``), a constant at each call
-    site, which LLVM inlines, so each copy runs one kind of row loop (a
-    branch per row between the two cost rows of 8-10 elements 7 %)."""
+    per-CHUNK sums; float64 adds of float32 terms cost a conversion each;
+    the count of flags is exact in any order)."""
     n = x.shape[1]
     for i in range(r1 - r0):
-        if chains:
-            s, c = _sum4_pair(e, f, i * n, n)
-        else:
-            s, c = _sum1_pair(e, f, i * n, n)
+        s = lanes_sum(e, i * n, n)
+        c = lanes_sum(f, i * n, n)
         mf = np.float64(mb[i])
         mo[off + i] = mf
         to[off + i] = np.float64(s) * sumscale_of(x) + (np.float64(c) - 1.0)
         if mf == _NINF or mf == _INF:
             mo[off + i], to[off + i] = inf_pair(x[r0 + i], 0, n, mf)
-
-
-#: rows of at least this many elements run their max and sums in the narrow
-#: block kernels as four chains (``_max4``, ``_sum4``, ``_sum4_pair``), shorter
-#: ones as one.  One chain waits a compare and a blend (an add) per element,
-#: four let the core run four at once (float32 rows of 48: softmax 57 -> 39
-#: ns a row); shorter rows overlap one row's chain with the next row's and
-#: gain nothing.  Either order is written out, not the vector width's: the
-#: same sums on every target.
-CHAINS_MIN = 32
-
-
-@jit_inl
-def _max1(xr):
-    """max of a short row ignoring nan, one chain."""
-    a = cast_to(xr, _NINF)
-    for j in range(xr.shape[0]):
-        v = xr[j]
-        a = v if v > a else a
-    return a
-
-
-@jit_inl
-def _max4(xr):
-    """max of a short row ignoring nan, four chains (element j in chain j % 4)."""
-    n = xr.shape[0]
-    a = cast_to(xr, _NINF)
-    b = a
-    c = a
-    d = a
-    n4 = n & ~3
-    for j in range(0, n4, 4):
-        va = xr[j]
-        vb = xr[j + 1]
-        vc = xr[j + 2]
-        vd = xr[j + 3]
-        a = va if va > a else a
-        b = vb if vb > b else b
-        c = vc if vc > c else c
-        d = vd if vd > d else d
-    for j in range(n4, n):
-        v = xr[j]
-        a = v if v > a else a
-    a = b if b > a else a
-    c = d if d > c else c
-    return c if c > a else a
-
-
-@jit_inl
-def _sum1(v, lo, n, z):
-    """sum of v[lo:lo + n] from the zero z (its type: the accumulator's), one chain."""
-    vs = v[lo : lo + n]
-    for j in range(n):
-        z += vs[j]
-    return z
-
-
-@jit_inl
-def _sum4(v, lo, n, z):
-    """``_sum1`` in four chains (element j in chain j % 4), summed as
-    (c0 + c1) + (c2 + c3)."""
-    a = z
-    b = z
-    c = z
-    d = z
-    vs = v[lo : lo + n]
-    n4 = n & ~3
-    for j in range(0, n4, 4):
-        a += vs[j]
-        b += vs[j + 1]
-        c += vs[j + 2]
-        d += vs[j + 3]
-    for j in range(n4, n):
-        a += vs[j]
-    return (a + b) + (c + d)
-
-
-@jit_inl
-def _sum1_pair(e, f, lo, n):
-    """``_sum1`` of e[lo:lo + n] and of f[lo:lo + n] in e's dtype, one loop."""
-    a = zero_of(e)
-    p = a
-    for j in range(n):
-        a += e[lo + j]
-        p += f[lo + j]
-    return a, p
-
-
-@jit_inl
-def _sum4_pair(e, f, lo, n):
-    """``_sum4`` of e[lo:lo + n] and of f[lo:lo + n] in e's dtype, one loop."""
-    z = zero_of(e)
-    a = z
-    b = z
-    c = z
-    d = z
-    p = z
-    q = z
-    r = z
-    s = z
-    es = e[lo : lo + n]
-    fs = f[lo : lo + n]
-    n4 = n & ~3
-    for j in range(0, n4, 4):
-        a += es[j]
-        b += es[j + 1]
-        c += es[j + 2]
-        d += es[j + 3]
-        p += fs[j]
-        q += fs[j + 1]
-        r += fs[j + 2]
-        s += fs[j + 3]
-    for j in range(n4, n):
-        a += es[j]
-        p += fs[j]
-    return (a + b) + (c + d), (p + q) + (r + s)
 
 
 #: rows per block of the row kernels that finish a block of rows at once (its
@@ -1145,19 +1017,21 @@ def finish_block(mo, to, out, r0, r1):
 # cores (~150 cycles; 10x the whole row's cost where an eighth of the
 # outputs were subnormal), a conversion does not.
 @jit
-def narrow_softmax(x, out, r0, r1, mb, rep):
-    """softmax of rows r0..r1: the terms flat into out, then each row
-    divided by its sum in place (no per-element copies of the row's sum),
-    in float64 where a quotient may be subnormal (``_divide_row``)."""
+def narrow_softmax(x, out, r0, r1, mb, rep, rrep):
+    """softmax of rows r0..r1: the terms flat into out, then divided by
+    their rows' sums in place: as one flat loop over the block with each
+    row's divisor and its reciprocal spread over its elements (rep, rrep,
+    of ``narrow_scratch_len``), or, in a block with a row whose quotients
+    may be subnormal (or a nan divisor), row by row (``_divide_rows``)."""
     n = x.shape[1]
     nr = r1 - r0
     of = out[r0:r1].reshape(nr * n)
     narrow_block(x, r0, r1, mb, rep, of, of, False)
     tmin = _smallest_term(of, nr * n)
-    if n < CHAINS_MIN:
-        _divide_rows(of, n, mb, nr, tmin, False)
+    if _row_divisors(of, n, mb, nr, tmin, rep, rrep):
+        _flat_divide(of, rep, rrep, nr * n)
     else:
-        _divide_rows(of, n, mb, nr, tmin, True)
+        _divide_rows(of, n, mb, nr, tmin)
 
 
 @jit
@@ -1179,15 +1053,38 @@ def _min_term(v, size):
 
 
 @jit
-def _divide_rows(of, n, mb, nr, tmin, chains):
+def _row_divisors(of, n, mb, nr, tmin, rep, rrep):
+    """The divisors of the nr rows of n terms in of (their sums in float64)
+    and their reciprocals spread into rep, rrep; tmin: the smallest term.
+    False, at the first row whose quotients may be subnormal or whose
+    divisor is nan (an infinite max mb[i], a nan term): such a block is
+    divided row by row."""
+    for i in range(nr):
+        sx, rs = _row_divisor(of, mb[i], lanes_sum64(of, i * n, n))
+        if not _quotients_normal(of, tmin, sx):
+            return False
+        spread(rep, i * n, n, sx)
+        spread(rrep, i * n, n, rs)
+    return True
+
+
+@jit
+def _divide_rows(of, n, mb, nr, tmin):
     """The nr rows of n terms in of divided by their sums (float64; nan where
-    the row's max mb[i] is infinite); tmin: the smallest term; ``chains``:
-    see ``_pairs_of_sums``."""
+    the row's max mb[i] is infinite), row by row (``_divide_row``); tmin:
+    the smallest term."""
     for i in range(nr):
         orow = of[i * n : (i + 1) * n]
-        s = _sum4(orow, 0, n, 0.0) if chains else _sum1(orow, 0, n, 0.0)
-        sx, rs = _row_divisor(orow, mb[i], s)
+        sx, rs = _row_divisor(orow, mb[i], lanes_sum64(of, i * n, n))
         _divide_row(orow, sx, rs, _quotients_normal(orow, tmin, sx))
+
+
+@jit
+def _flat_divide(of, rep, rrep, size):
+    """of[k] = ``div_by(of[k], rep[k], rrep[k])`` for k < size (IEEE: the
+    FMAs are its exactness)."""
+    for k in range(size):
+        of[k] = div_by(of[k], rep[k], rrep[k])
 
 
 @jit_inl
@@ -1247,10 +1144,9 @@ def narrow_softmax_row(x, out):
     """``narrow_softmax`` of one 1-d row x into out without block scratch:
     the same max, terms (``_row_terms_all``), sum and quotients, so its bits."""
     n = x.shape[0]
-    chains = n >= CHAINS_MIN
-    m = _max4(x) if chains else _max1(x)
+    m = lanes_max(x, 0, n)
     _row_terms_all(x, out, m)
-    s = _sum4(out, 0, n, 0.0) if chains else _sum1(out, 0, n, 0.0)
+    s = lanes_sum64(out, 0, n)
     sx, rs = _row_divisor(out, m, s)
     _divide_row(out, sx, rs, _quotients_normal(out, _smallest_term(out, n), sx))
 

@@ -1,0 +1,150 @@
+"""A short row's max and sum in sixteen lanes, in one order on every target.
+
+A row's max or sum written as a loop reduces in the loop's order: a chain of
+dependent compares or adds (or four chains, written out), which LLVM keeps
+scalar unless ``reassoc`` lets it pick an order of its own, and then the
+order, so the last bits, follow the target's vector width.  These intrinsics
+write the reduction as LLVM vector code of one width, ``LANES``: lane k takes
+elements k, k + 16, k + 32, ... in turn (the last, partial group by a masked
+load, which reads nothing past the row; the lanes it leaves take the
+operation's identity), then the lanes are combined as a fixed tree: k with
+k + 8, then k + 4, k + 2, k + 1.  LLVM splits the sixteen lanes into the
+target's registers (one 512-bit vector of float32, two 256-bit, four 128-bit)
+but each lane's operations and the tree are the IR's, so the result is the
+same bit for bit on every target, and the work is a few vector operations
+instead of a chain per element.
+
+Only for ``EXACT`` code: ``reassoc`` (``jit_fast``) would let LLVM reorder
+them, so such a caller is refused at compile time.
+"""
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+__all__ = ["LANES", "lanes_max", "lanes_sum", "lanes_sum64"]
+
+#: lanes of the reductions: a 512-bit vector of float32
+LANES = 16
+_I32 = ir.IntType(32)
+
+
+def _splat(builder, value, vty):
+    """A vector of vty with value in every lane."""
+    v = builder.insert_element(ir.Constant(vty, ir.Undefined), value, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES))
+
+
+def _masked_load(builder, ptr, vty, align, count, identity):
+    """The first ``count`` (< LANES) elements at ptr, ``identity`` in the
+    other lanes; nothing past them is read (``llvm.masked.load``)."""
+    ity = count.type
+    lane = ir.Constant(ir.VectorType(ity, LANES), list(range(LANES)))
+    mask = builder.icmp_signed("<", lane, _splat(builder, count, ir.VectorType(ity, LANES)))
+    suffix = "f32" if vty.element == ir.FloatType() else "f64"
+    name = f"llvm.masked.load.v{LANES}{suffix}.p0"
+    mty = ir.VectorType(ir.IntType(1), LANES)
+    fnty = ir.FunctionType(vty, [vty.as_pointer(), _I32, mty, vty])
+    fn = builder.module.globals.get(name) or ir.Function(builder.module, fnty, name)
+    return builder.call(fn, [ptr, ir.Constant(_I32, align), mask, identity])
+
+
+def _lane_indices(first, count):
+    """The shuffle mask of lanes first .. first + count - 1."""
+    return ir.Constant(ir.VectorType(_I32, count), list(range(first, first + count)))
+
+
+def _tree(builder, acc, op):
+    """The lanes of acc combined: k with k + h for h = LANES / 2, ..., 1."""
+    h = LANES // 2
+    while h:
+        lo = builder.shuffle_vector(acc, acc, _lane_indices(0, h))
+        hi = builder.shuffle_vector(acc, acc, _lane_indices(h, h))
+        acc = op(builder, lo, hi)
+        h //= 2
+    return builder.extract_element(acc, ir.Constant(_I32, 0))
+
+
+def _add(builder, a, v):
+    return builder.fadd(a, v)
+
+
+def _max(builder, a, v):
+    """v where v > a, else a: nan never replaces a (ignored)."""
+    return builder.select(builder.fcmp_ordered(">", v, a), v, a)
+
+
+def _reduction(op, identity, acc_dtype):
+    """The codegen of ``op`` over a[lo : lo + n] in LANES lanes of acc_dtype
+    (None: a's dtype), starting from ``identity`` in every lane."""
+
+    def codegen(context, builder, sig, args):
+        fm = context.fastmath
+        if fm and "reassoc" in fm.flags:
+            raise TypeError("fastlse: a lanes reduction in reassoc code loses its order")
+        aryty = sig.args[0]
+        ety = context.get_data_type(aryty.dtype)
+        aty = context.get_data_type(acc_dtype or aryty.dtype)
+        vty, avty = ir.VectorType(ety, LANES), ir.VectorType(aty, LANES)
+        start = ir.Constant(vty, [identity] * LANES)
+
+        def widen(v):
+            return builder.fpext(v, avty) if aty != ety else v
+
+        arr = context.make_array(aryty)(context, builder, args[0])
+        lo, n = args[1], args[2]
+        width = ir.Constant(n.type, LANES)
+        base = builder.gep(arr.data, [lo])
+        align = aryty.dtype.bitwidth // 8
+        acc = cgutils.alloca_once_value(builder, ir.Constant(avty, [identity] * LANES))
+        groups = builder.sdiv(n, width)
+        with cgutils.for_range(builder, groups) as loop:
+            ptr = builder.gep(base, [builder.mul(loop.index, width)])
+            v = builder.load(builder.bitcast(ptr, vty.as_pointer()), align=align)
+            builder.store(op(builder, builder.load(acc), widen(v)), acc)
+        done = builder.mul(groups, width)
+        rest = builder.sub(n, done)
+        with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(n.type, 0))):
+            ptr = builder.bitcast(builder.gep(base, [done]), vty.as_pointer())
+            v = _masked_load(builder, ptr, vty, align, rest, start)
+            builder.store(op(builder, builder.load(acc), widen(v)), acc)
+        return _tree(builder, builder.load(acc), op)
+
+    return codegen
+
+
+def _row_args(a, lo, n):
+    """Whether (a, lo, n) is a 1-d C-contiguous float array and two ints."""
+    return (
+        isinstance(a, types.Array)
+        and a.ndim == 1
+        and a.layout == "C"
+        and isinstance(a.dtype, types.Float)
+        and isinstance(lo, types.Integer)
+        and isinstance(n, types.Integer)
+    )
+
+
+@intrinsic
+def lanes_max(typingctx, a, lo, n):
+    """max of a[lo : lo + n] ignoring nan (-inf if none), in a's dtype."""
+    if not _row_args(a, lo, n):
+        return None
+    return a.dtype(a, types.intp, types.intp), _reduction(_max, float("-inf"), None)
+
+
+@intrinsic
+def lanes_sum(typingctx, a, lo, n):
+    """sum of a[lo : lo + n] in a's dtype."""
+    if not _row_args(a, lo, n):
+        return None
+    return a.dtype(a, types.intp, types.intp), _reduction(_add, 0.0, None)
+
+
+@intrinsic
+def lanes_sum64(typingctx, a, lo, n):
+    """sum of a[lo : lo + n] in float64."""
+    if not _row_args(a, lo, n):
+        return None
+    return types.float64(a, types.intp, types.intp), _reduction(_add, 0.0, types.float64)
