@@ -202,6 +202,57 @@ def test_float32_subnormal_outputs_masked(rng):
     assert ok[~np.isnan(ref)].all()
 
 
+@pytest.mark.parametrize(
+    ("shape", "axis", "piece_bytes"),
+    [
+        ((3000, 40), 0, None),  # columns of a 2-D array
+        ((3, 2000, 40), 1, None),  # a middle axis, slabs of columns
+        ((3, 2000, 4), 1, None),  # folded
+        ((2, 3000, 5), 1, 2048),  # folded, by pieces (exps recomputed)
+    ],
+)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_float32_subnormal_along_columns(monkeypatch, rng, shape, axis, piece_bytes, threads):
+    # the column kernels keep their terms scaled and divide a block (folded:
+    # a piece, or a row) with a subnormal quotient in float64; the first
+    # rows lie 60 below the rest (their blocks' divisors, scaled by the
+    # running max, overflow: recomputed), -inf runs give exact zeros, and
+    # logsumexp / log_softmax sum the same scaled terms
+    from fastlse.kernels import columns as _columns
+
+    if piece_bytes is not None:
+        monkeypatch.setattr(_columns, "FOLD_PIECE_BYTES", piece_bytes)
+    x = rng.standard_normal(shape) * 30
+    xm = np.moveaxis(x, axis, -1)  # a view: the rows of the reduced axis
+    xm[..., :300] -= 60
+    xm[..., 0, 500:520] = -np.inf
+    xm[..., 1, 7] = np.nan
+    x = x.astype(np.float32)
+    with np.errstate(all="ignore"):
+        ref = sp.softmax(x.astype(np.float64), axis=axis)
+        ref_lse = sp.logsumexp(x.astype(np.float64), axis=axis)
+        ref_lsm = sp.log_softmax(x.astype(np.float64), axis=axis)
+        d = np.abs(x - np.nanmax(x, axis=axis, keepdims=True)).astype(np.float64)
+    fi = np.finfo(np.float32)
+    assert (ref[np.isfinite(ref)] < fi.tiny).mean() > 0.05  # the case is exercised
+    with fastlse.num_threads(threads):
+        res = fastlse.softmax(x, axis=axis)
+        lse = fastlse.logsumexp(x, axis=axis)
+        lsm = fastlse.log_softmax(x, axis=axis)
+    with np.errstate(all="ignore"):  # inf * 0 where x is -inf: no bound needed
+        bound = 4 * fi.eps * (d + 1) * ref + 2 * fi.smallest_subnormal
+        err = np.abs(lsm.astype(np.float64) - ref_lsm)
+    assert np.array_equal(np.isnan(res), np.isnan(ref))
+    ok = np.abs(res.astype(np.float64) - ref) <= np.where(np.isfinite(bound), bound, 0)
+    assert ok[~np.isnan(ref)].all()
+    assert (res[np.isinf(x)] == 0).all()
+    np.testing.assert_allclose(lse, ref_lse, rtol=4 * fi.eps)
+    scale_lsm = np.where(np.isfinite(d), d, 0) + 1
+    assert np.array_equal(np.isnan(lsm), np.isnan(ref_lsm))
+    fin = np.isfinite(ref_lsm)
+    assert (err[fin] <= 4 * fi.eps * scale_lsm[fin]).all()
+
+
 def test_float32_subnormal_outputs_one_row_as_in_a_block(rng):
     # a short 1-d row (one-row route) has the bits of the same row in a block
     x = (rng.standard_normal((64, 24)) * 40).astype(np.float32)

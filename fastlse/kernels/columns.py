@@ -12,12 +12,16 @@ of ``rows`` rows; per block, vectorized over the columns:
   ``x < M`` in x's dtype (``rows`` terms) and the count of ``x >= M``, added
   into float64 ``T`` and ``C``; softmax instead sums all the block's terms
   (it needs ``1 + t``, not ``t`` apart from the max's 1), stores ``e = exp(x
-  - M)`` in out and records the block's shift.
+  - M)`` in out and records the block's shift and smallest term.  The terms
+  are ``expt``'s, exp(x - M) * 2**K, normal where exp(x - M) is not (a
+  float32 multiply with a subnormal result takes a microcode assist on Intel
+  cores); the block's sum is scaled back when it is added to ``T``.
 
 The pair is ``(M, T + C - 1)`` (the log1p form: t excludes the max's own 1).
-softmax then scales each block of out in place by ``1 / (S e^(M - shift))``
-(``S = 1 + t``; exactly ``e / S`` where the block's shift is the final max,
-i.e. everywhere except blocks before the column's max);  log_softmax writes
+softmax then scales each block of out in place by ``1 / (S e^(M - shift)
+2**K)`` (``S = 1 + t``; exactly ``e / S`` where the block's shift is the
+final max, i.e. everywhere except blocks before the column's max), in
+float64 for a float32 block with a subnormal quotient;  log_softmax writes
 ``(x - m) - log1p(t)`` in a second sweep over the slab, still in cache.  So x
 is read once from memory and exp computed once per element.
 
@@ -31,9 +35,17 @@ import math
 import numpy as np
 from numba import prange
 
-from .compile import jit, jit_alloc
-from .exp import div_by, expneg64, maxnum
-from .rows import cast_to, expn, log_softmax_consts, one_of, zero_of
+from .compile import jit, jit_alloc, jit_inl
+from .exp import div_by, expneg64, maxnum, minnum
+from .rows import (
+    _wide_below,
+    cast_to,
+    expt,
+    log_softmax_consts,
+    one_of,
+    sumscale_of,
+    zero_of,
+)
 from .threads import kernel
 
 _NINF = -np.inf
@@ -115,7 +127,9 @@ def _advance(w, mrun, mb, sh, tt, cc, first):
 
 @jit
 def _block_sum(xp, r0, r1, q0, w, sh, tb, cb):
-    """tb = sum exp(x - sh) over x < sh, cb = count of x >= sh (x's dtype)."""
+    """tb = sum of the terms ``expt(x - sh)`` (exp(x - sh) * 2**K: normal where
+    exp(x - sh) is not, see ``_add_block``) over x < sh, cb = count of
+    x >= sh (x's dtype)."""
     z = zero_of(xp)
     o = one_of(xp)
     for q in range(w):
@@ -133,10 +147,10 @@ def _block_sum(xp, r0, r1, q0, w, sh, tb, cb):
             db = xb[q] - s
             dc = xc[q] - s
             dd = xd[q] - s
-            ea = expn(da)
-            eb = expn(db)
-            ec = expn(dc)
-            ed = expn(dd)
+            ea = expt(da)
+            eb = expt(db)
+            ec = expt(dc)
+            ed = expt(dd)
             ta = (z if da >= z else ea) + (z if db >= z else eb)
             tc = (z if dc >= z else ec) + (z if dd >= z else ed)
             tb[q] += ta + tc
@@ -147,17 +161,23 @@ def _block_sum(xp, r0, r1, q0, w, sh, tb, cb):
         xr = xp[r, q0 : q0 + w]
         for q in range(w):
             d = xr[q] - sh[q]
-            e = expn(d)
+            e = expt(d)
             tb[q] += z if d >= z else e
             cb[q] += o if d >= z else z
 
 
 @jit
-def _block_store(xp, op, r0, r1, q0, w, sh, tb):
-    """softmax's exp sweep: op = e = exp(x - sh), tb = the block's sum of
-    all of them (softmax needs 1 + t, not t apart from the max's 1: no
-    count, so fewer operations a term than ``_block_sum``)."""
+def _block_store(xp, op, r0, r1, q0, w, sh, tb, lo):
+    """softmax's exp sweep: op = e = ``expt(x - sh)`` (scaled by 2**K, so
+    normal where exp(x - sh) is not: a float32 multiply with a subnormal
+    result takes a microcode assist on Intel cores, ~150 cycles), tb = the
+    block's sum of all of them (softmax needs 1 + t, not t apart from the
+    max's 1: no count, so fewer operations a term than ``_block_sum``); lo
+    = min(lo, the smallest nonzero one) (nan ignored; a zero term,
+    exp(-inf), gives a zero quotient, exactly and without an assist:
+    ``slab_softmax_scale``)."""
     z = zero_of(xp)
+    inf = cast_to(xp, _INF)
     for q in range(w):
         tb[q] = z
     r4 = r0 + (r1 - r0) // 4 * 4
@@ -172,38 +192,46 @@ def _block_store(xp, op, r0, r1, q0, w, sh, tb):
         od = op[r + 3, q0 : q0 + w]
         for q in range(w):
             s = sh[q]
-            ea = expn(xa[q] - s)
-            eb = expn(xb[q] - s)
-            ec = expn(xc[q] - s)
-            ed = expn(xd[q] - s)
+            ea = expt(xa[q] - s)
+            eb = expt(xb[q] - s)
+            ec = expt(xc[q] - s)
+            ed = expt(xd[q] - s)
             oa[q] = ea
             ob[q] = eb
             oc[q] = ec
             od[q] = ed
             tb[q] += (ea + eb) + (ec + ed)
+            pa = ea if ea > z else inf
+            pb = eb if eb > z else inf
+            pc = ec if ec > z else inf
+            pd = ed if ed > z else inf
+            lo[q] = minnum(lo[q], minnum(minnum(pa, pb), minnum(pc, pd)))
     for r in range(r4, r1):
         xr = xp[r, q0 : q0 + w]
         orow = op[r, q0 : q0 + w]
         for q in range(w):
-            e = expn(xr[q] - sh[q])
+            e = expt(xr[q] - sh[q])
             orow[q] = e
             tb[q] += e
+            lo[q] = minnum(lo[q], e if e > z else inf)
 
 
 @jit
 def _add_block(w, tt, cc, tb, cb):
+    """T += the block's sum of terms scaled back by 2**-K (exact), C += its count."""
     for q in range(w):
-        tt[q] += np.float64(tb[q])
+        tt[q] += np.float64(tb[q]) * sumscale_of(tb)
         cc[q] += np.float64(cb[q])
 
 
 @jit_alloc
-def slab_pairs(x, p, q0, w, rows, mv, tv, out, shifts, store):
+def slab_pairs(x, p, q0, w, rows, mv, tv, out, shifts, lows, store):
     """(m, t) per column of x[p, :, q0:q0+w] into mv, tv (float64, length w).
 
-    With ``store``, out[p] gets e = exp(x - shift) and shifts[b, :] the shift
-    of row block b, and t is the sum of all terms less 1 (exactly: the sum is
-    at least 1), softmax's divisor less 1.
+    With ``store``, out[p] gets e = ``expt(x - shift)``, shifts[b, :] the
+    shift of row block b and lows[b, :] its smallest e, and t is the sum of
+    all terms less 1 (exactly: the sum is at least 1), softmax's divisor
+    less 1.
     """
     n = x.shape[1]
     xp = x[p]
@@ -225,7 +253,9 @@ def slab_pairs(x, p, q0, w, rows, mv, tv, out, shifts, store):
         _block_max(xp, r0, r1, q0, w, mrun, mb)
         _advance(w, mrun, mb, sh, tt, cc, r0 == 0)
         if store:
-            _block_store(xp, out[p], r0, r1, q0, w, sh, tb)
+            for q in range(w):
+                cb[q] = cast_to(x, _INF)
+            _block_store(xp, out[p], r0, r1, q0, w, sh, tb, cb)
             for q in range(w):
                 # the running max, not sh: where it is still -inf (every
                 # element so far -inf) sh is 0 and the block's e are 0, and
@@ -233,6 +263,7 @@ def slab_pairs(x, p, q0, w, rows, mv, tv, out, shifts, store):
                 # underflow float32 to a divisor of 0 (0 / 0: nan); -inf
                 # sends the block to the scale's recomputation (0 / s)
                 shifts[b, q] = mrun[q]
+                lows[b, q] = cb[q]
                 cb[q] = z  # (T sums every term: t = T - 1)
         else:
             _block_sum(xp, r0, r1, q0, w, sh, tb, cb)
@@ -255,47 +286,121 @@ def slab_pairs(x, p, q0, w, rows, mv, tv, out, shifts, store):
             mv[q] = _NAN
 
 
+#: an unscaled divisor S e^(M - shift) above this is recomputed (its block
+#: lies far below the column's max): scaled by 2**K it and its reciprocal stay
+#: normal in float32 (2**64 * 1e18 < 2**126)
+_BIG_DIVISOR = 1e18
+
+
 @jit_alloc
-def slab_softmax_scale(x, out, p, q0, w, rows, mv, tv, shifts):
-    """out[p, :, q0:q0+w] /= S e^(M - shift) per row block, S = 1 + t.
+def slab_softmax_scale(x, out, p, q0, w, rows, mv, tv, shifts, lows):
+    """out[p, :, q0:q0+w] /= S e^(M - shift) 2**K per row block, S = 1 + t
+    (the stored terms are ``expt``'s, scaled by 2**K).
 
     Columns scipy gives nan (nan, +-inf max) get nan; a block whose divisor
     would overflow (far below the column's max, or all -inf up to it: shift
-    -inf) is recomputed from x.
+    -inf) is recomputed from x.  A block with a subnormal quotient (its
+    smallest term, lows, below its divisor times the smallest normal) is
+    divided in float64 and rounded: the same rounding, no assist
+    (``rows._divide_row``).
     """
     n = x.shape[1]
     xp = x[p]
     op = out[p]
     dv = np.empty(w, dtype=x.dtype)
     rv = np.empty(w, dtype=x.dtype)
-    big = cast_to(x, 1e30)  # 1 / big is a normal number in float32
+    rw = np.empty(w)
+    scale = 1.0 / sumscale_of(x)  # 2**K
+    floor = _wide_below(x)
     b = 0
     for r0 in range(0, n, rows):
         r1 = min(r0 + rows, n)
         slow = False
+        normal = True
         for q in range(w):
-            m, t = mv[q], tv[q]
-            bad = m != m or t != t or m == _INF or m == _NINF
-            s = 1.0 + t
-            sh = np.float64(shifts[b, q])
-            d = s if sh == m else s * np.exp(m - sh)
-            d = _NAN if bad else d
-            slow = slow or d > big
-            dv[q] = cast_to(x, d)
+            d = _block_divisor(mv[q], tv[q], shifts[b, q])
+            big = d > _BIG_DIVISOR
+            slow = slow or big
+            dv[q] = cast_to(x, 1.0 if big else d * scale)
             rv[q] = one_of(x) / dv[q]
-        for r in range(r0, r1):
-            orow = op[r, q0 : q0 + w]
-            for q in range(w):
-                orow[q] = div_by(orow[q], dv[q], rv[q])
+            normal = normal and np.float64(lows[b, q]) >= np.float64(dv[q]) * floor
+        if normal:
+            for r in range(r0, r1):
+                orow = op[r, q0 : q0 + w]
+                for q in range(w):
+                    orow[q] = div_by(orow[q], dv[q], rv[q])
+        else:
+            _divide_block_wide(op, r0, r1, q0, dv, rw)
         if slow:
             for q in range(w):
-                if dv[q] > big:
-                    s = cast_to(x, 1.0 + tv[q])
-                    rs = one_of(x) / s
-                    m = cast_to(x, mv[q])
-                    for r in range(r0, r1):
-                        op[r, q0 + q] = div_by(expn(xp[r, q0 + q] - m), s, rs)
+                if _block_divisor(mv[q], tv[q], shifts[b, q]) > _BIG_DIVISOR:
+                    _recompute_column(xp, op, r0, r1, q0 + q, mv[q], (1.0 + tv[q]) * scale)
         b += 1
+
+
+@jit_inl
+def _block_divisor(m, t, shift):
+    """S e^(m - shift), S = 1 + t: a block's divisor, unscaled (float64), of
+    a column whose pair is (m, t); nan where scipy gives nan (a nan, +inf or
+    only -inf column)."""
+    if m != m or t != t or m == _INF or m == _NINF:
+        return _NAN
+    s = 1.0 + t
+    sh = np.float64(shift)
+    return s if sh == m else s * np.exp(m - sh)
+
+
+@jit
+def _divide_block_wide(op, r0, r1, q0, dv, rw):
+    """op[r0:r1, q0:q0 + w] /= dv (w = len(dv)) in float64, rounded once more
+    to op's dtype (``rows._divide_wide``, per column); rw: float64 scratch
+    for the reciprocals."""
+    w = dv.shape[0]
+    for q in range(w):
+        rw[q] = 1.0 / np.float64(dv[q])
+    for r in range(r0, r1):
+        orow = op[r, q0 : q0 + w]
+        for q in range(w):
+            orow[q] = cast_to(orow, div_by(np.float64(orow[q]), np.float64(dv[q]), rw[q]))
+
+
+#: ``_divide_cols``' modes: check the row's quotients, or they are known
+#: normal (or zero), or known to hold a subnormal one
+CHECK_ROWS, NORMAL, WIDE = 0, 1, 2
+
+
+@jit_inl
+def _divide_cols(orow, dv, rv, fv, mode):
+    """orow /= dv elementwise, correctly rounded (rv = 1 / dv): by ``div_by``
+    where every quotient is normal or zero (orow >= fv = dv * the smallest
+    normal quotient, or 0: checked with ``CHECK_ROWS``), else in float64
+    and rounded (the same rounding, no assist; ``rows._divide_row``).
+    float64 has no wider type: fv is 0."""
+    w = orow.shape[0]
+    z = zero_of(orow)
+    low = 1 if mode == WIDE else 0
+    if mode == CHECK_ROWS and _wide_below(orow) != 0.0:
+        for q in range(w):
+            v = orow[q]
+            low += 1 if (v < fv[q]) & (v > z) else 0
+    if low == 0:
+        for q in range(w):
+            orow[q] = div_by(orow[q], dv[q], rv[q])
+    else:
+        for q in range(w):
+            b = np.float64(dv[q])
+            orow[q] = cast_to(orow, div_by(np.float64(orow[q]), b, 1.0 / b))
+
+
+@jit
+def _recompute_column(xp, op, r0, r1, c, m, d):
+    """op[r0:r1, c] = e / d from x, e = ``expt(x - m)`` with the column's
+    max m, d its scaled divisor (float64), the quotients rounded from float64."""
+    mx = cast_to(xp, m)
+    rd = 1.0 / d
+    for r in range(r0, r1):
+        e = np.float64(expt(xp[r, c] - mx))
+        op[r, c] = cast_to(op, div_by(e, d, rd))
 
 
 @jit_alloc
@@ -331,7 +436,7 @@ def pairs_cols(x, w, rows, mo, to):
         q1 = min(q_, q0 + w)
         none = np.empty((1, 1, 1), dtype=x.dtype)  # no stores without softmax
         shifts = np.empty((1, 1), dtype=x.dtype)
-        slab_pairs(x, p, q0, q1 - q0, rows, mo[p, q0:q1], to[p, q0:q1], none, shifts, False)
+        slab_pairs(x, p, q0, q1 - q0, rows, mo[p, q0:q1], to[p, q0:q1], none, shifts, shifts, False)
 
 
 @kernel(alloc=True)
@@ -349,12 +454,13 @@ def softmax_cols(x, out, w, rows, log):
         if log:
             none = np.empty((1, 1, 1), dtype=x.dtype)
             shifts = np.empty((1, 1), dtype=x.dtype)
-            slab_pairs(x, p, q0, q1 - q0, rows, mv, tv, none, shifts, False)
+            slab_pairs(x, p, q0, q1 - q0, rows, mv, tv, none, shifts, shifts, False)
             slab_log_softmax(x, out, p, q0, q1 - q0, mv, tv)
         else:
             shifts = np.empty((nb, q1 - q0), dtype=x.dtype)
-            slab_pairs(x, p, q0, q1 - q0, rows, mv, tv, out, shifts, True)
-            slab_softmax_scale(x, out, p, q0, q1 - q0, rows, mv, tv, shifts)
+            lows = np.empty((nb, q1 - q0), dtype=x.dtype)
+            slab_pairs(x, p, q0, q1 - q0, rows, mv, tv, out, shifts, lows, True)
+            slab_softmax_scale(x, out, p, q0, q1 - q0, rows, mv, tv, shifts, lows)
 
 
 # ------------------------------------------------------ folded columns ---
@@ -468,15 +574,16 @@ def _fold_rep(a, w, q):
 def fold_pairs(xm, xr, rows, mq, tq, xs, fs, om, orr, store):
     """(m, t) per real column of a folded piece into mq, tq (float64, Q).
 
-    With ``store`` (softmax), om / orr get e = exp(x - m) and t is the sum of
-    every term less 1 (softmax's divisor less 1).  Scratch: xs (4, k * Q) of
-    x's dtype, fs (2, k * Q) float64."""
+    With ``store`` (softmax), om / orr get e = ``expt(x - m)``, xs[4] the
+    smallest nonzero e per folded column, and t is the sum of every term
+    less 1 (softmax's divisor less 1).  Scratch: xs (5, k * Q) of x's dtype,
+    fs (2, k * Q) float64."""
     n1, wv = xm.shape
     q = xr.shape[1]
     nr = xr.shape[0]
     ninf = cast_to(xm, _NINF)
     z = zero_of(xm)
-    mrun, sh, tb, cb = xs[0, :wv], xs[1, :wv], xs[2, :wv], xs[3, :wv]
+    mrun, sh, tb, cb, lo = xs[0, :wv], xs[1, :wv], xs[2, :wv], xs[3, :wv], xs[4, :wv]
     tt, cc = fs[0, :wv], fs[1, :wv]
     for v in range(wv):
         mrun[v] = ninf
@@ -493,9 +600,10 @@ def fold_pairs(xm, xr, rows, mq, tq, xs, fs, om, orr, store):
         tt[v] = 0.0
         cc[v] = 0.0
         cb[v] = z  # (softmax sums every term: no count)
+        lo[v] = cast_to(xm, _INF)
     for b0 in range(0, n1, rows):
         if store:
-            _block_store(xm, om, b0, min(b0 + rows, n1), 0, wv, sh, tb)
+            _block_store(xm, om, b0, min(b0 + rows, n1), 0, wv, sh, tb, lo)
         else:
             _block_sum(xm, b0, min(b0 + rows, n1), 0, wv, sh, tb, cb)
         _add_block(wv, tt, cc, tb, cb)
@@ -503,7 +611,7 @@ def fold_pairs(xm, xr, rows, mq, tq, xs, fs, om, orr, store):
     _fold_add(cc, wv, q)
     if nr > 0:
         if store:
-            _block_store(xr, orr, 0, nr, 0, q, sh, tb)
+            _block_store(xr, orr, 0, nr, 0, q, sh, tb, lo)
         else:
             _block_sum(xr, 0, nr, 0, q, sh, tb, cb)
         _add_block(q, tt, cc, tb, cb)
@@ -519,10 +627,10 @@ def fold_pairs(xm, xr, rows, mq, tq, xs, fs, om, orr, store):
 
 
 @jit
-def _apply_rows(xp, op, c1, c2, rv, log, stored):
-    """op = (x - c1) - c2 (log) or e / c2, e = exp(x - c1) (or op itself,
-    ``stored``; the quotient computed as ``div_by`` with rv = 1 / c2), per
-    column."""
+def _apply_rows(xp, op, c1, c2, rv, fv, log, mode):
+    """op = (x - c1) - c2 (log) or e / c2, e = ``expt(x - c1)`` (or op
+    itself, stored, ``mode`` > 0), per column: the scaled divisor c2, rv =
+    1 / c2, fv and mode (``_divide_cols``)."""
     w = xp.shape[1]
     for r in range(xp.shape[0]):
         xr = xp[r]
@@ -531,44 +639,53 @@ def _apply_rows(xp, op, c1, c2, rv, log, stored):
             for v in range(w):
                 orow[v] = (xr[v] - c1[v]) - c2[v]
         else:
-            if not stored:
+            if mode == CHECK_ROWS:
                 for v in range(w):
-                    orow[v] = expn(xr[v] - c1[v])
-            for v in range(w):
-                orow[v] = div_by(orow[v], c2[v], rv[v])
+                    orow[v] = expt(xr[v] - c1[v])
+            _divide_cols(orow, c2, rv, fv, mode)
 
 
 @jit
 def fold_apply(xm, xr, om, orr, mq, tq, log, xs, stored):
     """softmax / log_softmax of a folded piece given its columns' pairs
-    (``stored``: om / orr hold softmax's exps already); scratch xs (3 rows or more, k * Q)
-    of the output's dtype."""
+    (``stored``: om / orr hold softmax's scaled exps already, xs[4] their
+    smallest nonzero one per folded column: ``fold_pairs``); scratch xs
+    (4 rows or more, k * Q; 5 when stored) of the output's dtype."""
     wv = xm.shape[1]
     q = xr.shape[1]
-    c1, c2, rv = xs[0, :wv], xs[1, :wv], xs[2, :wv]
+    c1, c2, rv, fv = xs[0, :wv], xs[1, :wv], xs[2, :wv], xs[3, :wv]
     for qq in range(q):
         m, t = mq[qq], tq[qq]
         if log:
             a1, a2 = log_softmax_consts(m, t)
         else:  # scipy: nan for a nan, +inf or only -inf column
             bad = m != m or t != t or m == _INF or m == _NINF
-            a1, a2 = (_NAN, _NAN) if bad else (m, 1.0 + t)
+            a1, a2 = (_NAN, _NAN) if bad else (m, (1.0 + t) / sumscale_of(om))
         c1[qq] = cast_to(om, a1)
         c2[qq] = cast_to(om, a2)
         rv[qq] = one_of(om) / c2[qq]
+        fv[qq] = cast_to(om, np.float64(c2[qq]) * _wide_below(om))
     _fold_rep(c1, wv, q)
     _fold_rep(c2, wv, q)
     _fold_rep(rv, wv, q)
-    _apply_rows(xm, om, c1, c2, rv, log, stored)
+    _fold_rep(fv, wv, q)
+    mode = CHECK_ROWS
+    if stored:
+        lo = xs[4, :wv]
+        normal = True
+        for v in range(wv):
+            normal = normal and lo[v] >= fv[v]
+        mode = NORMAL if normal else WIDE
+    _apply_rows(xm, om, c1, c2, rv, fv, log, mode)
     if xr.shape[0] > 0:
-        _apply_rows(xr, orr, c1, c2, rv, log, stored)
+        _apply_rows(xr, orr, c1, c2, rv, fv, log, mode)
 
 
 @jit_alloc
 def _fold_scratch(x, k):
     """A task's scratch for ``fold_pairs`` (once per task, not per slab)."""
     q = x.shape[2]
-    return np.empty((4, k * q), dtype=x.dtype), np.empty((2, k * q)), np.empty(q), np.empty(q)
+    return np.empty((5, k * q), dtype=x.dtype), np.empty((2, k * q)), np.empty(q), np.empty(q)
 
 
 @kernel(alloc=True)
@@ -613,7 +730,7 @@ def apply_folded(x, out, k, piece, ntask, mo, to, log):
     npc = -(-n_ // piece)
     items = p_ * npc
     for task in prange(ntask):
-        xs = np.empty((3, k * q_), dtype=out.dtype)
+        xs = np.empty((4, k * q_), dtype=out.dtype)
         for it in range(task * items // ntask, (task + 1) * items // ntask):
             p = it // npc
             r0 = (it % npc) * piece

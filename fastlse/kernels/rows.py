@@ -465,8 +465,9 @@ def divide_piece(out, lo, hi, d, tmin):
 @jit_inl
 def piece_max_min(x, lo, hi):
     """The max of x[lo:hi] (``row_max``'s) and, where a softmax divides in
-    float64 below a floor (float32, ``_wide_below``), its min (else the
-    max), nan ignored: one sweep for both."""
+    float64 below a floor (float32, ``_wide_below``), its min above -inf
+    (else the max), nan ignored: one sweep for both.  (-inf has a zero
+    numerator, whose quotient is exact and takes no assist.)"""
     if _wide_below(x) == 0.0:
         m = row_max(x, lo, hi)
         return m, m
@@ -475,13 +476,15 @@ def piece_max_min(x, lo, hi):
 
 @jit_fast
 def _max_min_run(x, lo, hi):
-    """max and min of x[lo:hi] ignoring nan, one vectorized loop."""
-    m = cast_to(x, _NINF)
-    mn = cast_to(x, _INF)
+    """max and min above -inf of x[lo:hi] ignoring nan, one vectorized loop."""
+    ninf = cast_to(x, _NINF)
+    inf = cast_to(x, _INF)
+    m = ninf
+    mn = inf
     xs = x[lo:hi]
     for j in range(xs.shape[0]):
         m = maxnum(m, xs[j])
-        mn = minnum(mn, xs[j])
+        mn = minnum(mn, xs[j] if xs[j] > ninf else inf)
     return m, mn
 
 
@@ -1045,10 +1048,13 @@ def _smallest_term(v, size):
 
 @jit_fast
 def _min_term(v, size):
-    """The smallest v[k], k < size, nan ignored (inf if none)."""
-    m = cast_to(v, _INF)
+    """The smallest nonzero v[k], k < size, nan ignored (inf if none): a zero
+    term (exp(-inf)) has a zero quotient, exactly and without an assist."""
+    z = zero_of(v)
+    inf = cast_to(v, _INF)
+    m = inf
     for k in range(size):
-        m = minnum(m, v[k])
+        m = minnum(m, v[k] if v[k] > z else inf)
     return m
 
 
@@ -1264,8 +1270,8 @@ def row_softmax_masked_fast(x, w, out, lo, hi):
 
 @jit_fast
 def _max_min_masked(x, w, lo, hi):
-    """``row_max_masked`` (max, count) with the min of the same elements,
-    in one sweep: (max, min, count)."""
+    """``row_max_masked`` (max, count) with the min above -inf of the same
+    elements (``piece_max_min``), in one sweep: (max, min, count)."""
     ninf = cast_to(x, _NINF)
     inf = cast_to(x, _INF)
     m = ninf
@@ -1274,7 +1280,7 @@ def _max_min_masked(x, w, lo, hi):
     ws = w[lo:hi]
     for j in range(xs.shape[0]):
         m = maxnum(m, xs[j] if ws[j] else ninf)
-        mn = minnum(mn, xs[j] if ws[j] else inf)
+        mn = minnum(mn, xs[j] if (ws[j] != 0) & (xs[j] > ninf) else inf)
     cnt = 0
     for j in range(ws.shape[0]):
         cnt += ws[j] != 0

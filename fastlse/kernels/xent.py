@@ -600,7 +600,7 @@ def cols_index_loss(x, w_, rows, tgt, w, ignore, loss, per_row):
         tv = np.empty(nw)
         none = np.empty((1, 1, 1), dtype=x.dtype)  # (no stores)
         shifts = np.empty((1, 1), dtype=x.dtype)
-        slab_pairs(x, p, q0, nw, rows, mv, tv, none, shifts, False)
+        slab_pairs(x, p, q0, nw, rows, mv, tv, none, shifts, shifts, False)
         bsum = 0.0
         for j in range(nw):
             y = tgt[p, q0 + j]
