@@ -51,6 +51,28 @@ def test_precompiled_kernels_load_from_the_cache(tmp_path):
     assert misses == 0 and hits >= 2
 
 
+def test_changed_package_drops_cached_kernels(tmp_path):
+    # numba keys a cached kernel on its own file, so a kernel that inlined a
+    # changed helper of another module would load stale: fastlse stamps every
+    # module in each of its cache directories (here under NUMBA_CACHE_DIR,
+    # one for fastlse/ and one for fastlse/kernels/) and drops their kernels
+    # when the stamp no longer matches
+    _run(CALLS, tmp_path, threads=1)
+    stamps = sorted(tmp_path.glob("*/fastlse-cache-stamp.txt"))
+    assert [p.parent.name.split("_")[0] for p in stamps] == ["fastlse", "kernels"]
+    assert list(stamps[1].parent.glob("*.nbi"))  # kernels cached beside their stamp
+    for p in stamps:
+        (p.parent / "stale.nbi").write_text("")
+    hits, misses = _run(CALLS, tmp_path, threads=1)
+    assert misses == 0 and hits >= 1  # an unchanged package keeps its cache
+    assert all((p.parent / "stale.nbi").exists() for p in stamps)
+    for p in stamps:
+        p.write_text("another version of the package")
+    hits, misses = _run(CALLS, tmp_path, threads=1)
+    assert hits == 0 and misses >= 1  # compiled again
+    assert not any((p.parent / "stale.nbi").exists() for p in stamps)
+
+
 def test_precompile_rejects_unknown_names():
     with pytest.raises(ValueError, match="unknown op"):
         fastlse.precompile(ops=["logsumexpp"])

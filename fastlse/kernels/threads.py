@@ -31,35 +31,60 @@ from .exp import EXACT
 __all__ = ["KERNELS", "PARALLEL_MIN_WORK", "Kernel", "kernel", "num_threads"]
 
 
+def _numba_cache_dir(module_dir):
+    """The directory numba caches the kernels of module_dir's modules in: its
+    first locator that takes them (``NUMBA_CACHE_DIR``, the ``__pycache__``
+    beside them, the user-wide cache: numba's ``CacheImpl`` order), or the
+    ``__pycache__`` where numba's names for them are unknown."""
+    from numba.core import caching
+
+    impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl", None)
+    probe = os.path.join(module_dir, "__init__.py")
+    for cls in getattr(impl, "_locator_classes", ()):
+        locator = cls.from_function(_numba_cache_dir, probe)
+        if locator is not None:
+            return locator.get_cache_path()
+    return os.path.join(module_dir, "__pycache__")
+
+
 def _drop_stale_cache():
     """Numba keys a cached kernel on its own file only: a kernel in one module
-    that inlined a helper from another goes stale when that helper changes.
-    Keep one stamp of every module of the package; when it changes, drop the
-    package's cache files (a few stat calls at import; nothing is compiled).
+    that inlined a helper from another goes stale when that helper changes
+    (fastlse/*.py's scans and losses inline kernels/*.py's helpers too).
+    Keep one stamp of every module of the package (both directories) in
+    each directory numba caches them in (``_numba_cache_dir``: also under
+    ``NUMBA_CACHE_DIR`` or the user-wide cache); when it changes, drop that
+    directory's cache files (a few stat calls at import; nothing is
+    compiled).
     """
-    pkg = os.path.dirname(os.path.abspath(__file__))
-    cache = os.path.join(pkg, "__pycache__")
+    kernels = os.path.dirname(os.path.abspath(__file__))
+    dirs = (os.path.dirname(kernels), kernels)
     try:
-        names = sorted(f for f in os.listdir(pkg) if f.endswith(".py"))
-        stats = [os.stat(os.path.join(pkg, n)) for n in names]
-        stamp = ";".join(f"{n}:{s.st_mtime_ns}:{s.st_size}" for n, s in zip(names, stats))
-        path = os.path.join(cache, "fastlse-cache-stamp.txt")
-        if os.path.exists(path):
-            with open(path) as f:
-                if f.read() == stamp:
-                    return
-        if os.path.isdir(cache):
-            for f in os.listdir(cache):
-                if f.endswith((".nbi", ".nbc")):
-                    with contextlib.suppress(OSError):
-                        os.remove(os.path.join(cache, f))
-        os.makedirs(cache, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write(stamp)
-        os.replace(tmp, path)
-    except OSError:  # read-only install: numba uses its user-wide cache dir
+        files = sorted(os.path.join(d, f) for d in dirs for f in os.listdir(d) if f.endswith(".py"))
+        stamp = ";".join(f"{f}:{os.stat(f).st_mtime_ns}:{os.stat(f).st_size}" for f in files)
+        for d in dirs:
+            _renew(_numba_cache_dir(d), stamp)
+    except OSError:  # nowhere writable: numba finds no cache directory either
         pass
+
+
+def _renew(cache, stamp):
+    """Drop cache's numba files unless its stamp file holds ``stamp``; write it."""
+    path = os.path.join(cache, "fastlse-cache-stamp.txt")
+    if os.path.exists(path):
+        with open(path) as f:
+            if f.read() == stamp:
+                return
+    if os.path.isdir(cache):
+        for f in os.listdir(cache):
+            if f.endswith((".nbi", ".nbc")):
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(cache, f))
+    os.makedirs(cache, exist_ok=True)
+    tmp = f"{path}.{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(stamp)
+    os.replace(tmp, path)
 
 
 if CACHE:
