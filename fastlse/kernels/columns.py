@@ -38,6 +38,7 @@ from numba import prange
 from .compile import jit, jit_alloc, jit_inl
 from .exp import div_by, expneg64, maxnum, minnum
 from .rows import (
+    _quotients_normal,
     _wide_below,
     cast_to,
     expt,
@@ -311,7 +312,6 @@ def slab_softmax_scale(x, out, p, q0, w, rows, mv, tv, shifts, lows):
     rv = np.empty(w, dtype=x.dtype)
     rw = np.empty(w)
     scale = 1.0 / sumscale_of(x)  # 2**K
-    floor = _wide_below(x)
     b = 0
     for r0 in range(0, n, rows):
         r1 = min(r0 + rows, n)
@@ -323,7 +323,7 @@ def slab_softmax_scale(x, out, p, q0, w, rows, mv, tv, shifts, lows):
             slow = slow or big
             dv[q] = cast_to(x, 1.0 if big else d * scale)
             rv[q] = one_of(x) / dv[q]
-            normal = normal and np.float64(lows[b, q]) >= np.float64(dv[q]) * floor
+            normal = normal and _quotients_normal(x, lows[b, q], dv[q])
         if normal:
             for r in range(r0, r1):
                 orow = op[r, q0 : q0 + w]
@@ -352,16 +352,27 @@ def _block_divisor(m, t, shift):
 
 @jit
 def _divide_block_wide(op, r0, r1, q0, dv, rw):
-    """op[r0:r1, q0:q0 + w] /= dv (w = len(dv)) in float64, rounded once more
-    to op's dtype (``rows._divide_wide``, per column); rw: float64 scratch
-    for the reciprocals."""
+    """op[r0:r1, q0:q0 + w] /= dv (w = len(dv)) in float64 (``_divide_wide_cols``);
+    rw: float64 scratch for the reciprocals."""
     w = dv.shape[0]
-    for q in range(w):
-        rw[q] = 1.0 / np.float64(dv[q])
+    _reciprocals64(dv, rw)
     for r in range(r0, r1):
-        orow = op[r, q0 : q0 + w]
-        for q in range(w):
-            orow[q] = cast_to(orow, div_by(np.float64(orow[q]), np.float64(dv[q]), rw[q]))
+        _divide_wide_cols(op[r, q0 : q0 + w], dv, rw)
+
+
+@jit_inl
+def _reciprocals64(dv, rw):
+    """rw[:w] = 1 / dv in float64 (w = len(dv))."""
+    for q in range(dv.shape[0]):
+        rw[q] = 1.0 / np.float64(dv[q])
+
+
+@jit_inl
+def _divide_wide_cols(orow, dv, rw):
+    """orow /= dv elementwise in float64 (rw = 1 / dv, float64), rounded once
+    more to orow's dtype (``rows._divide_wide``, a divisor per column)."""
+    for q in range(orow.shape[0]):
+        orow[q] = cast_to(orow, div_by(np.float64(orow[q]), np.float64(dv[q]), rw[q]))
 
 
 #: ``_divide_cols``' modes: check the row's quotients, or they are known
@@ -370,12 +381,12 @@ CHECK_ROWS, NORMAL, WIDE = 0, 1, 2
 
 
 @jit_inl
-def _divide_cols(orow, dv, rv, fv, mode):
+def _divide_cols(orow, dv, rv, fv, rw, mode):
     """orow /= dv elementwise, correctly rounded (rv = 1 / dv): by ``div_by``
     where every quotient is normal or zero (orow >= fv = dv * the smallest
     normal quotient, or 0: checked with ``CHECK_ROWS``), else in float64
-    and rounded (the same rounding, no assist; ``rows._divide_row``).
-    float64 has no wider type: fv is 0."""
+    (``_divide_wide_cols``, rw = 1 / dv in float64: the same rounding, no
+    assist).  float64 has no wider type: fv is 0."""
     w = orow.shape[0]
     z = zero_of(orow)
     low = 1 if mode == WIDE else 0
@@ -387,9 +398,7 @@ def _divide_cols(orow, dv, rv, fv, mode):
         for q in range(w):
             orow[q] = div_by(orow[q], dv[q], rv[q])
     else:
-        for q in range(w):
-            b = np.float64(dv[q])
-            orow[q] = cast_to(orow, div_by(np.float64(orow[q]), b, 1.0 / b))
+        _divide_wide_cols(orow, dv, rw)
 
 
 @jit
@@ -627,10 +636,10 @@ def fold_pairs(xm, xr, rows, mq, tq, xs, fs, om, orr, store):
 
 
 @jit
-def _apply_rows(xp, op, c1, c2, rv, fv, log, mode):
+def _apply_rows(xp, op, c1, c2, rv, fv, rw, log, mode):
     """op = (x - c1) - c2 (log) or e / c2, e = ``expt(x - c1)`` (or op
     itself, stored, ``mode`` > 0), per column: the scaled divisor c2, rv =
-    1 / c2, fv and mode (``_divide_cols``)."""
+    1 / c2, fv, rw and mode (``_divide_cols``)."""
     w = xp.shape[1]
     for r in range(xp.shape[0]):
         xr = xp[r]
@@ -642,15 +651,16 @@ def _apply_rows(xp, op, c1, c2, rv, fv, log, mode):
             if mode == CHECK_ROWS:
                 for v in range(w):
                     orow[v] = expt(xr[v] - c1[v])
-            _divide_cols(orow, c2, rv, fv, mode)
+            _divide_cols(orow, c2, rv, fv, rw, mode)
 
 
 @jit
-def fold_apply(xm, xr, om, orr, mq, tq, log, xs, stored):
+def fold_apply(xm, xr, om, orr, mq, tq, log, xs, rw, stored):
     """softmax / log_softmax of a folded piece given its columns' pairs
     (``stored``: om / orr hold softmax's scaled exps already, xs[4] their
     smallest nonzero one per folded column: ``fold_pairs``); scratch xs
-    (4 rows or more, k * Q; 5 when stored) of the output's dtype."""
+    (4 rows or more, k * Q; 5 when stored) of the output's dtype, rw
+    (k * Q) float64."""
     wv = xm.shape[1]
     q = xr.shape[1]
     c1, c2, rv, fv = xs[0, :wv], xs[1, :wv], xs[2, :wv], xs[3, :wv]
@@ -669,6 +679,8 @@ def fold_apply(xm, xr, om, orr, mq, tq, log, xs, stored):
     _fold_rep(c2, wv, q)
     _fold_rep(rv, wv, q)
     _fold_rep(fv, wv, q)
+    rw = rw[:wv]
+    _reciprocals64(c2, rw)
     mode = CHECK_ROWS
     if stored:
         lo = xs[4, :wv]
@@ -676,9 +688,9 @@ def fold_apply(xm, xr, om, orr, mq, tq, log, xs, stored):
         for v in range(wv):
             normal = normal and lo[v] >= fv[v]
         mode = NORMAL if normal else WIDE
-    _apply_rows(xm, om, c1, c2, rv, fv, log, mode)
+    _apply_rows(xm, om, c1, c2, rv, fv, rw, log, mode)
     if xr.shape[0] > 0:
-        _apply_rows(xr, orr, c1, c2, rv, fv, log, mode)
+        _apply_rows(xr, orr, c1, c2, rv, fv, rw, log, mode)
 
 
 @jit_alloc
@@ -719,7 +731,7 @@ def softmax_folded(x, out, k, rows, ntask, log):
             xm, xr = _fold_views(x, p, 0, n_, k)
             om, orr = _fold_views(out, p, 0, n_, k)
             fold_pairs(xm, xr, rows, mq, tq, xs, fs, om, orr, not log)
-            fold_apply(xm, xr, om, orr, mq, tq, log, xs, not log)
+            fold_apply(xm, xr, om, orr, mq, tq, log, xs, fs[0], not log)
 
 
 @kernel(alloc=True)
@@ -731,10 +743,11 @@ def apply_folded(x, out, k, piece, ntask, mo, to, log):
     items = p_ * npc
     for task in prange(ntask):
         xs = np.empty((4, k * q_), dtype=out.dtype)
+        rw = np.empty(k * q_)
         for it in range(task * items // ntask, (task + 1) * items // ntask):
             p = it // npc
             r0 = (it % npc) * piece
             r1 = min(n_, r0 + piece)
             xm, xr = _fold_views(x, p, r0, r1, k)
             om, orr = _fold_views(out, p, r0, r1, k)
-            fold_apply(xm, xr, om, orr, mo[p], to[p], log, xs, False)
+            fold_apply(xm, xr, om, orr, mo[p], to[p], log, xs, rw, False)

@@ -61,11 +61,14 @@ def _drop_stale_cache():
     dirs = (os.path.dirname(kernels), kernels)
     try:
         files = sorted(os.path.join(d, f) for d in dirs for f in os.listdir(d) if f.endswith(".py"))
-        stamp = ";".join(f"{f}:{os.stat(f).st_mtime_ns}:{os.stat(f).st_size}" for f in files)
-        for d in dirs:
+        stats = [os.stat(f) for f in files]
+    except OSError:
+        return
+    stamp = ";".join(f"{f}:{st.st_mtime_ns}:{st.st_size}" for f, st in zip(files, stats))
+    for d in dirs:
+        # nowhere writable: numba finds no cache directory for d either
+        with contextlib.suppress(OSError):
             _renew(_numba_cache_dir(d), stamp)
-    except OSError:  # nowhere writable: numba finds no cache directory either
-        pass
 
 
 def _renew(cache, stamp):
