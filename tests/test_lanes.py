@@ -5,7 +5,7 @@ import pytest
 from numba import njit
 
 from fastlse.kernels.compile import EXACT, FASTMATH
-from fastlse.kernels.lanes import LANES, lanes_max, lanes_sum, lanes_sum64
+from fastlse.kernels.lanes import LANES, lanes_max, lanes_min_pos, lanes_sum, lanes_sum64
 
 
 @njit(fastmath=EXACT)
@@ -54,6 +54,27 @@ def test_lanes_special_values(dtype):
     assert m == -np.inf  # only nan and -inf: -inf
     m, s, _ = _reduce(np.array([np.inf, 1.0, -np.inf], dtype=dtype), 0, 2)
     assert m == np.inf and s == np.inf
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [0, 1, 7, 16, 17, 40, 100])
+def test_lanes_min_pos_and_max_in_reassoc_code(dtype, n):
+    """The max and the smallest positive element are exact in any order, so
+    they compile in ``reassoc`` code too; zeros, negatives, nan are skipped."""
+
+    @njit(fastmath=FASTMATH)
+    def minmax(a, lo, n):
+        return lanes_max(a, lo, n), lanes_min_pos(a, lo, n)
+
+    rng = np.random.default_rng(n)
+    a = rng.standard_normal(n + 2).astype(dtype)
+    a[::5] = 0.0
+    a[1::7] = np.nan
+    v = a[1 : 1 + n]
+    m, p = minmax(a, 1, n)
+    assert m == (np.nanmax(v) if np.isfinite(v).any() else -np.inf)
+    pos = v[v > 0]
+    assert p == (pos.min() if pos.size else np.inf)
 
 
 def test_lanes_refused_in_reassoc_code():

@@ -476,13 +476,17 @@ def test_large_copied_inputs_by_blocks(rng, op, make):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_row_max_every_length_and_place(rng, dtype):
-    """The rows' max sweep (``kernels.rows.row_max``: whole vector bodies,
-    then one more overlapping the end where many elements are left; two
-    half bodies, four chains each, for a range shorter than a body) is
-    numpy's nanmax for every range length up to 3 bodies of 512-bit vectors,
-    at every offset into the array, with the max at every place (beside a
-    nan); and -inf for an empty or all-nan range."""
-    from fastlse.kernels.rows import row_max
+    """The rows' max sweep (``kernels.rows.row_max``: sixteen lanes, the
+    last group masked, for a contiguous row; one loop for a strided one) is
+    numpy's nanmax for every range length up to 200, at every offset into
+    the array, with the max at every place (beside a nan); and -inf for an
+    empty or all-nan range."""
+    from numba import njit
+
+    from fastlse.kernels.rows import row_max as rmax
+
+    row_max = njit(lambda a, lo, hi: rmax(a, lo, hi))
+    strided = njit(lambda a, lo, hi: rmax(a[::2], lo, hi))
 
     x = rng.standard_normal(400).astype(dtype)
     for lo in (0, 1, 5):
@@ -497,3 +501,5 @@ def test_row_max_every_length_and_place(rng, dtype):
                 assert row_max(x, lo, hi) == np.nanmax(x[lo:hi])
     assert row_max(x, 3, 3) == -np.inf
     assert row_max(np.full(50, np.nan, dtype), 0, 50) == -np.inf
+    for n in (0, 1, 17, 100):
+        assert strided(x, 1, 1 + n) == np.nanmax(x[::2][1 : 1 + n], initial=-np.inf)

@@ -1,4 +1,4 @@
-"""A short row's max and sum in sixteen lanes, in one order on every target.
+"""A short row's max, min and sum in sixteen lanes, in one order on every target.
 
 A row's max or sum written as a loop reduces in the loop's order: a chain of
 dependent compares or adds (or four chains, written out), which LLVM keeps
@@ -14,8 +14,9 @@ but each lane's operations and the tree are the IR's, so the result is the
 same bit for bit on every target, and the work is a few vector operations
 instead of a chain per element.
 
-Only for ``EXACT`` code: ``reassoc`` (``jit_fast``) would let LLVM reorder
-them, so such a caller is refused at compile time.
+The sums only in ``EXACT`` code: ``reassoc`` (``jit_fast``) would let LLVM
+reorder them, so such a caller is refused at compile time.  The max and min
+are exact in any order (selects, which ``reassoc`` does not touch).
 """
 
 from llvmlite import ir
@@ -23,7 +24,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["LANES", "lanes_max", "lanes_sum", "lanes_sum64"]
+__all__ = ["LANES", "lanes_max", "lanes_min_pos", "lanes_sum", "lanes_sum64"]
 
 #: lanes of the reductions: a 512-bit vector of float32
 LANES = 16
@@ -75,13 +76,20 @@ def _max(builder, a, v):
     return builder.select(builder.fcmp_ordered(">", v, a), v, a)
 
 
+def _min_pos(builder, a, v):
+    """v where 0 < v < a, else a: nan and non-positive v never replace a."""
+    zero = ir.Constant(v.type, [0.0] * v.type.count)
+    take = builder.and_(builder.fcmp_ordered(">", v, zero), builder.fcmp_ordered("<", v, a))
+    return builder.select(take, v, a)
+
+
 def _reduction(op, identity, acc_dtype):
     """The codegen of ``op`` over a[lo : lo + n] in LANES lanes of acc_dtype
     (None: a's dtype), starting from ``identity`` in every lane."""
 
     def codegen(context, builder, sig, args):
         fm = context.fastmath
-        if fm and "reassoc" in fm.flags:
+        if op is _add and fm and "reassoc" in fm.flags:
             raise TypeError("fastlse: a lanes reduction in reassoc code loses its order")
         aryty = sig.args[0]
         ety = context.get_data_type(aryty.dtype)
@@ -132,6 +140,15 @@ def lanes_max(typingctx, a, lo, n):
     if not _row_args(a, lo, n):
         return None
     return a.dtype(a, types.intp, types.intp), _reduction(_max, float("-inf"), None)
+
+
+@intrinsic
+def lanes_min_pos(typingctx, a, lo, n):
+    """min of the positive a[lo : lo + n] (inf if none; nan ignored), in a's
+    dtype."""
+    if not _row_args(a, lo, n):
+        return None
+    return a.dtype(a, types.intp, types.intp), _reduction(_min_pos, float("inf"), None)
 
 
 @intrinsic

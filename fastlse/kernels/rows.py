@@ -34,7 +34,7 @@ from .exp import (
     tanh32,
     tanh64,
 )
-from .lanes import lanes_max, lanes_sum, lanes_sum64
+from .lanes import lanes_max, lanes_min_pos, lanes_sum, lanes_sum64
 
 _NINF = -np.inf
 _INF = np.inf
@@ -171,60 +171,22 @@ def has_nan(x, lo, hi):
     return False
 
 
-def _max_body_bytes():
-    """Bytes of LLVM's unrolled vector body in a max loop: four vectors of
-    the width its tuning for the target prefers, 512 bits on AMD Zen 4 and
-    later (numba's target CPU ``znver4``, ``znver5``), 256 elsewhere (Intel's
-    AVX-512 cores included); SSE-only targets run two bodies of their own
-    in one of these."""
-    import llvmlite.binding as ll
-    from numba.core import config
-
-    name = config.CPU_NAME if config.CPU_NAME not in (None, "host") else ll.get_host_cpu_name()
-    zen = name.startswith("znver") and name[5:].isdigit() and int(name[5:]) >= 4
-    return 256 if zen else 128
+def row_max(x, lo, hi):  # pragma: no cover - replaced by the overload in compiled code
+    """max of x[lo:hi] ignoring nan (-inf for an empty or all-nan range)."""
+    raise NotImplementedError("row_max runs in compiled code only")
 
 
-#: ``row_max`` runs its vectorized loop on whole bodies of this many bytes
-MAX_BODY_BYTES = _max_body_bytes()
-
-
-#: elements of half a max body in a's dtype, a constant in compiled code
-half_body_of = _by_dtype(
-    "half_body_of",
-    lambda a: MAX_BODY_BYTES // 8,
-    lambda a: MAX_BODY_BYTES // 16,
-    "Elements of a's dtype in half of ``MAX_BODY_BYTES``, a constant.",
-    inline="always",
-)
-
-
-@jit_inl
-def row_max(x, lo, hi):
-    """max of x[lo:hi] ignoring nan (-inf for an empty or all-nan range).
-
-    LLVM's vectorized loop leaves the elements past its last whole body to
-    a scalar chain of maxnum (a compare, a max and a blend per element,
-    each waiting for the one before): up to 63 float32 elements on a
-    512-bit target, which on a row of 48 take longer than the vectorized
-    part.  Where more than a quarter body is left, the row runs as its
-    whole bodies and one more body ending at hi, overlapping the first part
-    (max is idempotent: the same result); a row shorter than a body but at
-    least half one runs as two half bodies (``_max_half``), the second
-    ending at hi.  Separate calls of ``_max_run`` (one loop written twice in
-    one function trips an LLVM vectorizer assertion for float32).
-    """
-    h = half_body_of(x)  # a power of two
-    w = 2 * h
-    n = hi - lo
-    if n < w:
-        if n < h:
-            return _max_run(x, lo, hi)
-        return maxnum(_max_half(x, lo), _max_half(x, hi - h))
-    r = n & (w - 1)
-    if r <= (w >> 2):
-        return _max_run(x, lo, hi)
-    return maxnum(_max_run(x, lo, hi - r), _max_run(x, hi - w, hi))
+@overload(row_max, inline="always")
+def _row_max_ol(x, lo, hi):
+    """A contiguous row's max in sixteen lanes (``lanes_max``): LLVM's own
+    vectorized max loop leaves what follows its last whole body (four
+    vectors) to a scalar chain of maxnum, each waiting for the one before,
+    which on short rows took longer than the rest (docs/performance-notes.md);
+    the lanes' masked last group has no such tail.  max is exact: the same
+    result in any order.  A strided row: one loop."""
+    if isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C":
+        return lambda x, lo, hi: lanes_max(x, lo, hi - lo)
+    return lambda x, lo, hi: _max_run(x, lo, hi)
 
 
 @jit_fast
@@ -235,27 +197,6 @@ def _max_run(x, lo, hi):
     for j in range(xs.shape[0]):
         m = maxnum(m, xs[j])
     return m
-
-
-@jit_fast
-def _max_half(x, lo):
-    """max of half a body from x[lo] ignoring nan, as four independent
-    chains of maxnum.  (LLVM unrolls a loop of a constant trip count this
-    short into one scalar chain, each maxnum waiting for the one before,
-    and vectorizes neither form: four chains let the core run four at once.)
-    """
-    q = half_body_of(x) >> 2
-    xs = x[lo:]
-    a = cast_to(x, _NINF)
-    b = a
-    c = a
-    d = a
-    for j in range(q):
-        a = maxnum(a, xs[j])
-        b = maxnum(b, xs[j + q])
-        c = maxnum(c, xs[j + 2 * q])
-        d = maxnum(d, xs[j + 3 * q])
-    return maxnum(maxnum(a, b), maxnum(c, d))
 
 
 def _sum_excl_kernel(name, store):
@@ -1046,16 +987,12 @@ def _smallest_term(v, size):
     return _min_term(v, size)
 
 
-@jit_fast
+@jit
 def _min_term(v, size):
     """The smallest nonzero v[k], k < size, nan ignored (inf if none): a zero
-    term (exp(-inf)) has a zero quotient, exactly and without an assist."""
-    z = zero_of(v)
-    inf = cast_to(v, _INF)
-    m = inf
-    for k in range(size):
-        m = minnum(m, v[k] if v[k] > z else inf)
-    return m
+    term (exp(-inf)) has a zero quotient, exactly and without an assist.
+    (Terms are never negative.)"""
+    return lanes_min_pos(v, 0, size)
 
 
 @jit
