@@ -5,8 +5,9 @@ kernel layout (``_layout``), let the chooser pick the route and run the op's
 table (``_ops``), shape the result.  A C-contiguous float32 / float64 array
 reduced along one axis (or all of it) has its view made directly
 (``_layout.fast_view``): the same view and route as the general path, so the
-same bits, without its checks.  dask arrays go to ``_dask`` (imported on
-first use).
+same bits, without its checks; softmax / log_softmax remember that route by
+the array's shape, strides, dtype and axis (``_FAST_ROUTES``).  dask arrays
+go to ``_dask`` (imported on first use).
 """
 
 from typing import Any, Literal, overload
@@ -15,7 +16,7 @@ import numpy as np
 
 from . import _args, _interop, _ops
 from ._complex import lse_complex, softmax_complex
-from ._layout import Layout, fast_view, keepdims_shape
+from ._layout import FAST_DTYPES, Layout, fast_view, keepdims_shape
 from ._pairs import lse_sign
 from ._routes import choose
 from ._typing import ArrayLike, Axis, NDArray, Reduced
@@ -324,14 +325,14 @@ def _normalize(x, axis, out, where, log):
         if res is not None:
             return res
     if where is None and (out is None or _fast_out(x, out)):
-        fast = fast_view(x, axis)
+        fast = _fast_route(op, log, x, axis)
         if fast is not None:
-            view = fast[0]
-            route = op[choose(op, view.shape, view.dtype, writes=True, vector=True)]
+            route, vshape = fast
+            view = x if x.shape == vshape else x.reshape(vshape)
             if out is not None:  # C-contiguous like x: the view's shape is a view of it
-                route(view, out.reshape(view.shape))
+                route(view, out.reshape(vshape))
                 return out
-            dest = np.empty(view.shape, dtype=x.dtype)  # a vector's row [0]: cheaper than a reshape
+            dest = np.empty(vshape, dtype=x.dtype)  # a vector's row [0]: cheaper than a reshape
             route(view, dest)
             return dest if view is x else (dest[0] if x.ndim == 1 else dest.reshape(x.shape))
     if _interop.foreign(x, out, where):
@@ -353,6 +354,37 @@ def _normalize(x, axis, out, where, log):
             np.copyto(out, res, casting="unsafe")
         return out
     return _scalar(res.astype(r.dtype, copy=False))
+
+
+#: the fast path's (route, view shape) by (log, shape, strides, dtype, axis)
+#: of a C-contiguous float32 / float64 ndarray: ``fast_view`` and ``choose``
+#: depend on nothing else (the thread pool's size is fixed in a process), so
+#: a repeated call skips them (~1.3 us of a small call); cleared when full
+_FAST_ROUTES: dict = {}
+_FAST_ROUTES_MAX = 256
+_F32, _F64 = FAST_DTYPES
+
+
+def _fast_route(op, log, x, axis):
+    """(route, view shape) of softmax / log_softmax (``op``, ``log``) for x
+    along axis on the fast path (``fast_view``), or None."""
+    if type(x) is not np.ndarray or not (axis is None or type(axis) is int):
+        return None
+    dt = x.dtype
+    if dt is not _F64 and dt is not _F32:  # identity: the builtin descriptors
+        return None
+    key = (log, x.shape, x.strides, dt, axis)
+    hit = _FAST_ROUTES.get(key)
+    if hit is None:
+        fast = fast_view(x, axis)
+        if fast is None:
+            return None
+        view = fast[0]
+        hit = op[choose(op, view.shape, dt, writes=True, vector=True)], view.shape
+        if len(_FAST_ROUTES) >= _FAST_ROUTES_MAX:
+            _FAST_ROUTES.clear()
+        _FAST_ROUTES[key] = hit
+    return hit
 
 
 def _fast_out(x, out):

@@ -614,3 +614,38 @@ def test_vector_as_its_one_row(rng, name, f, ref_f, dtype, n):
         y[-1] = special
         with np.errstate(invalid="ignore", over="ignore"):
             np.testing.assert_array_equal(f(y), ref_f(y.astype(np.float64)).astype(dtype))
+
+
+def test_fast_route_memo_never_mixes_layouts(rng):
+    """softmax / log_softmax remember the fast path's route by shape, strides,
+    dtype and axis (``special._FAST_ROUTES``): a repeated call gives the same
+    bits, an array of the same shape but other strides or dtype, or another
+    axis, is its own entry and matches scipy, and the memo stays bounded."""
+    from fastlse import special
+
+    special._FAST_ROUTES.clear()
+    base = rng.standard_normal((6, 40)) * 30
+    cases = [
+        (base.astype(np.float32), 1),
+        (base.astype(np.float32), 0),
+        (base, 1),
+        (np.asfortranarray(base), 1),  # other strides: the general path
+        (base[:, ::2].copy(), 1),
+        (base[:, ::2], 1),  # same shape as the one before, strided
+        (base.astype(np.float32), None),
+    ]
+    for x, axis in cases:
+        for _, f, ref in FUNCS:
+            first = f(x, axis=axis)
+            again = f(x, axis=axis)
+            np.testing.assert_array_equal(first, again)
+            assert first.dtype == x.dtype and first.shape == x.shape
+            want = ref(x.astype(np.float64), axis=axis)
+            e8 = 8 * np.finfo(x.dtype).eps  # log_softmax: values up to ~200
+            atol = e8 * (1 if f is fastlse.softmax else 200)
+            np.testing.assert_allclose(first, want, rtol=e8, atol=atol)
+    assert 0 < len(special._FAST_ROUTES) <= 10
+    for n in range(1, special._FAST_ROUTES_MAX + 20):
+        fastlse.softmax(np.zeros(n), axis=0)
+        fastlse.softmax(np.zeros((2, n)), axis=1)
+    assert len(special._FAST_ROUTES) <= special._FAST_ROUTES_MAX
