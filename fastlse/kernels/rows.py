@@ -965,17 +965,17 @@ def narrow_softmax(x, out, r0, r1, mb, rep, rrep):
     """softmax of rows r0..r1: the terms flat into out, then divided by
     their rows' sums in place: as one flat loop over the block with each
     row's divisor and its reciprocal spread over its elements (rep, rrep,
-    of ``narrow_scratch_len``), or, in a block with a row whose quotients
-    may be subnormal (or a nan divisor), row by row (``_divide_rows``)."""
+    of ``narrow_scratch_len``); from the first row whose quotients may be
+    subnormal (or whose divisor is nan) on, row by row (``_divide_rows``)."""
     n = x.shape[1]
     nr = r1 - r0
     of = out[r0:r1].reshape(nr * n)
     narrow_block(x, r0, r1, mb, rep, of, of, False)
     tmin = _smallest_term(of, nr * n)
-    if _row_divisors(of, n, mb, nr, tmin, rep, rrep):
-        _flat_divide(of, rep, rrep, nr * n)
-    else:
-        _divide_rows(of, n, mb, nr, tmin)
+    k = _row_divisors(of, n, mb, nr, tmin, rep, rrep)
+    _flat_divide(of, rep, rrep, k * n)
+    if k < nr:
+        _divide_rows(of[k * n :], n, mb[k:], nr - k, tmin)
 
 
 @jit
@@ -998,17 +998,17 @@ def _min_term(v, size):
 @jit
 def _row_divisors(of, n, mb, nr, tmin, rep, rrep):
     """The divisors of the nr rows of n terms in of (their sums in float64)
-    and their reciprocals spread into rep, rrep; tmin: the smallest term.
-    False, at the first row whose quotients may be subnormal or whose
-    divisor is nan (an infinite max mb[i], a nan term): such a block is
-    divided row by row."""
+    and their reciprocals spread into rep, rrep, up to the first row whose
+    quotients may be subnormal or whose divisor is nan (an infinite max
+    mb[i], a nan term; tmin: the smallest term): the count of rows spread
+    (nr: all of them)."""
     for i in range(nr):
         sx, rs = _row_divisor(of, mb[i], lanes_sum64(of, i * n, n))
         if not _quotients_normal(of, tmin, sx):
-            return False
+            return i
         spread(rep, i * n, n, sx)
         spread(rrep, i * n, n, rs)
-    return True
+    return nr
 
 
 @jit
