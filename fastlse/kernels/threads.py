@@ -155,7 +155,19 @@ class Kernel:
         KERNELS.append(self)
 
     def __call__(self, work, *args):
-        if work < PARALLEL_MIN_WORK or not _threads_usable():
+        if work < PARALLEL_MIN_WORK:
+            return self.serial(*args)
+        return self.on_threads(*args)
+
+    def bound(self, work):
+        """``self(work, ...)`` with the work compared once: the serial twin
+        below ``PARALLEL_MIN_WORK``, else ``on_threads`` (the threads are
+        still asked on every call).  For the memoized small calls."""
+        return self.serial if work < PARALLEL_MIN_WORK else self.on_threads
+
+    def on_threads(self, *args):
+        """The parallel twin where threads are usable, else the serial one."""
+        if not _threads_usable():
             return self.serial(*args)
         layer = _state["layer"]
         if layer is None or layer == "workqueue":
