@@ -15,7 +15,6 @@ a time) and write ``dest``: the pairs ``(mo, to)``, the reduced values
 
 import numpy as np
 
-from ._config import PARALLEL_MIN_WORK
 from ._layout import FAST_DTYPES, Layout, as_rows, compute_dtype
 from ._routes import (
     choose,
@@ -30,7 +29,6 @@ from ._routes import (
 from .kernels import columns as C
 from .kernels import drivers as P
 from .kernels import rows as K
-from .kernels.rows import NB
 
 _F32, _F64 = FAST_DTYPES
 
@@ -82,15 +80,12 @@ def _rows(kern, kind="rows"):
     def runner(src, dest):
         if type(src) is np.ndarray or not src.deferred:
             v = _view(src)
-            work = rows_work(v.shape[0], v.shape[1], kind)
-            if work < PARALLEL_MIN_WORK:
-                kern.serial(v, dest)
-            else:
-                kern(work, v, dest)
+            kern(rows_work(v.shape[0], v.shape[1], kind), v, dest)
             return
         for r0, r1, blk in src.row_blocks(4 * threads(), copy=_copy_rows):
             kern(blk.size, blk, dest[r0:r1])
 
+    runner.bind = lambda shape, dtype: kern.bound(rows_work(shape[0], shape[1], kind))
     return runner
 
 
@@ -103,14 +98,17 @@ def _narrow(kern):
         if type(src) is np.ndarray or not src.deferred:
             v = _view(src)
             work = rows_work(v.shape[0], v.shape[1], "narrow")
-            if work < PARALLEL_MIN_WORK:
-                kern.serial(v, dest, NB)
-            else:
-                kern(work, v, dest, narrow_block_rows(v.shape[0], work))
+            kern(work, v, dest, narrow_block_rows(v.shape[0], work))
             return
         for r0, r1, blk in src.row_blocks(4 * threads(), copy=_copy_rows):
             runner(blk, dest[r0:r1])
 
+    def bind(shape, dtype):
+        work = rows_work(shape[0], shape[1], "narrow")
+        run, nb = kern.bound(work), narrow_block_rows(shape[0], work)
+        return lambda v, dest: run(v, dest, nb)
+
+    runner.bind = bind
     return runner
 
 
@@ -302,11 +300,14 @@ def _vector(row, narrow):
     one by ``row``, the ``rows`` kernel's function of a row (1-d in and
     out, nothing else built)."""
 
+    def row_kernel(n, itemsize):
+        return narrow if narrow_rows(n, itemsize) else row
+
     def runner(src, dest):
         v = _view(src)
-        (narrow if narrow_rows(v.shape[1], v.itemsize) else row)(v[0], dest[0])
+        row_kernel(v.shape[1], v.itemsize)(v[0], dest[0])
 
-    runner.narrow, runner.row = narrow, row  # (normalize_short_vector: on x itself)
+    runner.row_kernel = row_kernel  # (bound: on the row itself)
     return runner
 
 
@@ -331,43 +332,17 @@ LOG_SOFTMAX = {
 }
 
 
-def _one_row(a, axis):
-    """The one row of a C-contiguous float32 / float64 ndarray reduced along
-    it: a 1-d ``a`` (axis None, 0 or -1) itself, the row of a ``(1, N)`` one
-    (axis None, 1 or -1); None for anything else."""
-    if type(a) is not np.ndarray:
-        return None
-    nd = a.ndim
-    if nd == 1:
-        if not (axis is None or (type(axis) is int and (axis == 0 or axis == -1))):
-            return None
-    elif nd != 2 or len(a) != 1:
-        return None
-    elif not (axis is None or (type(axis) is int and (axis == 1 or axis == -1))):
-        return None
-    dt = a.dtype
-    if (dt is not _F64 and dt is not _F32) or not a.flags.c_contiguous:
-        return None
-    return a if nd == 1 else a[0]
-
-
-def normalize_short_vector(op, x, axis):
-    """softmax or log_softmax (``op``) of one short contiguous float32 /
-    float64 row (``_one_row``: a 1-d ``x``, or ``(1, N)`` along its last
-    axis) that the chooser routes to "vector": that route's kernel on the
-    row itself, without a view or a runner; None for anything else.  (Its
-    bits are those of the route of ``x[None]``.)"""
-    row = _one_row(x, axis)
-    if row is None:
-        return None
-    n = row.shape[0]
-    if not short_vector(n):  # choose's rule for the vector route
-        return None
-    dest = np.empty(x.shape, x.dtype)
-    vec = op["vector"]
-    kern = vec.narrow if narrow_rows(n, x.itemsize) else vec.row
-    kern(row, dest if row is x else dest[0])
-    return dest
+def bound(op, route, shape, dtype):
+    """``op``'s runner of ``route`` for views of ``shape`` and ``dtype``, with
+    what depends only on them decided once (the serial or parallel twin, the
+    narrow block rows): ``runner(view, dest)``.  The "vector" route's is
+    its row kernel, on the row itself (1-d in and out).  For the memoized
+    small calls (``special._fast_plan``); same bits as ``op[route]``."""
+    runner = op[route]
+    if route == "vector":
+        return runner.row_kernel(shape[1], np.dtype(dtype).itemsize)
+    bind = getattr(runner, "bind", None)
+    return runner if bind is None else bind(shape, dtype)
 
 
 def normalize(op, r):

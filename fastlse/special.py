@@ -5,9 +5,10 @@ kernel layout (``_layout``), let the chooser pick the route and run the op's
 table (``_ops``), shape the result.  A C-contiguous float32 / float64 array
 reduced along one axis (or all of it) has its view made directly
 (``_layout.fast_view``): the same view and route as the general path, so the
-same bits, without its checks; softmax / log_softmax remember that route by
-the array's shape, strides, dtype and axis (``_FAST_ROUTES``).  dask arrays
-go to ``_dask`` (imported on first use).
+same bits, without its checks; softmax / log_softmax remember that route,
+its kernel and its view's shape as a plan by the array's shape, strides,
+dtype and axis (``_FAST_PLANS``).  dask arrays go to ``_dask`` (imported
+on first use).
 """
 
 from typing import Any, Literal, overload
@@ -320,21 +321,10 @@ def _normalize(x, axis, out, where, log):
     """softmax (log: log_softmax) of every kind of input."""
     fn = "log_softmax" if log else "softmax"
     op = _ops.LOG_SOFTMAX if log else _ops.SOFTMAX
-    if where is None and out is None:
-        res = _ops.normalize_short_vector(op, x, axis)
-        if res is not None:
-            return res
     if where is None and (out is None or _fast_out(x, out)):
-        fast = _fast_route(op, log, x, axis)
-        if fast is not None:
-            route, vshape = fast
-            view = x if x.shape == vshape else x.reshape(vshape)
-            if out is not None:  # C-contiguous like x: the view's shape is a view of it
-                route(view, out.reshape(vshape))
-                return out
-            dest = np.empty(vshape, dtype=x.dtype)  # a vector's row [0]: cheaper than a reshape
-            route(view, dest)
-            return dest if view is x else (dest[0] if x.ndim == 1 else dest.reshape(x.shape))
+        plan = _fast_plan(log, x, axis)
+        if plan is not None:
+            return plan(x, out)
     if _interop.foreign(x, out, where):
         f = log_softmax if log else softmax
         return _interop.call(f, fn, dict(x=x, out=out, where=where), axis=axis)
@@ -356,35 +346,66 @@ def _normalize(x, axis, out, where, log):
     return _scalar(res.astype(r.dtype, copy=False))
 
 
-#: the fast path's (route, view shape) by (log, shape, strides, dtype, axis)
-#: of a C-contiguous float32 / float64 ndarray: ``fast_view`` and ``choose``
-#: depend on nothing else (the thread pool's size is fixed in a process), so
-#: a repeated call skips them (~1.3 us of a small call); cleared when full
-_FAST_ROUTES: dict = {}
-_FAST_ROUTES_MAX = 256
+#: the fast path's plans (``_make_plan``) by (log, shape, strides, dtype,
+#: axis) of a C-contiguous float32 / float64 ndarray: ``fast_view`` and
+#: ``choose`` depend on nothing else (the thread pool's size is fixed in a
+#: process), so a repeated call skips them and the runner's own decisions
+#: (~2 us of a small call); cleared when full
+_FAST_PLANS: dict = {}
+_FAST_PLANS_MAX = 256
 _F32, _F64 = FAST_DTYPES
 
 
-def _fast_route(op, log, x, axis):
-    """(route, view shape) of softmax / log_softmax (``op``, ``log``) for x
-    along axis on the fast path (``fast_view``), or None."""
+def _fast_plan(log, x, axis):
+    """The plan of softmax / log_softmax (``log``) of x along axis on the
+    fast path (``fast_view``), remembered by layout, or None."""
     if type(x) is not np.ndarray or not (axis is None or type(axis) is int):
         return None
     dt = x.dtype
     if dt is not _F64 and dt is not _F32:  # identity: the builtin descriptors
         return None
     key = (log, x.shape, x.strides, dt, axis)
-    hit = _FAST_ROUTES.get(key)
-    if hit is None:
-        fast = fast_view(x, axis)
-        if fast is None:
+    plan = _FAST_PLANS.get(key)
+    if plan is None:
+        plan = _make_plan(_ops.LOG_SOFTMAX if log else _ops.SOFTMAX, x, axis)
+        if plan is None:
             return None
-        view = fast[0]
-        hit = op[choose(op, view.shape, dt, writes=True, vector=True)], view.shape
-        if len(_FAST_ROUTES) >= _FAST_ROUTES_MAX:
-            _FAST_ROUTES.clear()
-        _FAST_ROUTES[key] = hit
-    return hit
+        if len(_FAST_PLANS) >= _FAST_PLANS_MAX:
+            _FAST_PLANS.clear()
+        _FAST_PLANS[key] = plan
+    return plan
+
+
+def _make_plan(op, x, axis):
+    """``plan(x, out)``: softmax or log_softmax (``op``) of an array laid out
+    like x along axis, into ``out`` (None: a new array; else C-contiguous,
+    of x's shape and dtype, apart from x: ``_fast_out``).  The route and
+    its kernel are those the general path chooses for x's view (same bits);
+    the "vector" route's kernel runs on the row itself.  None where x is
+    not on the fast path."""
+    fast = fast_view(x, axis)
+    if fast is None:
+        return None
+    shape, dt, vshape = x.shape, x.dtype, fast[0].shape
+    route = choose(op, vshape, dt, writes=True, vector=True)
+    run = _ops.bound(op, route, vshape, dt)
+    if route == "vector":
+        vshape = vshape[1:]
+    if shape == vshape:
+
+        def plan(x, out):
+            dest = np.empty(shape, dt) if out is None else out
+            run(x, dest)
+            return dest
+
+    else:
+
+        def plan(x, out):
+            dest = np.empty(shape, dt) if out is None else out
+            run(x.reshape(vshape), dest.reshape(vshape))
+            return dest
+
+    return plan
 
 
 def _fast_out(x, out):

@@ -616,14 +616,15 @@ def test_vector_as_its_one_row(rng, name, f, ref_f, dtype, n):
             np.testing.assert_array_equal(f(y), ref_f(y.astype(np.float64)).astype(dtype))
 
 
-def test_fast_route_memo_never_mixes_layouts(rng):
-    """softmax / log_softmax remember the fast path's route by shape, strides,
-    dtype and axis (``special._FAST_ROUTES``): a repeated call gives the same
-    bits, an array of the same shape but other strides or dtype, or another
-    axis, is its own entry and matches scipy, and the memo stays bounded."""
+def test_fast_plan_memo_never_mixes_layouts(rng):
+    """softmax / log_softmax remember the fast path's plan (route, kernel and
+    view shape) by shape, strides, dtype and axis (``special._FAST_PLANS``):
+    a repeated call gives the same bits, with or without ``out=``; an array
+    of the same shape but other strides or dtype, or another axis, is its
+    own entry and matches scipy, and the memo stays bounded."""
     from fastlse import special
 
-    special._FAST_ROUTES.clear()
+    special._FAST_PLANS.clear()
     base = rng.standard_normal((6, 40)) * 30
     cases = [
         (base.astype(np.float32), 1),
@@ -633,19 +634,27 @@ def test_fast_route_memo_never_mixes_layouts(rng):
         (base[:, ::2].copy(), 1),
         (base[:, ::2], 1),  # same shape as the one before, strided
         (base.astype(np.float32), None),
+        (base[2], 0),  # a vector: the row kernel on it
+        (base[2], None),
+        (base[2:3], -1),  # (1, N): the same
+        (base.reshape(2, 3, 40), 1),  # columns
+        (base.reshape(2, 3, 40).astype(np.float32), -1),
     ]
     for x, axis in cases:
         for _, f, ref in FUNCS:
             first = f(x, axis=axis)
             again = f(x, axis=axis)
-            np.testing.assert_array_equal(first, again)
+            out = np.full_like(x, np.nan, order="C")
+            assert f(x, axis=axis, out=out) is out
+            for res in (again, out):
+                np.testing.assert_array_equal(first, res)
             assert first.dtype == x.dtype and first.shape == x.shape
             want = ref(x.astype(np.float64), axis=axis)
             e8 = 8 * np.finfo(x.dtype).eps  # log_softmax: values up to ~200
             atol = e8 * (1 if f is fastlse.softmax else 200)
             np.testing.assert_allclose(first, want, rtol=e8, atol=atol)
-    assert 0 < len(special._FAST_ROUTES) <= 10
-    for n in range(1, special._FAST_ROUTES_MAX + 20):
+    assert 0 < len(special._FAST_PLANS) <= 2 * len(cases)
+    for n in range(1, special._FAST_PLANS_MAX + 20):
         fastlse.softmax(np.zeros(n), axis=0)
         fastlse.softmax(np.zeros((2, n)), axis=1)
-    assert len(special._FAST_ROUTES) <= special._FAST_ROUTES_MAX
+    assert len(special._FAST_PLANS) <= special._FAST_PLANS_MAX
