@@ -5,7 +5,16 @@ import pytest
 from numba import njit
 
 from fastlse.kernels.compile import EXACT, FASTMATH
-from fastlse.kernels.lanes import LANES, lanes_max, lanes_min_pos, lanes_sum, lanes_sum64
+from fastlse.kernels.lanes import (
+    LANES,
+    SUM_CHAINS,
+    lanes_max,
+    lanes_min_pos,
+    lanes_sum,
+    lanes_sum64,
+    lanes_sum64_chains,
+    lanes_sum_chains,
+)
 
 
 @njit(fastmath=EXACT)
@@ -75,6 +84,50 @@ def test_lanes_min_pos_and_max_in_reassoc_code(dtype, n):
     assert m == (np.nanmax(v) if np.isfinite(v).any() else -np.inf)
     pos = v[v > 0]
     assert p == (pos.min() if pos.size else np.inf)
+
+
+@njit(fastmath=EXACT)
+def _chains(a, lo, n):
+    return lanes_sum_chains(a, lo, n), lanes_sum64_chains(a, lo, n), lanes_sum64(a, lo, n)
+
+
+def _in_chain_order(v, acc_dtype):
+    """The chains' documented order with numpy's IEEE adds: groups of LANES
+    elements, each whole run of SUM_CHAINS groups one group to each chain,
+    the groups left over and the partial last one to chain 0; the chains
+    added pairwise ((0 + 1) + (2 + 3)), then the lanes as ``_in_lane_order``."""
+    chains = np.zeros((SUM_CHAINS, LANES), dtype=acc_dtype)
+    w = v.astype(acc_dtype)
+    groups = len(w) // LANES
+    runs = groups // SUM_CHAINS
+    for g in range(groups):
+        c = g % SUM_CHAINS if g < runs * SUM_CHAINS else 0
+        chains[c] = chains[c] + w[g * LANES : (g + 1) * LANES]
+    tail = np.zeros(LANES, dtype=acc_dtype)
+    tail[: len(w) - groups * LANES] = w[groups * LANES :]
+    chains[0] = chains[0] + tail
+    while len(chains) > 1:
+        chains = chains[0::2] + chains[1::2]
+    return _in_lane_order(chains[0], acc_dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [0, 1, 17, 63, 64, 65, 127, 128, 200, 255, 256, 1000, 2048])
+def test_lane_chains_match_numpy_in_their_order(dtype, n):
+    """The chained sums (softmax's float32 numerators) in their order, so the
+    same bits on every target; under SUM_CHAINS * LANES elements the other
+    chains add zeros: ``lanes_sum64``'s sum exactly."""
+    rng = np.random.default_rng(n)
+    lo = 5
+    a = (rng.standard_normal(lo + n + 20) * 10.0 ** rng.integers(-3, 4, lo + n + 20)).astype(dtype)
+    v = a[lo : lo + n]
+    s, s64, one = _chains(a, lo, n)
+    assert s == _in_chain_order(v, dtype)
+    assert s64 == _in_chain_order(v, np.float64)
+    if n < SUM_CHAINS * LANES:
+        assert s64 == one
+    if n:
+        np.testing.assert_allclose(s64, v.astype(np.float64).sum(), rtol=1e-12, atol=1e-12)
 
 
 def test_lanes_refused_in_reassoc_code():

@@ -24,7 +24,16 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["LANES", "lanes_max", "lanes_min_pos", "lanes_sum", "lanes_sum64"]
+__all__ = [
+    "LANES",
+    "SUM_CHAINS",
+    "lanes_max",
+    "lanes_min_pos",
+    "lanes_sum",
+    "lanes_sum64",
+    "lanes_sum64_chains",
+    "lanes_sum_chains",
+]
 
 #: lanes of the reductions: a 512-bit vector of float32
 LANES = 16
@@ -83,9 +92,14 @@ def _min_pos(builder, a, v):
     return builder.select(take, v, a)
 
 
-def _reduction(op, identity, acc_dtype):
+def _reduction(op, identity, acc_dtype, chains=1):
     """The codegen of ``op`` over a[lo : lo + n] in LANES lanes of acc_dtype
-    (None: a's dtype), starting from ``identity`` in every lane."""
+    (None: a's dtype), starting from ``identity`` in every lane.  With
+    ``chains`` accumulators, whole runs of ``chains`` groups go one group
+    to each (independent chains: a long sum is not bound by the latency of
+    one add); the groups left over and the masked last one go to the first;
+    the accumulators are combined pairwise in a fixed tree, then the lanes.
+    The order depends on n only."""
 
     def codegen(context, builder, sig, args):
         fm = context.fastmath
@@ -105,19 +119,36 @@ def _reduction(op, identity, acc_dtype):
         width = ir.Constant(n.type, LANES)
         base = builder.gep(arr.data, [lo])
         align = aryty.dtype.bitwidth // 8
-        acc = cgutils.alloca_once_value(builder, ir.Constant(avty, [identity] * LANES))
-        groups = builder.sdiv(n, width)
-        with cgutils.for_range(builder, groups) as loop:
-            ptr = builder.gep(base, [builder.mul(loop.index, width)])
+        ident = ir.Constant(avty, [identity] * LANES)
+        accs = [cgutils.alloca_once_value(builder, ident) for _ in range(chains)]
+
+        def add_group(acc, index):
+            ptr = builder.gep(base, [builder.mul(index, width)])
             v = builder.load(builder.bitcast(ptr, vty.as_pointer()), align=align)
             builder.store(op(builder, builder.load(acc), widen(v)), acc)
-        done = builder.mul(groups, width)
-        rest = builder.sub(n, done)
+
+        groups = builder.sdiv(n, width)
+        done = ir.Constant(n.type, 0)
+        if chains > 1:
+            k = ir.Constant(n.type, chains)
+            runs = builder.sdiv(groups, k)
+            with cgutils.for_range(builder, runs) as loop:
+                first = builder.mul(loop.index, k)
+                for c, acc in enumerate(accs):
+                    add_group(acc, builder.add(first, ir.Constant(n.type, c)))
+            done = builder.mul(runs, k)
+        with cgutils.for_range(builder, builder.sub(groups, done)) as loop:
+            add_group(accs[0], builder.add(done, loop.index))
+        filled = builder.mul(groups, width)
+        rest = builder.sub(n, filled)
         with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(n.type, 0))):
-            ptr = builder.bitcast(builder.gep(base, [done]), vty.as_pointer())
+            ptr = builder.bitcast(builder.gep(base, [filled]), vty.as_pointer())
             v = _masked_load(builder, ptr, vty, align, rest, start)
-            builder.store(op(builder, builder.load(acc), widen(v)), acc)
-        return _tree(builder, builder.load(acc), op)
+            builder.store(op(builder, builder.load(accs[0]), widen(v)), accs[0])
+        vals = [builder.load(acc) for acc in accs]
+        while len(vals) > 1:
+            vals = [op(builder, vals[i], vals[i + 1]) for i in range(0, len(vals), 2)]
+        return _tree(builder, vals[0], op)
 
     return codegen
 
@@ -165,3 +196,28 @@ def lanes_sum64(typingctx, a, lo, n):
     if not _row_args(a, lo, n):
         return None
     return types.float64(a, types.intp, types.intp), _reduction(_add, 0.0, types.float64)
+
+
+#: chains of ``lanes_sum64_chains``
+SUM_CHAINS = 4
+
+
+@intrinsic
+def lanes_sum64_chains(typingctx, a, lo, n):
+    """sum of a[lo : lo + n] in float64, in ``SUM_CHAINS`` chains of LANES
+    lanes: for long sums, whose one chain waits on each add in turn.  Under
+    ``SUM_CHAINS * LANES`` elements, ``lanes_sum64``'s sum exactly (the other
+    chains add zeros)."""
+    if not _row_args(a, lo, n):
+        return None
+    sig = types.float64(a, types.intp, types.intp)
+    return sig, _reduction(_add, 0.0, types.float64, SUM_CHAINS)
+
+
+@intrinsic
+def lanes_sum_chains(typingctx, a, lo, n):
+    """sum of a[lo : lo + n] in a's dtype, in ``SUM_CHAINS`` chains of LANES
+    lanes (``lanes_sum64_chains`` without the widening)."""
+    if not _row_args(a, lo, n):
+        return None
+    return a.dtype(a, types.intp, types.intp), _reduction(_add, 0.0, None, SUM_CHAINS)
