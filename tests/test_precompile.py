@@ -4,7 +4,8 @@ One small op (log_sigmoid, one kernel) in a temporary ``NUMBA_CACHE_DIR``:
 process A precompiles it on one thread (so its calls run the serial kernel
 alone, and the parallel twin is compiled from the serial one's signature);
 process B, on two threads, calls it on a small and a large input and counts
-numba's cache hits and misses over fastlse's dispatchers.
+numba's cache hits and misses over fastlse's dispatchers.  And a process
+that loads float32 softmax from the cache gets the compiling one's bits.
 """
 
 import json
@@ -95,3 +96,39 @@ def test_cli_precompile_flags(monkeypatch, capsys):
         cli.main(["--precompile", "--dtypes", "float16"])
     with pytest.raises(SystemExit):
         cli.main(["--dtypes", "float32"])  # --dtypes without --precompile
+
+
+#: float32 softmax of each route whose numerators it sums (rows, the vector,
+#: pieces, where=), as hex digests of the results
+SOFTMAX_BITS = """
+import hashlib, numpy as np, fastlse
+rng = np.random.default_rng(0)
+x = (rng.standard_normal((64, 300)) * 3).astype(np.float32)
+long = (rng.standard_normal((2, 40000)) * 3).astype(np.float32)
+w = rng.random(x.shape) > 0.2
+res = [fastlse.softmax(x, axis=-1), fastlse.softmax(x[5]), fastlse.softmax(long, axis=-1),
+       fastlse.softmax(x, axis=-1, where=w)]
+print(" ".join(hashlib.sha256(r.tobytes()).hexdigest()[:16] for r in res))
+"""
+
+
+def test_cached_softmax_has_the_compiled_bits(tmp_path):
+    """A process that loads float32 softmax from the disk cache gets the
+    bits of the process that compiled it: its numerators' sum is in lanes,
+    in the IR's order (a ``reassoc`` sum took each compiled copy's order:
+    a cached kernel binds its own copy of the helper, a compiling process
+    the helper's, and the two differed in the last bit)."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    env.pop("FASTLSE_CACHE", None)
+    runs = []
+    for _ in range(2):  # compiles, then loads
+        res = subprocess.run(
+            [sys.executable, "-c", SOFTMAX_BITS + COUNT],
+            env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        digests, counts = res.stdout.splitlines()[-2:]
+        runs.append((digests, json.loads(counts)))
+    (first, (_, compiled)), (second, (loaded, recompiled)) = runs
+    assert compiled > 0 and recompiled == 0 and loaded > 0
+    assert second == first

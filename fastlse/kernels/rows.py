@@ -34,7 +34,14 @@ from .exp import (
     tanh32,
     tanh64,
 )
-from .lanes import lanes_max, lanes_min_pos, lanes_sum, lanes_sum64
+from .lanes import (
+    lanes_max,
+    lanes_min_pos,
+    lanes_sum,
+    lanes_sum64,
+    lanes_sum64_chains,
+    lanes_sum_chains,
+)
 
 _NINF = -np.inf
 _INF = np.inf
@@ -102,6 +109,12 @@ sumscale_of = _by_dtype(
     "2**-K (as float64) for a sum of ``expt`` terms of a's dtype.",
 )
 zero_of = _by_dtype("zero_of", lambda a: np.float32(0.0), lambda a: 0.0, "0 in a's dtype.")
+#: softmax's numerators of a's dtype summed in lanes (float32) or in their
+#: exp sweep (float64): a constant where compiled, so LLVM drops the other
+#: path (see row_numer_store)
+lanes_numer = _by_dtype(
+    "lanes_numer", lambda a: True, lambda a: False, "Sum a's numerators in lanes.", "always"
+)
 one_of = _by_dtype("one_of", lambda a: np.float32(1.0), lambda a: 1.0, "1 in a's dtype.")
 
 
@@ -353,9 +366,56 @@ def row_lse(x, lo, hi):
 
 
 @jit_fast
+def _numer_terms(x, out, lo, hi, m):
+    """out[lo:hi] = softmax's numerators ``exps(x - m)`` (float32: scaled by
+    2**K): the first n - n % VW by the vector loop, the rest as one full,
+    overlapping unit of VW (``VW``).  Stores only: no sum, so ``reassoc``
+    orders nothing here."""
+    n = hi - lo
+    main = n if n < VW else (n // VW) * VW
+    xs = x[lo : lo + main]
+    os = out[lo : lo + main]
+    for j in range(main):
+        os[j] = exps(xs[j] - m)
+    if main < n:
+        xt = x[hi - VW : hi]
+        ot = out[hi - VW : hi]
+        first = VW - (n - main)
+        for i in range(VW):
+            e = exps(xt[i] - m)
+            # in place (out is x), xt[:first] already holds exps
+            ot[i] = e if i >= first else ot[i]
+
+
+@jit_inl
 def row_numer_store(x, out, lo, hi, m):
     """out = softmax's numerators ``exps(x - m)`` over [lo, hi) (float32:
-    scaled by 2**K); returns their sum (float64, scaled alike)."""
+    scaled by 2**K); returns their sum (float64, scaled alike).
+
+    float32: a chunk of the row at a time, its terms stored
+    (``_numer_terms``), then summed from L1 in four chains of sixteen lanes
+    (``lanes_sum_chains``), the chunks' sums added in float64 in order.
+    The order is the IR's: the same sum on every target and in every
+    compiled copy of this function.  A sum left to ``reassoc`` takes the
+    order LLVM chooses in each copy, and a kernel loaded from the disk cache
+    binds its own copy where one just compiled binds the helper's: the two
+    differed in the last bit.  float64 keeps that one-sweep sum
+    (``_numer_store_fused``): its lanes sweep cost a row of 100 ~12%."""
+    if not lanes_numer(out):
+        return _numer_store_fused(x, out, lo, hi, m)
+    total = 0.0
+    for c in range(lo, hi, CHUNK):
+        c1 = min(c + CHUNK, hi)
+        _numer_terms(x, out, c, c1, m)
+        total += lanes_sum_chains(out, c, c1 - c)
+    return total
+
+
+@jit_fast
+def _numer_store_fused(x, out, lo, hi, m):
+    """``row_numer_store`` of float64 in one sweep: the sum in the exp loop,
+    in the order ``reassoc`` lets LLVM choose (a lanes sweep of the stored
+    terms cost a float64 row of 100 ~12%)."""
     z = zero_of(x)
     total = 0.0
     n = hi - lo
@@ -1225,23 +1285,24 @@ def _max_min_masked(x, w, lo, hi):
 
 
 @jit_fast
+def _terms_masked(x, w, out, m):
+    """out = softmax's numerators ``exps(x - m)`` where w, else 0."""
+    z = zero_of(x)
+    for j in range(x.shape[0]):
+        e = exps(x[j] - m)
+        out[j] = e if w[j] else z
+
+
+@jit_inl
 def _exp_store_masked(x, w, out, m):
     """out = softmax's numerators ``exps(x - m)`` where w, else 0; returns
-    their sum (float64, per CHUNK in x's dtype); a nan among the selected
-    elements makes it nan."""
-    z = zero_of(x)
+    their sum (float64), a chunk at a time in sixteen lanes as
+    ``row_numer_store`` (the same sum in every compiled copy); a nan among
+    the selected elements makes it nan."""
     total = 0.0
     n = x.shape[0]
     for c in range(0, n, CHUNK):
         c1 = min(c + CHUNK, n)
-        xc = x[c:c1]
-        wc = w[c:c1]
-        oc = out[c:c1]
-        acc = z
-        for j in range(xc.shape[0]):
-            e = exps(xc[j] - m)
-            e = e if wc[j] else z
-            oc[j] = e
-            acc += e
-        total += acc
+        _terms_masked(x[c:c1], w[c:c1], out[c:c1], m)
+        total += lanes_sum64_chains(out, c, c1 - c)
     return total
