@@ -365,36 +365,15 @@ def row_lse(x, lo, hi):
     return finish(m, t)
 
 
-@jit_fast
-def _numer_terms(x, out, lo, hi, m):
-    """out[lo:hi] = softmax's numerators ``exps(x - m)`` (float32: scaled by
-    2**K): the first n - n % VW by the vector loop, the rest as one full,
-    overlapping unit of VW (``VW``).  Stores only: no sum, so ``reassoc``
-    orders nothing here."""
-    n = hi - lo
-    main = n if n < VW else (n // VW) * VW
-    xs = x[lo : lo + main]
-    os = out[lo : lo + main]
-    for j in range(main):
-        os[j] = exps(xs[j] - m)
-    if main < n:
-        xt = x[hi - VW : hi]
-        ot = out[hi - VW : hi]
-        first = VW - (n - main)
-        for i in range(VW):
-            e = exps(xt[i] - m)
-            # in place (out is x), xt[:first] already holds exps
-            ot[i] = e if i >= first else ot[i]
-
-
 @jit_inl
 def row_numer_store(x, out, lo, hi, m):
     """out = softmax's numerators ``exps(x - m)`` over [lo, hi) (float32:
     scaled by 2**K); returns their sum (float64, scaled alike).
 
     float32: a chunk of the row at a time, its terms stored
-    (``_numer_terms``), then summed from L1 in four chains of sixteen lanes
-    (``lanes_sum_chains``), the chunks' sums added in float64 in order.
+    (``_row_terms_all``, the narrow kernels' terms), then summed from L1
+    in four chains of sixteen lanes (``lanes_sum_chains``), the chunks'
+    sums added in float64 in order.
     The order is the IR's: the same sum on every target and in every
     compiled copy of this function.  A sum left to ``reassoc`` takes the
     order LLVM chooses in each copy, and a kernel loaded from the disk cache
@@ -406,7 +385,7 @@ def row_numer_store(x, out, lo, hi, m):
     total = 0.0
     for c in range(lo, hi, CHUNK):
         c1 = min(c + CHUNK, hi)
-        _numer_terms(x, out, c, c1, m)
+        _row_terms_all(x[c:c1], out[c:c1], m)
         total += lanes_sum_chains(out, c, c1 - c)
     return total
 
