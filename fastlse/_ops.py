@@ -307,7 +307,8 @@ def _vector(row, narrow):
         v = _view(src)
         row_kernel(v.shape[1], v.itemsize)(v[0], dest[0])
 
-    runner.row_kernel = row_kernel  # (bound: on the row itself)
+    # (bound: the row kernel itself, on the row: 1-d in and out)
+    runner.bind = lambda shape, dtype: row_kernel(shape[1], np.dtype(dtype).itemsize)
     return runner
 
 
@@ -335,12 +336,11 @@ LOG_SOFTMAX = {
 def bound(op, route, shape, dtype):
     """``op``'s runner of ``route`` for views of ``shape`` and ``dtype``, with
     what depends only on them decided once (the serial or parallel twin, the
-    narrow block rows): ``runner(view, dest)``.  The "vector" route's is
-    its row kernel, on the row itself (1-d in and out).  For the memoized
-    small calls (``special._fast_plan``); same bits as ``op[route]``."""
+    narrow block rows; a runner's ``bind``): ``runner(view, dest)``.  The
+    "vector" route's is its row kernel, on the row itself (1-d in and out).
+    For the memoized small calls (``special._fast_plan``); same bits as
+    ``op[route]``."""
     runner = op[route]
-    if route == "vector":
-        return runner.row_kernel(shape[1], np.dtype(dtype).itemsize)
     bind = getattr(runner, "bind", None)
     return runner if bind is None else bind(shape, dtype)
 
