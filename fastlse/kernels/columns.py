@@ -38,12 +38,14 @@ from numba import prange
 from .compile import jit, jit_alloc, jit_inl
 from .exp import div_by, expneg64, maxnum, minnum
 from .rows import (
+    PREFETCH_MIN,
     _quotients_normal,
     _wide_below,
     cast_to,
     expt,
     log_softmax_consts,
     one_of,
+    prefetch_row,
     sumscale_of,
     zero_of,
 )
@@ -85,11 +87,15 @@ def block_rows(w, itemsize):
 
 # ---------------------------------------------------------------- sweeps ---
 @jit
-def _block_max(xp, r0, r1, q0, w, mrun, mb):
-    """mb = max(mrun, max of rows r0..r1) per column (nan ignored)."""
+def _block_max(xp, r0, r1, q0, w, mrun, mb, ahead):
+    """mb = max(mrun, max of rows r0..r1) per column (nan ignored).  With
+    ``ahead``, each row asks for the next block's row at its index (as the
+    narrow kernels' ``_block_maxima``: the block's other sweeps run in
+    cache, reading no memory)."""
     for q in range(w):
         mb[q] = mrun[q]
-    r4 = r0 + (r1 - r0) // 4 * 4
+    nr = r1 - r0
+    r4 = r0 + nr // 4 * 4
     for r in range(r0, r4, 4):  # four rows per pass over mb
         xa = xp[r, q0 : q0 + w]
         xb = xp[r + 1, q0 : q0 + w]
@@ -97,6 +103,9 @@ def _block_max(xp, r0, r1, q0, w, mrun, mb):
         xd = xp[r + 3, q0 : q0 + w]
         for q in range(w):
             mb[q] = maxnum(mb[q], maxnum(maxnum(xa[q], xb[q]), maxnum(xc[q], xd[q])))
+        if ahead:
+            for k in range(r + nr, min(r + nr + 4, xp.shape[0])):
+                prefetch_row(xp[k, q0 : q0 + w])
     for r in range(r4, r1):
         xr = xp[r, q0 : q0 + w]
         for q in range(w):
@@ -226,13 +235,14 @@ def _add_block(w, tt, cc, tb, cb):
 
 
 @jit_alloc
-def slab_pairs(x, p, q0, w, rows, mv, tv, out, shifts, lows, store):
+def slab_pairs(x, p, q0, w, rows, mv, tv, out, shifts, lows, store, ahead):
     """(m, t) per column of x[p, :, q0:q0+w] into mv, tv (float64, length w).
 
     With ``store``, out[p] gets e = ``expt(x - shift)``, shifts[b, :] the
     shift of row block b and lows[b, :] its smallest e, and t is the sum of
     all terms less 1 (exactly: the sum is at least 1), softmax's divisor
-    less 1.
+    less 1.  ``ahead``: the max sweep asks for the next block's rows
+    (``_block_max``).
     """
     n = x.shape[1]
     xp = x[p]
@@ -251,7 +261,7 @@ def slab_pairs(x, p, q0, w, rows, mv, tv, out, shifts, lows, store):
     b = 0
     for r0 in range(0, n, rows):
         r1 = min(r0 + rows, n)
-        _block_max(xp, r0, r1, q0, w, mrun, mb)
+        _block_max(xp, r0, r1, q0, w, mrun, mb, ahead)
         _advance(w, mrun, mb, sh, tt, cc, r0 == 0)
         if store:
             for q in range(w):
@@ -434,18 +444,29 @@ def slab_log_softmax(x, out, p, q0, w, mv, tv):
 
 
 # --------------------------------------------------------------- drivers ---
+@jit_inl
+def cols_ahead(x, second_pass):
+    """Whether ``slab_pairs`` asks for its next row block ahead: in arrays of
+    ``PREFETCH_MIN`` bytes or more, for the ops without a second sweep over
+    the slab (logsumexp, the loss); softmax and log_softmax, whose second
+    sweep runs in cache, measured no faster with it (docs/performance-notes.md)."""
+    return not second_pass and x.size * x.itemsize >= PREFETCH_MIN
+
+
 @kernel(alloc=True)
 def pairs_cols(x, w, rows, mo, to):
     """(m, t) over axis 1 of x (P, N, Q) into mo, to (P, Q) float64."""
     p_, q_ = x.shape[0], x.shape[2]
     nq = (q_ + w - 1) // w
+    ahead = cols_ahead(x, False)
     for k in prange(p_ * nq):
         p = k // nq
         q0 = (k % nq) * w
         q1 = min(q_, q0 + w)
         none = np.empty((1, 1, 1), dtype=x.dtype)  # no stores without softmax
         shifts = np.empty((1, 1), dtype=x.dtype)
-        slab_pairs(x, p, q0, q1 - q0, rows, mo[p, q0:q1], to[p, q0:q1], none, shifts, shifts, False)
+        mp, tp = mo[p, q0:q1], to[p, q0:q1]
+        slab_pairs(x, p, q0, q1 - q0, rows, mp, tp, none, shifts, shifts, False, ahead)
 
 
 @kernel(alloc=True)
@@ -454,6 +475,7 @@ def softmax_cols(x, out, w, rows, log):
     p_, n_, q_ = x.shape
     nq = (q_ + w - 1) // w
     nb = (n_ + rows - 1) // rows
+    ahead = cols_ahead(x, True)
     for k in prange(p_ * nq):
         p = k // nq
         q0 = (k % nq) * w
@@ -463,12 +485,12 @@ def softmax_cols(x, out, w, rows, log):
         if log:
             none = np.empty((1, 1, 1), dtype=x.dtype)
             shifts = np.empty((1, 1), dtype=x.dtype)
-            slab_pairs(x, p, q0, q1 - q0, rows, mv, tv, none, shifts, shifts, False)
+            slab_pairs(x, p, q0, q1 - q0, rows, mv, tv, none, shifts, shifts, False, ahead)
             slab_log_softmax(x, out, p, q0, q1 - q0, mv, tv)
         else:
             shifts = np.empty((nb, q1 - q0), dtype=x.dtype)
             lows = np.empty((nb, q1 - q0), dtype=x.dtype)
-            slab_pairs(x, p, q0, q1 - q0, rows, mv, tv, out, shifts, lows, True)
+            slab_pairs(x, p, q0, q1 - q0, rows, mv, tv, out, shifts, lows, True, ahead)
             slab_softmax_scale(x, out, p, q0, q1 - q0, rows, mv, tv, shifts, lows)
 
 
@@ -597,11 +619,11 @@ def fold_pairs(xm, xr, rows, mq, tq, xs, fs, om, orr, store):
     for v in range(wv):
         mrun[v] = ninf
     for b0 in range(0, n1, rows):
-        _block_max(xm, b0, min(b0 + rows, n1), 0, wv, mrun, mrun)
+        _block_max(xm, b0, min(b0 + rows, n1), 0, wv, mrun, mrun, False)
     _fold_max(mrun, wv, q)
     mx = mrun[:q]
     if nr > 0:
-        _block_max(xr, 0, nr, 0, q, mx, mx)
+        _block_max(xr, 0, nr, 0, q, mx, mx, False)
     for qq in range(q):  # every fold's shift: its column's max
         sh[qq] = z if mx[qq] == _NINF else mx[qq]
     _fold_rep(sh, wv, q)

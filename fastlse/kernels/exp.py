@@ -24,6 +24,7 @@ Nothing here knows about arrays, axes or Python objects.
 import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .compile import EXACT, FASTMATH, jit_inl
@@ -32,6 +33,7 @@ from .compile import jit as _jit
 __all__ = [
     "EXACT",
     "FASTMATH",
+    "LINE",
     "SPLAT",
     "SUMSCALE32",
     "SUMSCALE64",
@@ -47,6 +49,7 @@ __all__ = [
     "log1p64",
     "maxnum",
     "minnum",
+    "prefetch",
     "store_splat",
     "tanh32",
     "tanh64",
@@ -167,6 +170,35 @@ def store_splat(typingctx, a, i, v):
             vec = builder.insert_element(vec, args[2], ir.Constant(ir.IntType(32), k))
         ptr = builder.bitcast(builder.gep(arr.data, [args[1]]), vty.as_pointer())
         builder.store(vec, ptr, align=aryty.dtype.bitwidth // 8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+#: bytes of a cache line (x86-64, ARM64 cores of today)
+LINE = 64
+
+
+@intrinsic
+def prefetch(typingctx, a, i):
+    """Ask for the cache line holding ``a[i]`` (``llvm.prefetch``: a read,
+    kept in the outer caches).  A hint, unchecked: it reads nothing and never
+    faults, whatever i is.  (A hint for lines about to be written measured
+    slower: docs/performance-notes.md.)"""
+    if not (isinstance(a, types.Array) and a.ndim == 1 and isinstance(i, types.Integer)):
+        return None
+    sig = types.none(a, types.intp)
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        arr = context.make_array(aryty)(context, builder, args[0])
+        i8p = ir.IntType(8).as_pointer()
+        item = cgutils.get_item_pointer(context, builder, aryty, arr, [args[1]])
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = builder.module.declare_intrinsic("llvm.prefetch", [i8p], fnty)
+        read, outer, data = ir.Constant(i32, 0), ir.Constant(i32, 2), ir.Constant(i32, 1)
+        builder.call(fn, [builder.bitcast(item, i8p), read, outer, data])
         return context.get_dummy_value()
 
     return sig, codegen

@@ -19,6 +19,7 @@ from numba.extending import overload
 
 from .compile import jit, jit_alloc, jit_fast, jit_inl
 from .exp import (
+    LINE,
     SPLAT,
     SUMSCALE32,
     SUMSCALE64,
@@ -30,6 +31,7 @@ from .exp import (
     log1p64,
     maxnum,
     minnum,
+    prefetch,
     store_splat,
     tanh32,
     tanh64,
@@ -694,6 +696,13 @@ def row_lse_weighted(a, b, lo, hi):
 NARROW_BYTES = 256
 #: rows per block in the narrow kernels (scratch is NB * N elements)
 NB = 512
+#: narrow rows of at least this many bytes ask for the next block's rows
+#: while they take their maxima (``_block_maxima``, ``transpose_rows``), in
+#: arrays of at least PREFETCH_MIN bytes: shorter rows share lines, so a
+#: row's requests would repeat its neighbours'; smaller arrays, mostly in
+#: cache already, measured slower with them (docs/performance-notes.md)
+PREFETCH_BYTES = 128
+PREFETCH_MIN = 1 << 22
 
 
 @jit_inl
@@ -734,12 +743,39 @@ def narrow_block(x, r0, r1, mb, rep, e, f, excl, dout=None):
 
 @jit
 def _block_maxima(x, r0, r1, mb, rep):
-    """Maxima of rows r0..r1 into mb and spread over their elements in rep."""
+    """Maxima of rows r0..r1 into mb and spread over their elements in rep.
+
+    This is the block's one sweep over x in memory; the sweeps that follow
+    run in cache and read no memory, so without help the next block's rows
+    would only be asked for when its own max sweep waits for them.  Where
+    ``prefetch_ahead`` says so, each row asks for the next block's row at
+    its index, which then arrives while this block's sweeps run."""
     n = x.shape[1]
+    ahead = prefetch_ahead(x)
     for i in range(r1 - r0):
         m = lanes_max(x[r0 + i], 0, n)
         mb[i] = m
         spread(rep, i * n, n, m)
+        if ahead and r1 + i < x.shape[0]:
+            prefetch_row(x[r1 + i])
+
+
+@jit_inl
+def prefetch_ahead(x):
+    """Whether a narrow kernel asks for its next block's rows while it takes
+    this block's: rows of ``PREFETCH_BYTES`` or more in an array of
+    ``PREFETCH_MIN`` bytes or more."""
+    row_bytes = x.shape[1] * x.itemsize
+    return row_bytes >= PREFETCH_BYTES and x.shape[0] * row_bytes >= PREFETCH_MIN
+
+
+@jit_inl
+def prefetch_row(row):
+    """Ask for the lines of a row (its last element's too: a row that starts
+    mid-line ends in one line more)."""
+    for j in range(0, row.shape[0], LINE // row.itemsize):
+        prefetch(row, j)
+    prefetch(row, row.shape[0] - 1)
 
 
 @jit_fast
@@ -901,12 +937,16 @@ def scratch_t(x, rows):
 
 @jit
 def transpose_rows(x, r0, nb, xt):
-    """xt[j, r] = x[r0 + r, j] for r < nb (contiguous reads, strided writes)."""
+    """xt[j, r] = x[r0 + r, j] for r < nb (contiguous reads, strided writes);
+    the next block's rows are asked for as ``_block_maxima`` does."""
     n = x.shape[1]
+    ahead = prefetch_ahead(x)
     for r in range(nb):
         xr = x[r0 + r]
         for j in range(n):
             xt[j, r] = xr[j]
+        if ahead and r0 + nb + r < x.shape[0]:
+            prefetch_row(x[r0 + nb + r])
 
 
 @jit_fast

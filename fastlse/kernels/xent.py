@@ -58,7 +58,7 @@ import numpy as np
 from numba import prange, types
 from numba.extending import overload
 
-from .columns import slab_pairs
+from .columns import cols_ahead, slab_pairs
 from .compile import jit, jit_alloc, jit_fast, jit_inl
 from .drivers import kernel
 from .exp import expneg64, log1p32, log1p64, maxnum
@@ -592,6 +592,7 @@ def cols_index_loss(x, w_, rows, tgt, w, ignore, loss, per_row):
     pn, qn = x.shape[0], x.shape[2]
     nq = (qn + w_ - 1) // w_
     total = 0.0
+    ahead = cols_ahead(x, False)
     for k in prange(pn * nq):
         p = k // nq
         q0 = (k % nq) * w_
@@ -600,7 +601,7 @@ def cols_index_loss(x, w_, rows, tgt, w, ignore, loss, per_row):
         tv = np.empty(nw)
         none = np.empty((1, 1, 1), dtype=x.dtype)  # (no stores)
         shifts = np.empty((1, 1), dtype=x.dtype)
-        slab_pairs(x, p, q0, nw, rows, mv, tv, none, shifts, shifts, False)
+        slab_pairs(x, p, q0, nw, rows, mv, tv, none, shifts, shifts, False, ahead)
         bsum = 0.0
         for j in range(nw):
             y = tgt[p, q0 + j]
