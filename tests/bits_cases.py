@@ -20,9 +20,9 @@ keeps the Zen 4 host's features; the cases pin no BLAS result).
 The hashes are computed in a fresh process whose kernels are all compiled
 there (a numba cache directory of its own, empty): numba's kernels loaded
 from its disk cache can differ in the last bit from the same kernels
-compiled in the process where a helper sums with ``reassoc`` (float64
-softmax rows: 1 ulp; docs/threads.md), so a process that compiles some
-kernels and loads others gives a mix.
+compiled in the process (the float64 gradient of cross-entropy with
+probability targets: 1 ulp; docs/threads.md), so a process that compiles
+some kernels and loads others gives a mix.
 """
 
 import hashlib

@@ -103,21 +103,23 @@ def test_cli_precompile_flags(monkeypatch, capsys):
 SOFTMAX_BITS = """
 import hashlib, numpy as np, fastlse
 rng = np.random.default_rng(0)
-x = (rng.standard_normal((64, 300)) * 3).astype(np.float32)
-long = (rng.standard_normal((2, 40000)) * 3).astype(np.float32)
-w = rng.random(x.shape) > 0.2
-res = [fastlse.softmax(x, axis=-1), fastlse.softmax(x[5]), fastlse.softmax(long, axis=-1),
-       fastlse.softmax(x, axis=-1, where=w)]
+res = []
+for dt in (np.float32, np.float64):
+    x = (rng.standard_normal((64, 300)) * 3).astype(dt)
+    long = (rng.standard_normal((2, 40000)) * 3).astype(dt)
+    w = rng.random(x.shape) > 0.2
+    res += [fastlse.softmax(x, axis=-1), fastlse.softmax(x[5]), fastlse.softmax(long, axis=-1),
+            fastlse.softmax(x, axis=-1, where=w)]
 print(" ".join(hashlib.sha256(r.tobytes()).hexdigest()[:16] for r in res))
 """
 
 
 def test_cached_softmax_has_the_compiled_bits(tmp_path):
-    """A process that loads float32 softmax from the disk cache gets the
-    bits of the process that compiled it: its numerators' sum is in lanes,
-    in the IR's order (a ``reassoc`` sum took each compiled copy's order:
-    a cached kernel binds its own copy of the helper, a compiling process
-    the helper's, and the two differed in the last bit)."""
+    """A process that loads softmax (float32, float64) from the disk cache
+    gets the bits of the process that compiled it: its numerators' sum is
+    in lanes, in the IR's order (a ``reassoc`` sum took each compiled copy's
+    order: a cached kernel binds its own copy of the helper, a compiling
+    process the helper's, and the two differed in the last bit)."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     env.pop("FASTLSE_CACHE", None)
     runs = []

@@ -111,12 +111,6 @@ sumscale_of = _by_dtype(
     "2**-K (as float64) for a sum of ``expt`` terms of a's dtype.",
 )
 zero_of = _by_dtype("zero_of", lambda a: np.float32(0.0), lambda a: 0.0, "0 in a's dtype.")
-#: softmax's numerators of a's dtype summed in lanes (float32) or in their
-#: exp sweep (float64): a constant where compiled, so LLVM drops the other
-#: path (see row_numer_store)
-lanes_numer = _by_dtype(
-    "lanes_numer", lambda a: True, lambda a: False, "Sum a's numerators in lanes.", "always"
-)
 one_of = _by_dtype("one_of", lambda a: np.float32(1.0), lambda a: 1.0, "1 in a's dtype.")
 
 
@@ -372,56 +366,19 @@ def row_numer_store(x, out, lo, hi, m):
     """out = softmax's numerators ``exps(x - m)`` over [lo, hi) (float32:
     scaled by 2**K); returns their sum (float64, scaled alike).
 
-    float32: a chunk of the row at a time, its terms stored
-    (``_row_terms_all``, the narrow kernels' terms), then summed from L1
-    in four chains of sixteen lanes (``lanes_sum_chains``), the chunks'
-    sums added in float64 in order.
-    The order is the IR's: the same sum on every target and in every
-    compiled copy of this function.  A sum left to ``reassoc`` takes the
-    order LLVM chooses in each copy, and a kernel loaded from the disk cache
-    binds its own copy where one just compiled binds the helper's: the two
-    differed in the last bit.  float64 keeps that one-sweep sum
-    (``_numer_store_fused``): its lanes sweep cost a row of 100 ~12%."""
-    if not lanes_numer(out):
-        return _numer_store_fused(x, out, lo, hi, m)
+    A chunk of the row at a time, its terms stored (``_row_terms_all``, the
+    narrow kernels' terms), then summed from L1 in four chains of sixteen
+    lanes (``lanes_sum_chains``), the chunks' sums added in float64 in
+    order.  The order is the IR's: the same sum on every target and in
+    every compiled copy of this function.  A sum left to ``reassoc`` takes
+    the order LLVM chooses in each copy, and a kernel loaded from the disk
+    cache binds its own copy where one just compiled binds the helper's:
+    the two differed in the last bit (docs/threads.md)."""
     total = 0.0
     for c in range(lo, hi, CHUNK):
         c1 = min(c + CHUNK, hi)
         _row_terms_all(x[c:c1], out[c:c1], m)
         total += lanes_sum_chains(out, c, c1 - c)
-    return total
-
-
-@jit_fast
-def _numer_store_fused(x, out, lo, hi, m):
-    """``row_numer_store`` of float64 in one sweep: the sum in the exp loop,
-    in the order ``reassoc`` lets LLVM choose (a lanes sweep of the stored
-    terms cost a float64 row of 100 ~12%)."""
-    z = zero_of(x)
-    total = 0.0
-    n = hi - lo
-    main = n if n < VW else (n // VW) * VW
-    for c in range(0, main, CHUNK):
-        c1 = lo + min(c + CHUNK, main)
-        xc = x[lo + c : c1]
-        oc = out[lo + c : c1]
-        acc = z
-        for j in range(xc.shape[0]):
-            e = exps(xc[j] - m)
-            oc[j] = e
-            acc += e
-        total += acc
-    if main < n:
-        xt = x[hi - VW : hi]
-        ot = out[hi - VW : hi]
-        first = VW - (n - main)
-        acc = z
-        for i in range(VW):
-            e = exps(xt[i] - m)
-            # masked: in place (out is x), xt[:first] already holds exps
-            ot[i] = e if i >= first else ot[i]
-            acc += e if i >= first else z
-        total += acc
     return total
 
 
