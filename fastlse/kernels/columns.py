@@ -445,12 +445,12 @@ def slab_log_softmax(x, out, p, q0, w, mv, tv):
 
 # --------------------------------------------------------------- drivers ---
 @jit_inl
-def cols_ahead(x, second_pass):
-    """Whether ``slab_pairs`` asks for its next row block ahead: in arrays of
-    ``PREFETCH_MIN`` bytes or more, for the ops without a second sweep over
-    the slab (logsumexp, the loss); softmax and log_softmax, whose second
-    sweep runs in cache, measured no faster with it (docs/performance-notes.md)."""
-    return not second_pass and x.size * x.itemsize >= PREFETCH_MIN
+def cols_ahead(x):
+    """Whether ``slab_pairs`` asks for its next row block ahead, for the ops
+    without a second sweep over the slab (logsumexp, the loss): in arrays of
+    ``PREFETCH_MIN`` bytes or more.  (softmax and log_softmax, whose second
+    sweep runs in cache, measured no faster with it: docs/performance-notes.md.)"""
+    return x.size * x.itemsize >= PREFETCH_MIN
 
 
 @kernel(alloc=True)
@@ -458,7 +458,7 @@ def pairs_cols(x, w, rows, mo, to):
     """(m, t) over axis 1 of x (P, N, Q) into mo, to (P, Q) float64."""
     p_, q_ = x.shape[0], x.shape[2]
     nq = (q_ + w - 1) // w
-    ahead = cols_ahead(x, False)
+    ahead = cols_ahead(x)
     for k in prange(p_ * nq):
         p = k // nq
         q0 = (k % nq) * w
@@ -475,7 +475,7 @@ def softmax_cols(x, out, w, rows, log):
     p_, n_, q_ = x.shape
     nq = (q_ + w - 1) // w
     nb = (n_ + rows - 1) // rows
-    ahead = cols_ahead(x, True)
+    ahead = False  # (see cols_ahead)
     for k in prange(p_ * nq):
         p = k // nq
         q0 = (k % nq) * w

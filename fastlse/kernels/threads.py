@@ -155,14 +155,12 @@ class Kernel:
         KERNELS.append(self)
 
     def __call__(self, work, *args):
-        if work < PARALLEL_MIN_WORK:
-            return self.serial(*args)
-        return self.on_threads(*args)
+        return self.bound(work)(*args)
 
     def bound(self, work):
-        """``self(work, ...)`` with the work compared once: the serial twin
-        below ``PARALLEL_MIN_WORK``, else ``on_threads`` (the threads are
-        still asked on every call).  For the memoized small calls."""
+        """The twin ``self(work, ...)`` runs: the serial one below
+        ``PARALLEL_MIN_WORK``, else ``on_threads`` (the threads are still
+        asked on every call).  The memoized small calls keep it."""
         return self.serial if work < PARALLEL_MIN_WORK else self.on_threads
 
     def on_threads(self, *args):
