@@ -9,6 +9,7 @@ from fastlse.kernels.lanes import (
     LANES,
     SUM_CHAINS,
     lanes_max,
+    lanes_max_min,
     lanes_min_pos,
     lanes_sum,
     lanes_sum64,
@@ -84,6 +85,46 @@ def test_lanes_min_pos_and_max_in_reassoc_code(dtype, n):
     assert m == (np.nanmax(v) if np.isfinite(v).any() else -np.inf)
     pos = v[v > 0]
     assert p == (pos.min() if pos.size else np.inf)
+
+
+@njit(fastmath=FASTMATH)
+def _max_min(a, lo, n):
+    return lanes_max_min(a, lo, n), lanes_max(a, lo, n)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [0, 1, 7, 16, 17, 40, 100, 1000])
+def test_lanes_max_min(dtype, n):
+    """One sweep gives the max (nan ignored) and the smallest element above
+    -inf (nan and -inf ignored); the max is ``lanes_max``'s to the bit,
+    signed zeros included."""
+    rng = np.random.default_rng(n)
+    a = (rng.standard_normal(n + 2) * 100).astype(dtype)
+    a[1::7] = np.nan
+    a[2::5] = -np.inf
+    a[3::11] = 0.0
+    a[4::13] = -0.0
+    v = a[1 : 1 + n]
+    (m, mn), m1 = _max_min(a, 1, n)
+    assert np.signbit(m) == np.signbit(m1) and (m == m1 or (np.isnan(m) and np.isnan(m1)))
+    kept = v[~np.isnan(v)]
+    assert m == (kept.max() if kept.size else -np.inf)
+    finite = kept[kept > -np.inf]
+    assert mn == (finite.min() if finite.size else np.inf)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lanes_max_min_special_rows(dtype):
+    inf, nan = np.inf, np.nan
+    for row, want in [
+        ([-inf, -inf], (-inf, inf)),
+        ([nan, nan, nan], (-inf, inf)),
+        ([inf, 1.0, -inf], (inf, 1.0)),
+        ([-inf] * 20 + [-3.0], (-3.0, -3.0)),
+        ([2.0] * 33, (2.0, 2.0)),
+    ]:
+        got, _ = _max_min(np.array(row, dtype=dtype), 0, len(row))
+        assert got == want, (row, got)
 
 
 @njit(fastmath=EXACT)

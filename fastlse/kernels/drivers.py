@@ -28,11 +28,11 @@ from .rows import (
     narrow_scratch_len,
     narrow_softmax,
     pairs_t,
-    piece_max_min,
     range_pair,
     row_block,
     row_log_softmax,
     row_lse_weighted,
+    row_max_min,
     row_numer_store,
     row_pair_masked,
     row_shift_pair,
@@ -389,7 +389,7 @@ def softmax_pieces_exp(x, out, piece, mo, so, tmin):
         i = k // npc
         lo = (k % npc) * piece
         hi = min(n, lo + piece)
-        m, xmin = piece_max_min(x[i], lo, hi)
+        m, xmin = row_max_min(x[i], lo, hi)
         mo[i, k % npc] = m
         tmin[i, k % npc] = 0.0
         if m == -_INF:

@@ -28,6 +28,7 @@ __all__ = [
     "LANES",
     "SUM_CHAINS",
     "lanes_max",
+    "lanes_max_min",
     "lanes_min_pos",
     "lanes_sum",
     "lanes_sum64",
@@ -86,10 +87,22 @@ def _max(builder, a, v):
 
 
 def _min_pos(builder, a, v):
-    """v where 0 < v < a, else a: nan and non-positive v never replace a."""
+    """v where 0 < v < a, else a: nan and non-positive v never replace a
+    (they become inf first, off the chain through a, as ``_min_finite``)."""
     zero = ir.Constant(v.type, [0.0] * v.type.count)
-    take = builder.and_(builder.fcmp_ordered(">", v, zero), builder.fcmp_ordered("<", v, a))
-    return builder.select(take, v, a)
+    inf = ir.Constant(v.type, [float("inf")] * v.type.count)
+    v = builder.select(builder.fcmp_ordered(">", v, zero), v, inf)
+    return builder.select(builder.fcmp_ordered("<", v, a), v, a)
+
+
+def _min_finite(builder, a, v):
+    """v where -inf < v < a, else a: nan and -inf never replace a (they
+    become inf first, off the chain through a: a compare and a select on
+    it, as ``_max``)."""
+    ninf = ir.Constant(v.type, [float("-inf")] * v.type.count)
+    inf = ir.Constant(v.type, [float("inf")] * v.type.count)
+    v = builder.select(builder.fcmp_ordered(">", v, ninf), v, inf)
+    return builder.select(builder.fcmp_ordered("<", v, a), v, a)
 
 
 def _reduction(op, identity, acc_dtype, chains=1):
@@ -171,6 +184,48 @@ def lanes_max(typingctx, a, lo, n):
     if not _row_args(a, lo, n):
         return None
     return a.dtype(a, types.intp, types.intp), _reduction(_max, float("-inf"), None)
+
+
+def _max_min_codegen(context, builder, sig, args):
+    """``lanes_max_min``: one sweep, two accumulators, each in the lanes and
+    tree of a one-chain ``_reduction`` (so the max is ``lanes_max``'s); the
+    masked last group fills its empty lanes with nan, which neither takes."""
+    aryty = sig.args[0]
+    vty = ir.VectorType(context.get_data_type(aryty.dtype), LANES)
+    arr = context.make_array(aryty)(context, builder, args[0])
+    lo, n = args[1], args[2]
+    width = ir.Constant(n.type, LANES)
+    base = builder.gep(arr.data, [lo])
+    align = aryty.dtype.bitwidth // 8
+    hi = cgutils.alloca_once_value(builder, ir.Constant(vty, [float("-inf")] * LANES))
+    lo_ = cgutils.alloca_once_value(builder, ir.Constant(vty, [float("inf")] * LANES))
+
+    def take(v):
+        builder.store(_max(builder, builder.load(hi), v), hi)
+        builder.store(_min_finite(builder, builder.load(lo_), v), lo_)
+
+    groups = builder.sdiv(n, width)
+    with cgutils.for_range(builder, groups) as loop:
+        ptr = builder.gep(base, [builder.mul(loop.index, width)])
+        take(builder.load(builder.bitcast(ptr, vty.as_pointer()), align=align))
+    filled = builder.mul(groups, width)
+    rest = builder.sub(n, filled)
+    with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(n.type, 0))):
+        ptr = builder.bitcast(builder.gep(base, [filled]), vty.as_pointer())
+        nan = ir.Constant(vty, [float("nan")] * LANES)
+        take(_masked_load(builder, ptr, vty, align, rest, nan))
+    pair = (_tree(builder, builder.load(hi), _max), _tree(builder, builder.load(lo_), _min_finite))
+    return context.make_tuple(builder, sig.return_type, pair)
+
+
+@intrinsic
+def lanes_max_min(typingctx, a, lo, n):
+    """(max, min above -inf) of a[lo : lo + n] ignoring nan (-inf, inf if
+    none), in a's dtype, in one sweep; the max is ``lanes_max``'s, bit for
+    bit."""
+    if not _row_args(a, lo, n):
+        return None
+    return types.UniTuple(a.dtype, 2)(a, types.intp, types.intp), _max_min_codegen
 
 
 @intrinsic

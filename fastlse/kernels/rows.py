@@ -38,6 +38,7 @@ from .exp import (
 )
 from .lanes import (
     lanes_max,
+    lanes_max_min,
     lanes_min_pos,
     lanes_sum,
     lanes_sum64,
@@ -402,15 +403,31 @@ def divide_piece(out, lo, hi, d, tmin):
 
 
 @jit_inl
-def piece_max_min(x, lo, hi):
+def row_max_min(x, lo, hi):
     """The max of x[lo:hi] (``row_max``'s) and, where a softmax divides in
     float64 below a floor (float32, ``_wide_below``), its min above -inf
     (else the max), nan ignored: one sweep for both.  (-inf has a zero
-    numerator, whose quotient is exact and takes no assist.)"""
+    numerator, whose quotient is exact and takes no assist.)  The min
+    bounds the smallest numerator (``smallest_numer``) without a sweep of
+    the numerators themselves."""
     if _wide_below(x) == 0.0:
         m = row_max(x, lo, hi)
         return m, m
-    return _max_min_run(x, lo, hi)
+    return _max_min(x, lo, hi)
+
+
+def _max_min(x, lo, hi):  # pragma: no cover - replaced by the overload in compiled code
+    """max and min above -inf of x[lo:hi] ignoring nan."""
+    raise NotImplementedError("_max_min runs in compiled code only")
+
+
+@overload(_max_min, inline="always")
+def _max_min_ol(x, lo, hi):
+    """A contiguous row in sixteen lanes (``lanes_max_min``: the max is
+    ``row_max``'s, and no scalar tail); a strided row: one loop."""
+    if isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C":
+        return lambda x, lo, hi: lanes_max_min(x, lo, hi - lo)
+    return lambda x, lo, hi: _max_min_run(x, lo, hi)
 
 
 @jit_fast
@@ -437,7 +454,7 @@ def smallest_numer(xmin, m):
 
 @jit_inl
 def row_softmax(x, out, lo, hi):
-    m = row_max(x, lo, hi)
+    m, xmin = row_max_min(x, lo, hi)
     if m == _NINF or m == _INF:
         # scipy: x - max is nan for every element (or exp(nan)) -> all nan
         for j in range(lo, hi):
@@ -446,7 +463,7 @@ def row_softmax(x, out, lo, hi):
     s = row_numer_store(x, out, lo, hi, m)
     sx = cast_to(out, s)
     orow = out[lo:hi]
-    normal = _quotients_normal(orow, _smallest_term(orow, hi - lo), sx)
+    normal = _quotients_normal(orow, smallest_numer(xmin, m), sx)
     _divide_row(orow, sx, one_of(out) / sx, normal)
 
 
@@ -1244,7 +1261,7 @@ def row_softmax_masked_fast(x, w, out, lo, hi):
 @jit_fast
 def _max_min_masked(x, w, lo, hi):
     """``row_max_masked`` (max, count) with the min above -inf of the same
-    elements (``piece_max_min``), in one sweep: (max, min, count)."""
+    elements (``row_max_min``), in one sweep: (max, min, count)."""
     ninf = cast_to(x, _NINF)
     inf = cast_to(x, _INF)
     m = ninf
