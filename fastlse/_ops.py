@@ -150,7 +150,7 @@ def _pairs_pieces(src, dest):
 
 def _pairs_columns(src, dest):
     v = _view(src)
-    w = C.col_width(v.shape[1], v.shape[2], v.itemsize, False)
+    w = C.col_width(v.shape[2])
     C.pairs_cols(v.size, v, w, C.block_rows(w, v.itemsize), *dest)
 
 
@@ -270,8 +270,9 @@ def _log_softmax_pieces(src, dest):
 def _normalize_columns(log):
     def runner(src, dest):
         v = _view(src)
-        w = C.col_width(v.shape[1], v.shape[2], v.itemsize, True)
-        C.softmax_cols(v.size, v, dest, w, C.block_rows(w, v.itemsize), log)
+        p_, n_, q_ = v.shape
+        w, rows = C.softmax_slabs(p_, n_, q_, v.itemsize, threads())
+        C.softmax_cols(v.size, v, dest, w, rows, log)
 
     return runner
 

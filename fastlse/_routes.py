@@ -211,7 +211,7 @@ def xent_cols_width(lay):
     column kernel goes down to 8)."""
     if lay.n < PAIRS_COLS_MIN_C:
         return None
-    w = C.col_width(lay.n, lay.q, lay.x.dtype.itemsize, False)
+    w = C.col_width(lay.q)
     if threads() == 1 or lay.p * -(-lay.q // w) >= 4 * threads():
         return w
     return None

@@ -348,6 +348,41 @@ def test_special_values_middle_axis_across_blocks(name, f, ref_f, dtype):
     np.testing.assert_allclose(res, ref, rtol=rtol, atol=1e-300 if name == "lse" else 1e-30)
 
 
+@pytest.mark.parametrize(("name", "f", "ref_f"), FUNCS, ids=IDS)
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (3, 600, 2100),  # slabs of whole rows: chunks of rows over 8 KiB (float32)
+        (2, 700, 300),  # whole rows, several row blocks
+        (1, 700, 300),  # fewer slabs than threads: rows split into L2 slabs
+    ],
+)
+def test_middle_axis_slabs_match_scipy(rng, name, f, ref_f, dtype, shape):
+    """Both slab rules of a middle axis (``columns.softmax_slabs``), large
+    magnitudes included, against scipy, with the same bits on 1 and 2
+    threads."""
+    x = (rng.standard_normal(shape) * 100).astype(dtype)
+    x[0, :, 5] += 400.0
+    x[0, :, 6] = np.linspace(-500.0, 500.0, shape[1])
+    ref = ref_f(x.astype(np.float64), axis=1)
+    with fastlse.num_threads(1):
+        one = f(x, axis=1)
+    with fastlse.num_threads(2):
+        two = f(x, axis=1)
+    np.testing.assert_array_equal(one, two)
+    # the conditioning of exp(x - m): eps * |x - m| relative (eps times the
+    # factor first: ref * eps underflows for a subnormal ref), and up to a
+    # subnormal's spacing absolute
+    eps = np.finfo(dtype).eps
+    shift = np.abs(x.astype(np.float64) - x.max(axis=1, keepdims=True))
+    if name == "softmax":
+        bound = ref * (eps * (8 + 2 * shift)) + np.finfo(dtype).smallest_subnormal
+    else:
+        bound = eps * (8 + 2 * np.abs(ref) + shift)
+    assert np.all(np.abs(two.astype(np.float64) - ref) <= bound)
+
+
 @pytest.mark.parametrize(("name", "f", "ref_f"), [*FUNCS, ("lse", fastlse.logsumexp, sp.logsumexp)])
 @pytest.mark.parametrize(
     ("n", "q", "dtype"),

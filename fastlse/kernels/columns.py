@@ -1,7 +1,7 @@
 """Reductions along a middle axis: x (P, N, Q) reduced over N, read in memory order.
 
-A task is one slab ``x[p, :, q0:q1]`` (``w`` columns, sized by the caller so
-that a slab of x or of the output stays in L2).  Its rows are taken in blocks
+A task is one slab ``x[p, :, q0:q1]`` (``w`` columns, sized by the caller:
+``col_width``, ``softmax_slabs``).  Its rows are taken in blocks
 of ``rows`` rows; per block, vectorized over the columns:
 
 * a max sweep: the running max per column, ``M = max(M, block max)``;
@@ -55,26 +55,57 @@ _NINF = -np.inf
 _INF = np.inf
 _NAN = np.nan
 
-#: bytes of one slab (w columns x N rows) that should stay in L2 between the
-#: sweeps of softmax / log_softmax
-SLAB_BYTES = 1 << 18
 #: bytes of a row block (rows x w); the max and exp sweeps of a block run
 #: from L1 / L2
 BLOCK_BYTES = 1 << 15
 
 
-def col_width(n, q, itemsize, second_pass):
-    """Columns per task: up to 256; with a second pass, fewer if the slab
-    would not fit SLAB_BYTES, but never below 64 (the vectorized loops run
-    32 float32 / 16 float64 per step: narrower rows run their scalar
-    remainder, which costs more than a slab spilling to L3)."""
-    w = 256
-    if second_pass:
-        w = SLAB_BYTES // max(1, n * itemsize)
-        w = max(64, min(256, w - w % 16))
+def col_width(q):
+    """Columns per task of the one-sweep reductions (logsumexp, the loss):
+    up to 256, in equal chunks."""
+    return _equal_chunks(q, 256)
+
+
+#: softmax / log_softmax along a middle axis take a slab's rows whole up to
+#: this many bytes (wider rows: equal chunks of at most half of it), where
+#: the slabs are enough tasks for the threads: a slab of part of each row,
+#: even one that fits L2, measured up to 2x slower than whole rows that do
+#: not (docs/performance-notes.md)
+SOFTMAX_ROW_BYTES = 8192
+#: rows of a row block of such slabs (a block's per-column work, the
+#: rescaling exp and the divisors, is paid once per this many rows)
+SOFTMAX_BLOCK_ROWS = 256
+#: bytes of a slab (w columns x N rows) that should stay in L2 between the
+#: sweeps of softmax / log_softmax, where rows are split for the threads
+SLAB_BYTES = 1 << 18
+
+
+def softmax_slabs(p, n, q, itemsize, tasks):
+    """(columns per task, rows per block) of softmax / log_softmax over axis
+    1 of (p, n, q).  Where the p slabs are ``tasks`` tasks or more: whole
+    rows up to ``SOFTMAX_ROW_BYTES`` (else equal chunks of at most half of
+    it, multiples of 16 columns) by ``SOFTMAX_BLOCK_ROWS``.  Otherwise the
+    rows are split for the threads into slabs that fit ``SLAB_BYTES``, but
+    never below 64 columns (the vectorized loops run 32 float32 / 16 float64
+    per step: narrower rows run their scalar remainder, which costs more than
+    a slab spilling to L3), by ``block_rows``.  The values depend on the
+    block rows, not on the columns per task (columns are independent)."""
+    if p >= tasks:
+        nq = -(-q * itemsize // (SOFTMAX_ROW_BYTES // 2))
+        nq = 1 if q * itemsize <= SOFTMAX_ROW_BYTES else nq
+        w = min(q, (-(-q // nq) + 15) // 16 * 16)
+        return w, SOFTMAX_BLOCK_ROWS
+    w = SLAB_BYTES // max(1, n * itemsize)
+    w = max(64, min(256, w - w % 16))
+    w = _equal_chunks(q, w)
+    return w, block_rows(w, itemsize)
+
+
+def _equal_chunks(q, w):
+    """At most w columns a task, in equal chunks of q (multiples of 8 where
+    possible)."""
     if w >= q:
         return q
-    # equal chunks, multiples of 8 where possible
     nq = (q + w - 1) // w
     w = (q + nq - 1) // nq
     w = (w + 7) // 8 * 8
