@@ -348,6 +348,28 @@ def test_special_values_middle_axis_across_blocks(name, f, ref_f, dtype):
     np.testing.assert_allclose(res, ref, rtol=rtol, atol=1e-300 if name == "lse" else 1e-30)
 
 
+@pytest.mark.parametrize("scale", [1.0, 30.0])
+@pytest.mark.parametrize("shape", [(64, 100), (16, 3000), (3, 100_000)])
+def test_float32_mask_of_large_negatives_as_minus_inf(rng, shape, scale):
+    """A mask written as -1e9 (exp underflows to a zero term) gives the bits of
+    a mask of -inf, subnormal quotients (scale 30) included: the rows' check
+    for subnormal quotients looks past the bound its smallest logit gives."""
+    x = (rng.standard_normal(shape) * scale).astype(np.float32)
+    masked = np.zeros(shape, dtype=bool)
+    masked[:, ::7] = True
+    a = np.where(masked, np.float32(-1e9), x)
+    b = np.where(masked, np.float32(-np.inf), x)
+    sa, sb = fastlse.softmax(a, axis=-1), fastlse.softmax(b, axis=-1)
+    np.testing.assert_array_equal(sa, sb)
+    assert not sa[masked].any()
+    ref = sp.softmax(b.astype(np.float64), axis=-1)
+    # exp's conditioning: eps * |x - max| relative, a subnormal spacing absolute
+    eps = float(np.finfo(np.float32).eps)
+    shift = np.abs(b.astype(np.float64) - b.max(axis=-1, keepdims=True))
+    bound = ref * (eps * (4 + np.where(masked, 0.0, shift))) + 2.0**-149
+    assert np.all(np.abs(sa - ref) <= bound)
+
+
 @pytest.mark.parametrize(("name", "f", "ref_f"), FUNCS, ids=IDS)
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize(

@@ -464,6 +464,8 @@ def row_softmax(x, out, lo, hi):
     sx = cast_to(out, s)
     orow = out[lo:hi]
     normal = _quotients_normal(orow, smallest_numer(xmin, m), sx)
+    if not normal:  # a logit far below the max (a mask of -1e9): zero terms
+        normal = _quotients_normal(orow, _smallest_term(orow, hi - lo), sx)
     _divide_row(orow, sx, one_of(out) / sx, normal)
 
 
