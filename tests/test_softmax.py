@@ -378,6 +378,7 @@ def test_float32_mask_of_large_negatives_as_minus_inf(rng, shape, scale):
         (3, 600, 2100),  # slabs of whole rows: chunks of rows over 8 KiB (float32)
         (2, 700, 300),  # whole rows, several row blocks
         (1, 700, 300),  # fewer slabs than threads: rows split into L2 slabs
+        (1, 300, 2048),  # fewer slabs than threads: rows in two chunks of 4 KiB
     ],
 )
 def test_middle_axis_slabs_match_scipy(rng, name, f, ref_f, dtype, shape):

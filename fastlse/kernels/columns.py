@@ -67,33 +67,38 @@ def col_width(q):
 
 
 #: softmax / log_softmax along a middle axis take a slab's rows whole up to
-#: this many bytes (wider rows: equal chunks of at most half of it), where
-#: the slabs are enough tasks for the threads: a slab of part of each row,
-#: even one that fits L2, measured up to 2x slower than whole rows that do
-#: not (docs/performance-notes.md)
+#: this many bytes, wider rows in equal chunks of at most half of it, and so
+#: many chunks that the threads have a task each where the chunks stay at
+#: least half of it: a slab of part of each row, even one that fits L2,
+#: measured up to 2x slower than whole rows that do not
+#: (docs/performance-notes.md)
 SOFTMAX_ROW_BYTES = 8192
 #: rows of a row block of such slabs (a block's per-column work, the
 #: rescaling exp and the divisors, is paid once per this many rows)
 SOFTMAX_BLOCK_ROWS = 256
 #: bytes of a slab (w columns x N rows) that should stay in L2 between the
-#: sweeps of softmax / log_softmax, where rows are split for the threads
+#: sweeps of softmax / log_softmax, where narrower chunks are needed
 SLAB_BYTES = 1 << 18
 
 
 def softmax_slabs(p, n, q, itemsize, tasks):
     """(columns per task, rows per block) of softmax / log_softmax over axis
-    1 of (p, n, q).  Where the p slabs are ``tasks`` tasks or more: whole
-    rows up to ``SOFTMAX_ROW_BYTES`` (else equal chunks of at most half of
-    it, multiples of 16 columns) by ``SOFTMAX_BLOCK_ROWS``.  Otherwise the
-    rows are split for the threads into slabs that fit ``SLAB_BYTES``, but
-    never below 64 columns (the vectorized loops run 32 float32 / 16 float64
-    per step: narrower rows run their scalar remainder, which costs more than
-    a slab spilling to L3), by ``block_rows``.  The values depend on the
-    block rows, not on the columns per task (columns are independent)."""
-    if p >= tasks:
-        nq = -(-q * itemsize // (SOFTMAX_ROW_BYTES // 2))
-        nq = 1 if q * itemsize <= SOFTMAX_ROW_BYTES else nq
-        w = min(q, (-(-q // nq) + 15) // 16 * 16)
+    1 of (p, n, q), for ``tasks`` threads.
+
+    Rows of up to ``SOFTMAX_ROW_BYTES`` whole, wider ones in equal chunks of
+    at most half of it (multiples of 16 columns), cut further while the
+    slabs are fewer than ``tasks`` if the chunks keep half of it: by
+    ``SOFTMAX_BLOCK_ROWS``.  Else slabs that fit ``SLAB_BYTES``, never below
+    64 columns (the vectorized loops run 32 float32 / 16 float64 per step:
+    narrower rows run their scalar remainder, which costs more than a slab
+    spilling to L3), by ``block_rows``.  The values depend on the block
+    rows, not on the columns per task (columns are independent)."""
+    row = q * itemsize
+    half = SOFTMAX_ROW_BYTES // 2
+    nq = 1 if row <= SOFTMAX_ROW_BYTES else -(-row // half)
+    split = max(nq, -(-tasks // p))
+    if split == nq or row // split >= half:
+        w = min(q, (-(-q // split) + 15) // 16 * 16)
         return w, SOFTMAX_BLOCK_ROWS
     w = SLAB_BYTES // max(1, n * itemsize)
     w = max(64, min(256, w - w % 16))
