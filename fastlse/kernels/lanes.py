@@ -197,12 +197,12 @@ def _max_min_codegen(context, builder, sig, args):
     width = ir.Constant(n.type, LANES)
     base = builder.gep(arr.data, [lo])
     align = aryty.dtype.bitwidth // 8
-    hi = cgutils.alloca_once_value(builder, ir.Constant(vty, [float("-inf")] * LANES))
-    lo_ = cgutils.alloca_once_value(builder, ir.Constant(vty, [float("inf")] * LANES))
+    mx = cgutils.alloca_once_value(builder, ir.Constant(vty, [float("-inf")] * LANES))
+    mn = cgutils.alloca_once_value(builder, ir.Constant(vty, [float("inf")] * LANES))
 
     def take(v):
-        builder.store(_max(builder, builder.load(hi), v), hi)
-        builder.store(_min_finite(builder, builder.load(lo_), v), lo_)
+        builder.store(_max(builder, builder.load(mx), v), mx)
+        builder.store(_min_finite(builder, builder.load(mn), v), mn)
 
     groups = builder.sdiv(n, width)
     with cgutils.for_range(builder, groups) as loop:
@@ -214,7 +214,7 @@ def _max_min_codegen(context, builder, sig, args):
         ptr = builder.bitcast(builder.gep(base, [filled]), vty.as_pointer())
         nan = ir.Constant(vty, [float("nan")] * LANES)
         take(_masked_load(builder, ptr, vty, align, rest, nan))
-    pair = (_tree(builder, builder.load(hi), _max), _tree(builder, builder.load(lo_), _min_finite))
+    pair = (_tree(builder, builder.load(mx), _max), _tree(builder, builder.load(mn), _min_finite))
     return context.make_tuple(builder, sig.return_type, pair)
 
 
