@@ -86,23 +86,54 @@ def _max(builder, a, v):
     return builder.select(builder.fcmp_ordered(">", v, a), v, a)
 
 
-def _min_pos(builder, a, v):
-    """v where 0 < v < a, else a: nan and non-positive v never replace a
-    (they become inf first, off the chain through a, as ``_min_finite``)."""
-    zero = ir.Constant(v.type, [0.0] * v.type.count)
-    inf = ir.Constant(v.type, [float("inf")] * v.type.count)
-    v = builder.select(builder.fcmp_ordered(">", v, zero), v, inf)
-    return builder.select(builder.fcmp_ordered("<", v, a), v, a)
+def _min_above(floor):
+    """The op ``v where floor < v < a, else a``: nan and v <= floor never
+    replace a (they become inf first, off the chain through a: a compare and
+    a select on it, as ``_max``)."""
+
+    def op(builder, a, v):
+        low = ir.Constant(v.type, [floor] * v.type.count)
+        inf = ir.Constant(v.type, [float("inf")] * v.type.count)
+        v = builder.select(builder.fcmp_ordered(">", v, low), v, inf)
+        return builder.select(builder.fcmp_ordered("<", v, a), v, a)
+
+    return op
 
 
-def _min_finite(builder, a, v):
-    """v where -inf < v < a, else a: nan and -inf never replace a (they
-    become inf first, off the chain through a: a compare and a select on
-    it, as ``_max``)."""
-    ninf = ir.Constant(v.type, [float("-inf")] * v.type.count)
-    inf = ir.Constant(v.type, [float("inf")] * v.type.count)
-    v = builder.select(builder.fcmp_ordered(">", v, ninf), v, inf)
-    return builder.select(builder.fcmp_ordered("<", v, a), v, a)
+_min_pos = _min_above(0.0)
+_min_finite = _min_above(float("-inf"))
+
+
+class _Groups:
+    """The row a[lo : lo + n] of an intrinsic's first three arguments, read
+    as groups of LANES elements."""
+
+    def __init__(self, context, builder, sig, args):
+        aryty = sig.args[0]
+        arr = context.make_array(aryty)(context, builder, args[0])
+        self.builder = builder
+        self.vty = ir.VectorType(context.get_data_type(aryty.dtype), LANES)
+        self.base = builder.gep(arr.data, [args[1]])
+        self.n = args[2]
+        self.width = ir.Constant(self.n.type, LANES)
+        self.align = aryty.dtype.bitwidth // 8
+        self.count = builder.sdiv(self.n, self.width)  # whole groups
+
+    def load(self, index):
+        """Whole group ``index``."""
+        b = self.builder
+        ptr = b.gep(self.base, [b.mul(index, self.width)])
+        return b.load(b.bitcast(ptr, self.vty.as_pointer()), align=self.align)
+
+    def last(self, fill, take):
+        """``take(v)`` of the partial last group, if any: its elements, with
+        ``fill`` in the other lanes (``_masked_load``)."""
+        b = self.builder
+        filled = b.mul(self.count, self.width)
+        rest = b.sub(self.n, filled)
+        with b.if_then(b.icmp_signed(">", rest, ir.Constant(self.n.type, 0))):
+            ptr = b.bitcast(b.gep(self.base, [filled]), self.vty.as_pointer())
+            take(_masked_load(b, ptr, self.vty, self.align, rest, fill))
 
 
 def _reduction(op, identity, acc_dtype, chains=1):
@@ -118,46 +149,33 @@ def _reduction(op, identity, acc_dtype, chains=1):
         fm = context.fastmath
         if op is _add and fm and "reassoc" in fm.flags:
             raise TypeError("fastlse: a lanes reduction in reassoc code loses its order")
-        aryty = sig.args[0]
-        ety = context.get_data_type(aryty.dtype)
-        aty = context.get_data_type(acc_dtype or aryty.dtype)
-        vty, avty = ir.VectorType(ety, LANES), ir.VectorType(aty, LANES)
-        start = ir.Constant(vty, [identity] * LANES)
+        g = _Groups(context, builder, sig, args)
+        ety = g.vty.element
+        aty = context.get_data_type(acc_dtype or sig.args[0].dtype)
+        avty = ir.VectorType(aty, LANES)
 
         def widen(v):
             return builder.fpext(v, avty) if aty != ety else v
 
-        arr = context.make_array(aryty)(context, builder, args[0])
-        lo, n = args[1], args[2]
-        width = ir.Constant(n.type, LANES)
-        base = builder.gep(arr.data, [lo])
-        align = aryty.dtype.bitwidth // 8
         ident = ir.Constant(avty, [identity] * LANES)
         accs = [cgutils.alloca_once_value(builder, ident) for _ in range(chains)]
 
-        def add_group(acc, index):
-            ptr = builder.gep(base, [builder.mul(index, width)])
-            v = builder.load(builder.bitcast(ptr, vty.as_pointer()), align=align)
+        def take(acc, v):
             builder.store(op(builder, builder.load(acc), widen(v)), acc)
 
-        groups = builder.sdiv(n, width)
-        done = ir.Constant(n.type, 0)
+        itype = g.n.type
+        done = ir.Constant(itype, 0)
         if chains > 1:
-            k = ir.Constant(n.type, chains)
-            runs = builder.sdiv(groups, k)
+            k = ir.Constant(itype, chains)
+            runs = builder.sdiv(g.count, k)
             with cgutils.for_range(builder, runs) as loop:
                 first = builder.mul(loop.index, k)
                 for c, acc in enumerate(accs):
-                    add_group(acc, builder.add(first, ir.Constant(n.type, c)))
+                    take(acc, g.load(builder.add(first, ir.Constant(itype, c))))
             done = builder.mul(runs, k)
-        with cgutils.for_range(builder, builder.sub(groups, done)) as loop:
-            add_group(accs[0], builder.add(done, loop.index))
-        filled = builder.mul(groups, width)
-        rest = builder.sub(n, filled)
-        with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(n.type, 0))):
-            ptr = builder.bitcast(builder.gep(base, [filled]), vty.as_pointer())
-            v = _masked_load(builder, ptr, vty, align, rest, start)
-            builder.store(op(builder, builder.load(accs[0]), widen(v)), accs[0])
+        with cgutils.for_range(builder, builder.sub(g.count, done)) as loop:
+            take(accs[0], g.load(builder.add(done, loop.index)))
+        g.last(ir.Constant(g.vty, [identity] * LANES), lambda v: take(accs[0], v))
         vals = [builder.load(acc) for acc in accs]
         while len(vals) > 1:
             vals = [op(builder, vals[i], vals[i + 1]) for i in range(0, len(vals), 2)]
@@ -190,30 +208,17 @@ def _max_min_codegen(context, builder, sig, args):
     """``lanes_max_min``: one sweep, two accumulators, each in the lanes and
     tree of a one-chain ``_reduction`` (so the max is ``lanes_max``'s); the
     masked last group fills its empty lanes with nan, which neither takes."""
-    aryty = sig.args[0]
-    vty = ir.VectorType(context.get_data_type(aryty.dtype), LANES)
-    arr = context.make_array(aryty)(context, builder, args[0])
-    lo, n = args[1], args[2]
-    width = ir.Constant(n.type, LANES)
-    base = builder.gep(arr.data, [lo])
-    align = aryty.dtype.bitwidth // 8
-    mx = cgutils.alloca_once_value(builder, ir.Constant(vty, [float("-inf")] * LANES))
-    mn = cgutils.alloca_once_value(builder, ir.Constant(vty, [float("inf")] * LANES))
+    g = _Groups(context, builder, sig, args)
+    mx = cgutils.alloca_once_value(builder, ir.Constant(g.vty, [float("-inf")] * LANES))
+    mn = cgutils.alloca_once_value(builder, ir.Constant(g.vty, [float("inf")] * LANES))
 
     def take(v):
         builder.store(_max(builder, builder.load(mx), v), mx)
         builder.store(_min_finite(builder, builder.load(mn), v), mn)
 
-    groups = builder.sdiv(n, width)
-    with cgutils.for_range(builder, groups) as loop:
-        ptr = builder.gep(base, [builder.mul(loop.index, width)])
-        take(builder.load(builder.bitcast(ptr, vty.as_pointer()), align=align))
-    filled = builder.mul(groups, width)
-    rest = builder.sub(n, filled)
-    with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(n.type, 0))):
-        ptr = builder.bitcast(builder.gep(base, [filled]), vty.as_pointer())
-        nan = ir.Constant(vty, [float("nan")] * LANES)
-        take(_masked_load(builder, ptr, vty, align, rest, nan))
+    with cgutils.for_range(builder, g.count) as loop:
+        take(g.load(loop.index))
+    g.last(ir.Constant(g.vty, [float("nan")] * LANES), take)
     pair = (_tree(builder, builder.load(mx), _max), _tree(builder, builder.load(mn), _min_finite))
     return context.make_tuple(builder, sig.return_type, pair)
 
