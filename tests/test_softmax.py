@@ -382,9 +382,9 @@ def test_float32_mask_of_large_negatives_as_minus_inf(rng, shape, scale):
     ],
 )
 def test_middle_axis_slabs_match_scipy(rng, name, f, ref_f, dtype, shape):
-    """Both slab rules of a middle axis (``columns.softmax_slabs``), large
-    magnitudes included, against scipy, with the same bits on 1 and 2
-    threads."""
+    """Each slab rule of a middle axis (``columns.softmax_slabs``: whole rows,
+    chunks, 4 KiB shares, L2 slabs), large magnitudes included, against
+    scipy, with the same bits on 1 and 2 threads."""
     x = (rng.standard_normal(shape) * 100).astype(dtype)
     x[0, :, 5] += 400.0
     x[0, :, 6] = np.linspace(-500.0, 500.0, shape[1])
