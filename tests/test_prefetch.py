@@ -4,9 +4,10 @@ small to ask, and scipy's / torch's values.
 
 The route tests' arrays are all under ``PREFETCH_MIN``; these are just over
 it, with rows of at least ``PREFETCH_BYTES``, for the narrow block kernels
-(softmax, log_softmax; logsumexp of float64 rows of 13-31) and the
-transposed ones (logsumexp of float32, cross-entropy), on the threads and
-serially.  A prefetch is a hint: if it changed anything, it would be a value.
+(softmax, log_softmax; logsumexp of float64 rows of 13-31), the
+transposed ones (logsumexp of float32, cross-entropy) and the column
+sweeps of a middle axis, on the threads and serially.  A prefetch is a
+hint: if it changed anything, it would be a value.
 """
 
 import numpy as np
@@ -15,6 +16,8 @@ import scipy.special as sc
 import torch
 
 import fastlse
+from fastlse._routes import threads as pool_size
+from fastlse.kernels.columns import AHEAD_ROW_BYTES
 from fastlse.kernels.rows import PREFETCH_BYTES, PREFETCH_MIN, prefetch_ahead
 
 #: (dtype, row length): narrow rows of at least PREFETCH_BYTES
@@ -87,25 +90,50 @@ def test_cross_entropy_asking_ahead(dtype, n, threads):
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_columns_asking_ahead(dtype, threads):
-    """logsumexp and the loss along a middle axis of an array over
-    PREFETCH_MIN (the column sweeps ask for the next row block): scipy's /
-    torch's values, and for logsumexp the bits of each (N, Q) slab alone (a
-    slab's loss alone takes another route)."""
-    q = 96
-    p = PREFETCH_MIN // (300 * q * np.dtype(dtype).itemsize) + 1
+    """logsumexp, softmax, log_softmax and the loss along a middle axis of an
+    array over PREFETCH_MIN, in slabs of rows of AHEAD_ROW_BYTES or more
+    (the column sweeps ask for the next row block): scipy's / torch's
+    values, and the bits of the same slabs in arrays too small to ask, of
+    as many slabs as the pool has threads (softmax takes the same slabs of
+    whole rows there; fewer slabs are cut for the threads otherwise).  The
+    loss of fewer slabs takes another route: its values only."""
+    q, k = 128, pool_size()
+    n = max(64, PREFETCH_MIN // (2 * k * q * np.dtype(dtype).itemsize))
     rng = np.random.default_rng(3)
-    x = rng.uniform(-500, 500, (p, 300, q)).astype(dtype)
-    y = rng.integers(0, 300, (p, q))
-    assert x.nbytes >= PREFETCH_MIN > x[:1].nbytes
+    x = rng.uniform(-500, 500, (3 * k, n, q)).astype(dtype)
+    x[:, ::7] -= 3000.0  # rows far below their column's max
+    y = rng.integers(0, n, (3 * k, q))
+    assert x.nbytes >= PREFETCH_MIN > x[:k].nbytes
+    assert q * x.itemsize >= AHEAD_ROW_BYTES
+    ops = {
+        "logsumexp": (fastlse.logsumexp, sc.logsumexp),
+        "softmax": (fastlse.softmax, sc.softmax),
+        "log_softmax": (fastlse.log_softmax, sc.log_softmax),
+    }
     with fastlse.num_threads(threads):
-        lse = fastlse.logsumexp(x, axis=1)
+        got = {name: f(x, axis=1) for name, (f, _) in ops.items()}
         loss = fastlse.cross_entropy(x, y, reduction="none")
-        alone = [fastlse.logsumexp(x[i : i + 1], axis=1) for i in range(p)]
-    np.testing.assert_array_equal(lse, np.concatenate(alone))
+        for name, (f, _) in ops.items():
+            apart = [f(x[i : i + k], axis=1) for i in range(0, 3 * k, k)]
+            np.testing.assert_array_equal(got[name], np.concatenate(apart), name)
     x64 = x.astype(np.float64)
-    want = sc.logsumexp(x64, axis=1)
+    lse = sc.logsumexp(x64, axis=1, keepdims=True)
     eps = np.finfo(dtype).eps
-    assert np.all(np.abs(lse - want) <= 8 * eps * np.abs(want))
+    # each result's conditioning: lse's |lse|; x_j - lse's |x_j| + |lse|;
+    # softmax's value times its exponent's (subnormal float32 ones to
+    # their spacing; the float64 reference carries that error too)
+    for name, (_, ref) in ops.items():
+        want = ref(x64, axis=1)
+        if name == "logsumexp":
+            scale = np.abs(lse[:, 0])
+        elif name == "softmax":
+            scale = want * (1.0 + np.abs(x64 - lse))
+        else:
+            scale = np.abs(x64) + np.abs(lse)
+        tiny = np.finfo(dtype).smallest_normal if name == "softmax" else 0.0
+        bound = 8 * eps * scale + tiny
+        assert np.all(np.abs(got[name] - want) <= bound), name
     xt = torch.from_numpy(x64)
     want_loss = torch.nn.functional.cross_entropy(xt, torch.from_numpy(y), reduction="none")
-    assert np.all(np.abs(loss - want_loss.numpy()) <= 8 * eps * np.abs(want))
+    bound = 8 * eps * np.maximum(np.abs(x64).max(axis=1), 1.0)
+    assert np.all(np.abs(loss - want_loss.numpy()) <= bound)

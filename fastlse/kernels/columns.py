@@ -123,11 +123,8 @@ def block_rows(w, itemsize):
 
 # ---------------------------------------------------------------- sweeps ---
 @jit
-def _block_max(xp, r0, r1, q0, w, mrun, mb, ahead):
-    """mb = max(mrun, max of rows r0..r1) per column (nan ignored).  With
-    ``ahead``, each row asks for the next block's row at its index (as the
-    narrow kernels' ``_block_maxima``: the block's other sweeps run in
-    cache, reading no memory)."""
+def _block_max(xp, r0, r1, q0, w, mrun, mb):
+    """mb = max(mrun, max of rows r0..r1) per column (nan ignored)."""
     for q in range(w):
         mb[q] = mrun[q]
     nr = r1 - r0
@@ -139,13 +136,25 @@ def _block_max(xp, r0, r1, q0, w, mrun, mb, ahead):
         xd = xp[r + 3, q0 : q0 + w]
         for q in range(w):
             mb[q] = maxnum(mb[q], maxnum(maxnum(xa[q], xb[q]), maxnum(xc[q], xd[q])))
-        if ahead:
-            for k in range(r + nr, min(r + nr + 4, xp.shape[0])):
-                prefetch_row(xp[k, q0 : q0 + w])
     for r in range(r4, r1):
         xr = xp[r, q0 : q0 + w]
         for q in range(w):
             mb[q] = maxnum(mb[q], xr[q])
+
+
+@jit_inl
+def _ask_ahead(xp, r, nr, q0, w):
+    """Ask for rows r + nr .. r + nr + 3 of xp (columns q0..q0+w): the rows
+    of the next block of nr rows that sit where this pass's four rows sit.
+
+    A block's max sweep is its one sweep over memory; its exp sweep (and
+    softmax's scale, log_softmax's store) run in cache and read none, so the
+    hardware prefetcher, which follows misses, idles through them and the
+    next block's max sweep waits on memory.  Asked for during the exp
+    sweep, whose exps keep the core busy, the next block arrives while it
+    runs (as the narrow kernels' ``_block_maxima``)."""
+    for k in range(r + nr, min(r + nr + 4, xp.shape[0])):
+        prefetch_row(xp[k, q0 : q0 + w])
 
 
 @jit
@@ -172,7 +181,7 @@ def _advance(w, mrun, mb, sh, tt, cc, first):
 
 
 @jit
-def _block_sum(xp, r0, r1, q0, w, sh, tb, cb):
+def _block_sum(xp, r0, r1, q0, w, sh, tb, cb, ahead=False):
     """tb = sum of the terms ``expt(x - sh)`` (exp(x - sh) * 2**K: normal where
     exp(x - sh) is not, see ``_add_block``) over x < sh, cb = count of
     x >= sh (x's dtype)."""
@@ -203,6 +212,8 @@ def _block_sum(xp, r0, r1, q0, w, sh, tb, cb):
             ca = (o if da >= z else z) + (o if db >= z else z)
             cc = (o if dc >= z else z) + (o if dd >= z else z)
             cb[q] += ca + cc
+        if ahead:
+            _ask_ahead(xp, r, r1 - r0, q0, w)
     for r in range(r4, r1):
         xr = xp[r, q0 : q0 + w]
         for q in range(w):
@@ -213,7 +224,7 @@ def _block_sum(xp, r0, r1, q0, w, sh, tb, cb):
 
 
 @jit
-def _block_store(xp, op, r0, r1, q0, w, sh, tb, lo):
+def _block_store(xp, op, r0, r1, q0, w, sh, tb, lo, ahead=False):
     """softmax's exp sweep: op = e = ``expt(x - sh)`` (scaled by 2**K, so
     normal where exp(x - sh) is not: a float32 multiply with a subnormal
     result takes a microcode assist on Intel cores, ~150 cycles), tb = the
@@ -252,6 +263,8 @@ def _block_store(xp, op, r0, r1, q0, w, sh, tb, lo):
             pc = ec if ec > z else inf
             pd = ed if ed > z else inf
             lo[q] = minnum(lo[q], minnum(minnum(pa, pb), minnum(pc, pd)))
+        if ahead:
+            _ask_ahead(xp, r, r1 - r0, q0, w)
     for r in range(r4, r1):
         xr = xp[r, q0 : q0 + w]
         orow = op[r, q0 : q0 + w]
@@ -277,8 +290,8 @@ def slab_pairs(x, p, q0, w, rows, mv, tv, out, shifts, lows, store, ahead):
     With ``store``, out[p] gets e = ``expt(x - shift)``, shifts[b, :] the
     shift of row block b and lows[b, :] its smallest e, and t is the sum of
     all terms less 1 (exactly: the sum is at least 1), softmax's divisor
-    less 1.  ``ahead``: the max sweep asks for the next block's rows
-    (``_block_max``).
+    less 1.  ``ahead``: the exp sweep asks for the next block's rows
+    (``_ask_ahead``).
     """
     n = x.shape[1]
     xp = x[p]
@@ -297,12 +310,12 @@ def slab_pairs(x, p, q0, w, rows, mv, tv, out, shifts, lows, store, ahead):
     b = 0
     for r0 in range(0, n, rows):
         r1 = min(r0 + rows, n)
-        _block_max(xp, r0, r1, q0, w, mrun, mb, ahead)
+        _block_max(xp, r0, r1, q0, w, mrun, mb)
         _advance(w, mrun, mb, sh, tt, cc, r0 == 0)
         if store:
             for q in range(w):
                 cb[q] = cast_to(x, _INF)
-            _block_store(xp, out[p], r0, r1, q0, w, sh, tb, cb)
+            _block_store(xp, out[p], r0, r1, q0, w, sh, tb, cb, ahead)
             for q in range(w):
                 # the running max, not sh: where it is still -inf (every
                 # element so far -inf) sh is 0 and the block's e are 0, and
@@ -313,7 +326,7 @@ def slab_pairs(x, p, q0, w, rows, mv, tv, out, shifts, lows, store, ahead):
                 lows[b, q] = cb[q]
                 cb[q] = z  # (T sums every term: t = T - 1)
         else:
-            _block_sum(xp, r0, r1, q0, w, sh, tb, cb)
+            _block_sum(xp, r0, r1, q0, w, sh, tb, cb, ahead)
         _add_block(w, tt, cc, tb, cb)
         b += 1
     for q in range(w):
@@ -480,13 +493,21 @@ def slab_log_softmax(x, out, p, q0, w, mv, tv):
 
 
 # --------------------------------------------------------------- drivers ---
+#: softmax / log_softmax slabs of rows of at least this many bytes ask for
+#: their next row block (``cols_ahead``): float32 slabs of 64 columns ran
+#: 0.89-1.02x on two threads with it (docs/performance-notes.md)
+AHEAD_ROW_BYTES = 512
+
+
 @jit_inl
-def cols_ahead(x):
-    """Whether ``slab_pairs`` asks for its next row block ahead, for the ops
-    without a second sweep over the slab (logsumexp, the loss): in arrays of
-    ``PREFETCH_MIN`` bytes or more.  (softmax and log_softmax, whose second
-    sweep runs in cache, measured no faster with it: docs/performance-notes.md.)"""
-    return x.size * x.itemsize >= PREFETCH_MIN
+def cols_ahead(x, w, writes):
+    """Whether ``slab_pairs`` on slabs of w columns asks for its next row
+    block ahead (``_ask_ahead``): in arrays of ``PREFETCH_MIN`` bytes or
+    more (smaller ones are mostly in cache already); for an op that
+    ``writes`` the slab (softmax, log_softmax) in rows of
+    ``AHEAD_ROW_BYTES`` or more."""
+    wide = not writes or w * x.itemsize >= AHEAD_ROW_BYTES
+    return wide and x.size * x.itemsize >= PREFETCH_MIN
 
 
 @kernel(alloc=True)
@@ -494,7 +515,7 @@ def pairs_cols(x, w, rows, mo, to):
     """(m, t) over axis 1 of x (P, N, Q) into mo, to (P, Q) float64."""
     p_, q_ = x.shape[0], x.shape[2]
     nq = (q_ + w - 1) // w
-    ahead = cols_ahead(x)
+    ahead = cols_ahead(x, w, False)
     for k in prange(p_ * nq):
         p = k // nq
         q0 = (k % nq) * w
@@ -511,7 +532,7 @@ def softmax_cols(x, out, w, rows, log):
     p_, n_, q_ = x.shape
     nq = (q_ + w - 1) // w
     nb = (n_ + rows - 1) // rows
-    ahead = False  # (see cols_ahead)
+    ahead = cols_ahead(x, w, True)
     for k in prange(p_ * nq):
         p = k // nq
         q0 = (k % nq) * w
@@ -655,11 +676,11 @@ def fold_pairs(xm, xr, rows, mq, tq, xs, fs, om, orr, store):
     for v in range(wv):
         mrun[v] = ninf
     for b0 in range(0, n1, rows):
-        _block_max(xm, b0, min(b0 + rows, n1), 0, wv, mrun, mrun, False)
+        _block_max(xm, b0, min(b0 + rows, n1), 0, wv, mrun, mrun)
     _fold_max(mrun, wv, q)
     mx = mrun[:q]
     if nr > 0:
-        _block_max(xr, 0, nr, 0, q, mx, mx, False)
+        _block_max(xr, 0, nr, 0, q, mx, mx)
     for qq in range(q):  # every fold's shift: its column's max
         sh[qq] = z if mx[qq] == _NINF else mx[qq]
     _fold_rep(sh, wv, q)

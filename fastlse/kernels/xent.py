@@ -592,7 +592,7 @@ def cols_index_loss(x, w_, rows, tgt, w, ignore, loss, per_row):
     pn, qn = x.shape[0], x.shape[2]
     nq = (qn + w_ - 1) // w_
     total = 0.0
-    ahead = cols_ahead(x)
+    ahead = cols_ahead(x, w_, False)
     for k in prange(pn * nq):
         p = k // nq
         q0 = (k % nq) * w_
