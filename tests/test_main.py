@@ -125,3 +125,38 @@ def test_peers_run_on_the_cpu():
         assert "torch cpu" in devices
     if cli._have("jax"):
         assert "cpu" in devices.split("jax ", 1)[1].lower()
+
+
+def test_thread_sweep(capsys):
+    """``--threads``: a row per op x shape x dtype and the small call, a time
+    per count, the speed-up, torch on the last count; numba's count is
+    restored after it."""
+    import numba
+
+    counts = [1, numba.config.NUMBA_NUM_THREADS]
+    before = numba.get_num_threads()
+    args = ["--no-check", "--quick", "--ops", "logsumexp", "--shapes", "wide"]
+    assert cli.main([*args, "--threads", ",".join(map(str, counts))]) == 0
+    assert numba.get_num_threads() == before
+    out = capsys.readouterr().out
+    assert "thread sweep: fastlse ms on" in out
+    rows = [ln.split() for ln in out.splitlines() if ln.startswith("logsumexp ")]
+    assert [r[1:4] for r in rows] == [
+        ["1024x1000", "ax-1", "float32"],
+        ["1024x1000", "ax-1", "float64"],
+        ["128x100", "ax-1", "float32"],
+    ]
+    ncol = len(set(counts))
+    for r in rows:
+        times = [float(v) for v in r[4 : 4 + ncol]]
+        assert all(t > 0 for t in times)
+        speedup = float(r[4 + ncol].rstrip("x"))  # of the unrounded times
+        assert speedup == pytest.approx(times[0] / times[-1], rel=0.01, abs=0.01)
+        if cli._have("torch"):
+            assert float(r[5 + ncol]) > 0 and r[6 + ncol].endswith("x")
+
+
+@pytest.mark.parametrize("counts", ["0,1", "1,x", "", "1,100000"])
+def test_thread_sweep_rejects_bad_counts(counts):
+    with pytest.raises(SystemExit, match="--threads: comma-separated counts from 1"):
+        cli.main(["--no-check", "--threads", counts])

@@ -5,6 +5,7 @@
     python -m fastlse --ops softmax --shapes wide,row --peers scipy,torch
     python -m fastlse --check-only         # the self-check alone
     python -m fastlse --quick --plot speed.png   # also draw the table (matplotlib)
+    python -m fastlse --no-check --threads 1,2,4,8   # fastlse (and torch) per thread count
     python -m fastlse --precompile         # compile every kernel into numba's cache
 
 The self-check compares fastlse with ``scipy.special`` (or, without scipy, with a
@@ -686,6 +687,12 @@ def _parser(all_ops):
     p.add_argument("--no-cold", action="store_true", help="skip the fresh-process timings")
     p.add_argument("--plot", metavar="FILE", help="draw the timings into FILE (matplotlib)")
     p.add_argument(
+        "--threads",
+        metavar="COUNTS",
+        help="instead of the table, time fastlse on each of these comma-separated thread "
+        "counts (and torch on the last): fastlse/bench/sweep.py",
+    )
+    p.add_argument(
         "--precompile",
         action="store_true",
         help="compile every kernel into numba's on-disk cache and exit (--ops: a subset "
@@ -721,6 +728,10 @@ def main(argv=None):
     shapes = _pick(args.shapes, SHAPES, "shape")
     peers = ["fastlse", *_pick(args.peers, PEERS[1:], "peer")]
     out = sys.stdout
+    if args.threads is not None:
+        from . import sweep
+
+        counts = sweep.parse_counts(args.threads)
 
     print(f"fastlse {fastlse.__version__} self-check and benchmark", file=out)
     if not args.no_check:
@@ -736,6 +747,10 @@ def main(argv=None):
     print("", file=out)
     header(out)
     t0 = time.perf_counter()
+    if args.threads is not None:
+        sweep.run_sweep(ops, shapes, counts, args.quick, out)
+        print(f"\n(timings took {time.perf_counter() - t0:.0f} s)", file=out)
+        return 0
     rows = run_table(ops, shapes, peers, args.quick, out)
     if args.plot:
         _draw(rows, args.plot, args.quick, out)
