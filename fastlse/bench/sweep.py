@@ -51,7 +51,8 @@ def _row_times(op, x, axis, y, counts, torch, timing):
 
 
 def _cases(ops, shapes, quick):
-    """(op, label, x, axis, y, timing) of the sweep: the table's, then the small call."""
+    """(op, label, dtype, x, axis, y, timing) of the sweep: the table's rows,
+    then the small call, each with the way it is timed."""
     rng = np.random.default_rng(0)
     big = (3, 5, 0.05) if quick else (3, 7, 0.15)
     cases = []
@@ -71,6 +72,7 @@ def _cases(ops, shapes, quick):
 
 
 def _per_call_all(fns):
+    """The small call's timing: each callable's best mean of repeated calls."""
     return {p: _per_call(f) for p, f in fns.items()}
 
 
