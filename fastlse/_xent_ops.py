@@ -20,7 +20,6 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _args
-from ._config import PARALLEL_MIN_WORK
 from ._layout import FAST_DTYPES, ClassLayout, compute_dtype
 from ._routes import (
     choose_xent,
@@ -183,28 +182,23 @@ def run_small(logits, target, axis, ii, reduction, return_grad):
     if tv.dtype is not _I64:  # (the builtin descriptor; anything else: general path)
         return None
     m, n = x.shape
-    route = index_rows_route(m, n, x.itemsize)  # choose_xent's for these rows
-    if route == "pieces":
+    plan = _small_plan(m, n, x.dtype, return_grad)
+    if plan is None:
         return None
-    work = _row_work(route, x)
-    small = work < PARALLEL_MIN_WORK  # (skips the Kernel's own size test)
-    nbad, den = (
-        XK.check_targets.serial(tv, n, ii, 1.0) if small else XK.check_targets(m, tv, n, ii, 1.0)
-    )
+    check, run_rows, forward = plan
+    nbad, den = check(tv, n, ii, 1.0)
     if nbad:
         return None  # the general path raises the IndexError
     w, wl, wg = unit_weights(n, x.dtype)
     per_row = reduction == "none"
     loss = np.empty(m if per_row else 0)
     scale = ieee_div(1.0, den) if reduction == "mean" else 1.0
-    kern, _, fwd = XENT[route]
-    if fwd is not None and not return_grad:
-        args = (x, tv, w, ii, loss, per_row)
-        total = fwd.serial(*args) if small else fwd(work, *args)
+    if forward:
+        total = run_rows(x, tv, w, ii, loss, per_row)
     else:
         gbuf = np.empty((m, n) if return_grad else (m, 0), dtype=x.dtype)
         args = (x, tv, w, wl, float(n), ii, 0.0, scale, loss, per_row, gbuf, wg, return_grad)
-        total = kern.serial(*args) if small else kern(work, *args)
+        total = run_rows(*args)
     dt = x.dtype.type
     if per_row:
         res = loss.astype(x.dtype) if nd == 2 else dt(loss[0])
@@ -215,6 +209,32 @@ def run_small(logits, target, axis, ii, reduction, return_grad):
     if not return_grad:
         return res
     return res, (gbuf if nd == 2 else gbuf[0])
+
+
+#: ``run_small``'s plans by (rows, classes, dtype, return_grad), cleared when full
+_SMALL_PLANS: dict = {}
+_SMALL_PLANS_MAX = 256
+
+
+def _small_plan(m, n, dtype, return_grad):
+    """(target check, row kernel, whether it is the forward-only one) of
+    m rows of n classes of dtype, each kernel the twin its work runs
+    (``Kernel.bound``), decided once per shape; None where the rows take the
+    general path (few long rows: pieces).  The route is ``choose_xent``'s."""
+    key = (m, n, dtype, return_grad)
+    if key in _SMALL_PLANS:
+        return _SMALL_PLANS[key]
+    route = index_rows_route(m, n, dtype.itemsize)
+    plan = None
+    if route != "pieces":
+        kern, _, fwd = XENT[route]
+        forward = fwd is not None and not return_grad
+        work = _row_work(route, m, n, dtype.itemsize)
+        plan = XK.check_targets.bound(m), (fwd if forward else kern).bound(work), forward
+    if len(_SMALL_PLANS) >= _SMALL_PLANS_MAX:
+        _SMALL_PLANS.clear()
+    _SMALL_PLANS[key] = plan
+    return plan
 
 
 def classes_moved_last(logits, target, axis, out):
@@ -326,12 +346,12 @@ def _targets(c, lay, cdt, pieces):
     return (tk, w, wl, wsum, c.ignore_index, c.smoothing, wg), scale, zl, zg
 
 
-def _row_work(route, x):
-    """``rows_work`` of x's (m, n) rows on a row route: ``index_small`` rows
-    narrow by logsumexp's bound count as its narrow blocks' rows; wider ones
-    as whole rows (their blocks of 64-128 rows cost as much a row)."""
-    m, n = x.shape
-    narrow = route == "index_small" and narrow_rows(n, x.itemsize)
+def _row_work(route, m, n, itemsize):
+    """``rows_work`` of m rows of n classes of itemsize bytes on a row route:
+    ``index_small`` rows narrow by logsumexp's bound count as its narrow
+    blocks' rows; wider ones as whole rows (their blocks of 64-128 rows cost
+    as much a row)."""
+    narrow = route == "index_small" and narrow_rows(n, itemsize)
     return rows_work(m, n, "narrow" if narrow else "rows")
 
 
@@ -341,7 +361,7 @@ def _run_family(route, c, lay, targs, common, lm):
     fam = XENT[route]
     if lay.rows:
         args = _row_args(c, x, targs, common)
-        work = _row_work(route, x)
+        work = _row_work(route, *x.shape, x.itemsize)
         if not c.lm and fam.forward is not None and not (c.return_grad or c.smoothing):
             tk, w, ii = targs[0], targs[1], targs[4]
             return fam.forward(work, x, tk, w, ii, common[1], common[2])

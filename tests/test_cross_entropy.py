@@ -679,3 +679,32 @@ def test_rows_loss_same_bits_on_any_thread_count(rng, dtype, kw):
         smoothing = kw.get("label_smoothing", 0.0)
         ref, ref_grad = torch_ce(x, t, reduction=reduction, label_smoothing=smoothing)
         check(one[0], ref, dtype, *((one[1], ref_grad) if len(one) > 1 else ()))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_small_calls_give_the_general_paths_bits(rng, dtype):
+    """The small calls' remembered plans (``_xent_ops.run_small``: route,
+    target check and kernel twins decided once per shape) give the bits of
+    the general path, on the first call and from the plan; few long rows
+    (pieces, where the pool has two threads or more) have no plan and take
+    the general path."""
+    from fastlse import _xent_ops
+    from fastlse._routes import PIECE, index_rows_route
+
+    full = dict(weight=None, ignore_index=-100, label_smoothing=0.0, out=None, z_loss=0.0,
+                softcap=None, return_lse=False)  # fmt: skip
+    pieces = (2, 2 * PIECE)
+    for shape in [(32, 10), (128, 100), (300, 1000), pieces]:
+        x = (rng.standard_normal(shape) * 3).astype(dtype)
+        t = rng.integers(0, shape[1], shape[0])
+        t[1] = -100
+        for reduction in ("mean", "none"):
+            for grad in (False, True):
+                kw = dict(reduction=reduction, return_grad=grad)
+                want = _xent_ops.compute_general(x, t, -1, **full, **kw)
+                for _ in range(2):
+                    got = fastlse.cross_entropy(x, t, **kw)
+                    for g, w in zip(got if grad else (got,), want if grad else (want,)):
+                        np.testing.assert_array_equal(g, w)
+    route = index_rows_route(*pieces, np.dtype(dtype).itemsize)  # (one thread: not pieces)
+    assert (_xent_ops._small_plan(*pieces, np.dtype(dtype), False) is None) == (route == "pieces")
