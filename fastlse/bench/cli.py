@@ -425,9 +425,22 @@ def _peer_devices():
     return ", ".join(out) or "none installed"
 
 
+def table_calls(quick):
+    """(min_calls, max_calls, budget) of ``time_row`` for the table's rows."""
+    return (3, 5, 0.05) if quick else (3, 7, 0.15)
+
+
+def table_inputs(rng, shape, axis, dtype):
+    """A row's logits (3 x standard normal, in dtype) and class-index targets
+    along ``axis``, drawn from rng."""
+    x = (3.0 * rng.standard_normal(shape)).astype(dtype)
+    y_shape = tuple(s for i, s in enumerate(shape) if i != axis % len(shape))
+    return x, rng.integers(0, shape[axis], size=y_shape)
+
+
 def run_table(ops, shapes, peers, quick, file):
     """Print the timing table; returns the list of (op, shape, dtype, {peer: s})."""
-    min_calls, max_calls, budget = (3, 5, 0.05) if quick else (3, 7, 0.15)
+    min_calls, max_calls, budget = table_calls(quick)
     rng = np.random.default_rng(0)
     cols = [p for p in peers if p in ("fastlse", "numpy", "limit") or _have(p)]
     w = 9
@@ -455,10 +468,7 @@ def run_table(ops, shapes, peers, quick, file):
             label = f"{'x'.join(map(str, shape))} ax{axis}"
             for dt in ("float32", "float64"):
                 if (name, dt) not in data:
-                    x = (3.0 * rng.standard_normal(shape)).astype(dt)
-                    y_shape = tuple(s for i, s in enumerate(shape) if i != axis % len(shape))
-                    y = rng.integers(0, shape[axis], size=y_shape)
-                    data[name, dt] = x, y
+                    data[name, dt] = table_inputs(rng, shape, axis, dt)
                 x, y = data[name, dt]
                 if (op, dt, len(shape)) not in warmed:  # lazy imports, dispatch caches
                     warmed.add((op, dt, len(shape)))
@@ -576,8 +586,7 @@ def small_table(ops, peers, file):
         for shape, axis in SMALL_SHAPES:
             if op in XENT_OPS and len(shape) < 2:
                 continue
-            x = (3.0 * rng.standard_normal(shape)).astype(np.float32)
-            y = rng.integers(0, shape[-1], size=shape[:-1])
+            x, y = table_inputs(rng, shape, axis, np.float32)
             best = {}
             for p in cols:
                 f = make_peer(p, op, x, axis, y)

@@ -11,7 +11,7 @@ the pool (``NUMBA_NUM_THREADS``), so every count computes the same values.
 import numba
 import numpy as np
 
-from .cli import SHAPES, _have, _per_call, make_peer, time_row
+from .cli import SHAPES, _have, _per_call, make_peer, table_calls, table_inputs, time_row
 
 #: the small call of the sweep: where starting the threads costs the most
 SMALL = ((128, 100), -1)
@@ -54,7 +54,7 @@ def _cases(ops, shapes, quick):
     """(op, label, dtype, x, axis, y, timing) of the sweep: the table's rows,
     then the small call, each with the way it is timed."""
     rng = np.random.default_rng(0)
-    big = (3, 5, 0.05) if quick else (3, 7, 0.15)
+    big = table_calls(quick)
     cases = []
     for op in ops:
         for name in shapes:
@@ -65,9 +65,7 @@ def _cases(ops, shapes, quick):
         shape, axis = SMALL
         cases.append((op, shape, axis, "float32", _per_call_all))
     for op, shape, axis, dt, timing in cases:
-        x = (3.0 * rng.standard_normal(shape)).astype(dt)
-        y_shape = tuple(s for i, s in enumerate(shape) if i != axis % len(shape))
-        y = rng.integers(0, shape[axis], size=y_shape)
+        x, y = table_inputs(rng, shape, axis, dt)
         yield op, f"{'x'.join(map(str, shape))} ax{axis}", dt, x, axis, y, timing
 
 
