@@ -4,7 +4,18 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastlse.kernels.exp import FASTMATH, div_by, exp32, exp64, expneg32, expneg64, log1p64, maxnum
+from fastlse.kernels.exp import (
+    EXACT,
+    FASTMATH,
+    div_by,
+    exp32,
+    exp64,
+    expneg32,
+    expneg64,
+    log1p64,
+    maxnum,
+)
+from fastlse.kernels.lanes import lanes_exp_sum_exp
 
 
 def _mapper(f):
@@ -23,6 +34,22 @@ _map_exp32 = _mapper(exp32)
 _map_expneg64 = _mapper(expneg64)
 _map_expneg32 = _mapper(expneg32)
 _map_log1p = _mapper(log1p64)
+
+
+def _both(f):
+    """expneg of each d <= 0 twice: the scalar f in a loop, and the IR of
+    ``expterm_vector`` (the exp-sum sweep's stores, m = 0)."""
+
+    @njit(fastmath=EXACT)
+    def both(d, scalar, vector, zero):
+        for i in range(d.size):
+            scalar[i] = f(d[i])
+        lanes_exp_sum_exp(d, vector, 0, d.size, zero)
+
+    return both
+
+
+_EXPNEG_BOTH = {np.float32: _both(expneg32), np.float64: _both(expneg64)}
 
 
 @njit(fastmath=FASTMATH)
@@ -101,6 +128,24 @@ def test_expneg_ulp_whole_range(rng, f, dtype, low):
     f(x, out)
     ref = np.exp(x.astype(np.longdouble))
     assert _ulp_with_subnormals(out, ref, dtype).max() <= 2.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_expterm_vector_is_expneg_bit_for_bit(rng, dtype):
+    """The exp of the lanes sweeps (IR) and of the loops (expneg32 /
+    expneg64) are one function: the same bits, subnormals and the clamp
+    included."""
+    tiny = np.log(np.finfo(dtype).smallest_subnormal)
+    d = np.concatenate(
+        [
+            rng.uniform(1.2 * tiny, 0.0, 200_000),
+            -(10.0 ** rng.uniform(-30, 0, 50_000)),
+            [-np.inf, np.nan, 0.0, -0.0, 2 * tiny, -3e38],
+        ]
+    ).astype(dtype)
+    scalar, vector = np.empty_like(d), np.empty_like(d)
+    _EXPNEG_BOTH[dtype](d, scalar, vector, dtype(0.0))
+    np.testing.assert_array_equal(vector, scalar)
 
 
 @pytest.mark.parametrize(("f", "dtype"), [(_map_expneg64, np.float64), (_map_expneg32, np.float32)])

@@ -5,9 +5,13 @@ import pytest
 from numba import njit
 
 from fastlse.kernels.compile import EXACT, FASTMATH
+from fastlse.kernels.exp import SUMSCALE32, SUMSCALE64
 from fastlse.kernels.lanes import (
     LANES,
     SUM_CHAINS,
+    lanes_exp_sum,
+    lanes_exp_sum_exp,
+    lanes_exp_sum_shift,
     lanes_max,
     lanes_max_min,
     lanes_min_pos,
@@ -175,6 +179,85 @@ def test_lanes_refused_in_reassoc_code():
     @njit(fastmath=FASTMATH)
     def reassoc(a):
         return lanes_sum(a, 0, a.shape[0])
+
+    with pytest.raises(TypeError, match="reassoc"):
+        reassoc(np.ones(4))
+
+
+@njit(fastmath=EXACT)
+def _exp_sums(x, lo, n, m, shifted, exps, inplace):
+    """The three kinds of the exp-sum sweep over x[lo : lo + n]; the last
+    one in place, on ``inplace`` (a copy of x)."""
+    a = lanes_exp_sum(x, x, lo, n, m)
+    b = lanes_exp_sum_shift(x, shifted, lo, n, m)
+    c = lanes_exp_sum_exp(x, exps, lo, n, m)
+    d = lanes_exp_sum_exp(inplace, inplace, lo, n, m)
+    return a, b, c, d
+
+
+def _sweep(x, lo, n, m):
+    """_exp_sums with outputs of sentinels: (the four results, shifted,
+    exps, the in-place copy)."""
+    shifted = np.full_like(x, 7.0)
+    exps = np.full_like(x, 7.0)
+    inplace = x.copy()
+    return _exp_sums(x, lo, n, m, shifted, exps, inplace), shifted, exps, inplace
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [0, 1, 5, 15, 16, 17, 31, 33, 100, 255, 1000])
+def test_lanes_exp_sum_matches_numpy_in_its_order(dtype, n):
+    """The exp-sum sweep: its stored exp(x - m) within 2 ulp of numpy's
+    exp, its sum the documented lane order of those terms (scaled by 2**K:
+    exact), the elements at m counted, nothing stored outside the range,
+    the three kinds (and the in-place one) of one sum."""
+    rng = np.random.default_rng(n)
+    lo = 3
+    x = (rng.standard_normal(lo + n + 20) * 4).astype(dtype)
+    v = x[lo : lo + n]
+    m = v.max() if n else dtype(0.0)
+    if n > 2:
+        v[1] = m  # a second element at the max: counted, not summed
+    ((a, b, c, d), shifted, exps, inplace) = _sweep(x, lo, n, m)
+    assert a == b == c == d
+    outside = np.r_[0:lo, lo + n : x.size]
+    assert np.all(shifted[outside] == 7.0) and np.all(exps[outside] == 7.0)
+    np.testing.assert_array_equal(inplace[outside], x[outside])
+    np.testing.assert_array_equal(shifted[lo : lo + n], v - m)
+    e = exps[lo : lo + n]
+    np.testing.assert_array_equal(inplace[lo : lo + n], e)
+    ref = np.exp((v - m).astype(np.longdouble))
+    assert np.all(np.abs(e - ref) <= 2 * np.spacing(ref.astype(dtype)))
+    below = v < m
+    scale = SUMSCALE32 if dtype == np.float32 else SUMSCALE64
+    terms = np.where(below, e, 0).astype(dtype) / dtype(scale)  # exact: a power of two
+    assert a[0] == _in_lane_order(terms, dtype)
+    assert a[1] == n - below.sum()
+    if n:
+        np.testing.assert_allclose(
+            a[0] * np.float64(scale), np.exp(v[below].astype(np.float64) - m).sum(), rtol=1e-5
+        )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lanes_exp_sum_special_values(dtype):
+    """-inf elements add 0 (at the clamp: not even a scaled subnormal), a
+    nan makes the sum nan, elements far below the max underflow to 0."""
+    x = np.array([0.0, -np.inf, -1.0, -1e4] + [-np.inf] * 20, dtype=dtype)
+    ((a, _, _, _), _, exps, _) = _sweep(x, 0, x.size, dtype(0.0))
+    scale = np.float64(SUMSCALE32 if dtype == np.float32 else SUMSCALE64)
+    assert a[1] == 1.0
+    assert a[0] * scale == pytest.approx(np.exp(-1.0), rel=1e-6)
+    assert exps[1] == 0.0 and exps[3] == 0.0
+    x[17] = np.nan
+    ((a, _, _, _), _, exps, _) = _sweep(x, 0, x.size, dtype(0.0))
+    assert np.isnan(a[0]) and np.isnan(exps[17])
+
+
+def test_lanes_exp_sum_refused_in_reassoc_code():
+    @njit(fastmath=FASTMATH)
+    def reassoc(a):
+        return lanes_exp_sum(a, a, 0, a.shape[0], 0.0)
 
     with pytest.raises(TypeError, match="reassoc"):
         reassoc(np.ones(4))

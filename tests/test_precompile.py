@@ -98,8 +98,10 @@ def test_cli_precompile_flags(monkeypatch, capsys):
         cli.main(["--dtypes", "float32"])  # --dtypes without --precompile
 
 
-#: float32 softmax of each route whose numerators it sums (rows, the vector,
-#: pieces, where=), as hex digests of the results
+#: softmax of each route whose numerators it sums (rows, the vector, pieces,
+#: where=), and the ops of the rows' exp-sum sweep (log_softmax, logsumexp,
+#: cross-entropy's loss and gradient), float32 and float64, as hex digests of
+#: the results
 SOFTMAX_BITS = """
 import hashlib, numpy as np, fastlse
 rng = np.random.default_rng(0)
@@ -110,16 +112,20 @@ for dt in (np.float32, np.float64):
     w = rng.random(x.shape) > 0.2
     res += [fastlse.softmax(x, axis=-1), fastlse.softmax(x[5]), fastlse.softmax(long, axis=-1),
             fastlse.softmax(x, axis=-1, where=w)]
+    y = rng.integers(0, x.shape[1], x.shape[0])
+    res += [fastlse.log_softmax(x, axis=-1), fastlse.logsumexp(x, axis=-1)]
+    res += list(fastlse.cross_entropy(x, y, return_grad=True))
 print(" ".join(hashlib.sha256(r.tobytes()).hexdigest()[:16] for r in res))
 """
 
 
-def test_cached_softmax_has_the_compiled_bits(tmp_path):
-    """A process that loads softmax (float32, float64) from the disk cache
-    gets the bits of the process that compiled it: its numerators' sum is
-    in lanes, in the IR's order (a ``reassoc`` sum took each compiled copy's
-    order: a cached kernel binds its own copy of the helper, a compiling
-    process the helper's, and the two differed in the last bit)."""
+def test_cached_kernels_have_the_compiled_bits(tmp_path):
+    """A process that loads softmax, log_softmax, logsumexp or cross-entropy
+    (float32, float64) from the disk cache gets the bits of the process that
+    compiled them: their sums of exponentials are in lanes, in the IR's
+    order (a ``reassoc`` sum took each compiled copy's order: a cached
+    kernel binds its own copy of the helper, a compiling process the
+    helper's, and the two differed in the last bit)."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     env.pop("FASTLSE_CACHE", None)
     runs = []

@@ -44,6 +44,7 @@ __all__ = [
     "expneg64",
     "expterm32",
     "expterm64",
+    "expterm_vector",
     "fma",
     "log1p32",
     "log1p64",
@@ -404,6 +405,50 @@ def expterm64(d):
     p = p * r + _A1
     p = p * r + _A0
     return p * _pow2_from_shifted64(kd)
+
+
+def _vector_const(vty, v):
+    return ir.Constant(vty, [float(v)] * vty.count)
+
+
+#: expterm32 / expterm64's constants, by the LLVM type of their element
+_TERM_CONSTS = {
+    ir.FloatType(): (
+        (_LOW32, _LOG2E32, _SHIFT32, _LN2HI32, _LN2LO32),
+        (_B6, _B5, _B4, _B3, _B2, _B1, _B0),
+        (32, 23, 0x4B400000 - 127 - _KOFF32),
+    ),
+    ir.DoubleType(): (
+        (_LOW64, _LOG2E64, _SHIFT64, _LN2HI64, _LN2LO64),
+        (_A11, _A10, _A9, _A8, _A7, _A6, _A5, _A4, _A3, _A2, _A1, _A0),
+        (64, 52, 0x4338000000000000 - 1023 - _KOFF64),
+    ),
+}
+
+
+def expterm_vector(builder, d):
+    """The IR of ``expterm32`` / ``expterm64`` on each lane of the float
+    vector d: the same operations in the same order, so the same bits in
+    code of the same flags (``contract`` fuses the same multiply-adds).
+    For intrinsics that lay out a sweep's vectors themselves
+    (``lanes.lanes_exp_sum``)."""
+    vty = d.type
+    (low, log2e, shift, hi, lo), poly, (bits, mant, bias) = _TERM_CONSTS[vty.element]
+
+    def c(v):
+        return _vector_const(vty, v)
+
+    dc = builder.select(builder.fcmp_ordered("<", d, c(low)), c(low), d)
+    kd = builder.fadd(builder.fmul(dc, c(log2e)), c(shift))
+    k = builder.fsub(kd, c(shift))
+    r = builder.fsub(builder.fsub(dc, builder.fmul(k, c(hi))), builder.fmul(k, c(lo)))
+    p = builder.fadd(builder.fmul(c(poly[0]), r), c(poly[1]))
+    for a in poly[2:]:
+        p = builder.fadd(builder.fmul(p, r), c(a))
+    ity = ir.VectorType(ir.IntType(bits), vty.count)
+    kbits = builder.sub(builder.bitcast(kd, ity), ir.Constant(ity, [bias] * vty.count))
+    scale = builder.bitcast(builder.shl(kbits, ir.Constant(ity, [mant] * vty.count)), vty)
+    return builder.fmul(p, scale)
 
 
 @_jit

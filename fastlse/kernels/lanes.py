@@ -24,9 +24,14 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .exp import SUMSCALE32, SUMSCALE64, expterm_vector
+
 __all__ = [
     "LANES",
     "SUM_CHAINS",
+    "lanes_exp_sum",
+    "lanes_exp_sum_exp",
+    "lanes_exp_sum_shift",
     "lanes_max",
     "lanes_max_min",
     "lanes_min_pos",
@@ -47,18 +52,36 @@ def _splat(builder, value, vty):
     return builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES))
 
 
+def _lane_mask(builder, count):
+    """The i1 vector of lanes below count."""
+    ity = count.type
+    lane = ir.Constant(ir.VectorType(ity, LANES), list(range(LANES)))
+    return builder.icmp_signed("<", lane, _splat(builder, count, ir.VectorType(ity, LANES)))
+
+
 def _masked_load(builder, ptr, vty, align, count, identity):
     """The first ``count`` (< LANES) elements at ptr, ``identity`` in the
     other lanes; nothing past them is read (``llvm.masked.load``)."""
-    ity = count.type
-    lane = ir.Constant(ir.VectorType(ity, LANES), list(range(LANES)))
-    mask = builder.icmp_signed("<", lane, _splat(builder, count, ir.VectorType(ity, LANES)))
+    mask = _lane_mask(builder, count)
     suffix = "f32" if vty.element == ir.FloatType() else "f64"
     name = f"llvm.masked.load.v{LANES}{suffix}.p0"
     mty = ir.VectorType(ir.IntType(1), LANES)
     fnty = ir.FunctionType(vty, [vty.as_pointer(), _I32, mty, vty])
     fn = builder.module.globals.get(name) or ir.Function(builder.module, fnty, name)
     return builder.call(fn, [ptr, ir.Constant(_I32, align), mask, identity])
+
+
+def _masked_store(builder, value, ptr, align, count):
+    """Store the first ``count`` (< LANES) lanes of value at ptr; nothing
+    past them is written (``llvm.masked.store``)."""
+    mask = _lane_mask(builder, count)
+    vty = value.type
+    suffix = "f32" if vty.element == ir.FloatType() else "f64"
+    name = f"llvm.masked.store.v{LANES}{suffix}.p0"
+    mty = ir.VectorType(ir.IntType(1), LANES)
+    fnty = ir.FunctionType(ir.VoidType(), [vty, vty.as_pointer(), _I32, mty])
+    fn = builder.module.globals.get(name) or ir.Function(builder.module, fnty, name)
+    builder.call(fn, [value, ptr, ir.Constant(_I32, align), mask])
 
 
 def _lane_indices(first, count):
@@ -281,3 +304,100 @@ def lanes_sum_chains(typingctx, a, lo, n):
     if not _row_args(a, lo, n):
         return None
     return a.dtype(a, types.intp, types.intp), _reduction(_add, 0.0, None, SUM_CHAINS)
+
+
+# ----------------------------------------------------------------------------
+# the exp-sum sweep of a row: sum of exp(x - m) over x < m, in sixteen lanes
+# ----------------------------------------------------------------------------
+def _exp_sum_codegen(store):
+    """The codegen of ``lanes_exp_sum`` (store None) and its storing twins
+    (``"shift"``: out = x - m; ``"exp"``: out = exp(x - m)).  Each group's
+    terms come from ``expterm_vector``; lane k adds the terms of elements k,
+    k + 16, ... that are below m, and counts the others; the lanes are then
+    combined in ``_tree``'s order.  The last, partial group is a masked load
+    whose empty lanes hold -inf (a zero term, not counted) and a masked
+    store: nothing past the range is read or written, so out may be x."""
+
+    def codegen(context, builder, sig, args):
+        fm = context.fastmath
+        if fm and "reassoc" in fm.flags:
+            raise TypeError("fastlse: a lanes exp-sum in reassoc code loses its order")
+        xty, oty = sig.args[0], sig.args[1]
+        x, out, lo, n, m = args
+        g = _Groups(context, builder, _XSig(xty), [x, lo, n])
+        vty = g.vty
+        obase = builder.gep(context.make_array(oty)(context, builder, out).data, [lo])
+        zero = ir.Constant(vty, [0.0] * LANES)
+        one = ir.Constant(vty, [1.0] * LANES)
+        scale = ir.Constant(vty, [float(_SUMSCALE[vty.element])] * LANES)
+        mv = _splat(builder, m, vty)
+        acc = cgutils.alloca_once_value(builder, zero)
+        cnt = cgutils.alloca_once_value(builder, zero)
+
+        def take(v, first, count=None):
+            d = builder.fsub(v, mv)
+            e = expterm_vector(builder, d)
+            top = builder.fcmp_ordered(">=", d, zero)
+            builder.store(builder.fadd(builder.load(acc), builder.select(top, zero, e)), acc)
+            builder.store(builder.fadd(builder.load(cnt), builder.select(top, one, zero)), cnt)
+            if store is None:
+                return
+            value = d if store == "shift" else builder.fmul(e, scale)
+            ptr = builder.bitcast(builder.gep(obase, [first]), vty.as_pointer())
+            if count is None:
+                builder.store(value, ptr, align=g.align)
+            else:
+                _masked_store(builder, value, ptr, g.align, count)
+
+        with cgutils.for_range(builder, g.count) as loop:
+            take(g.load(loop.index), builder.mul(loop.index, g.width))
+        filled = builder.mul(g.count, g.width)
+        rest = builder.sub(g.n, filled)
+        with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(rest.type, 0))):
+            ptr = builder.bitcast(builder.gep(g.base, [filled]), vty.as_pointer())
+            ninf = ir.Constant(vty, [float("-inf")] * LANES)
+            take(_masked_load(builder, ptr, vty, g.align, rest, ninf), filled, rest)
+        pair = (_tree(builder, builder.load(acc), _add), _tree(builder, builder.load(cnt), _add))
+        return context.make_tuple(builder, sig.return_type, pair)
+
+    return codegen
+
+
+class _XSig:
+    """The one argument ``_Groups`` reads of a signature: the row's type."""
+
+    def __init__(self, xty):
+        self.args = (xty,)
+
+
+#: 2**-K of expterm32 / expterm64: a stored numerator is its term times this
+_SUMSCALE = {ir.FloatType(): SUMSCALE32, ir.DoubleType(): SUMSCALE64}
+
+
+def _exp_sum_intrinsic(store, doc):
+    def typer(typingctx, x, out, lo, n, m):
+        if not (_row_args(x, lo, n) and isinstance(m, types.Float)):
+            return None
+        if not (isinstance(out, types.Array) and out.ndim == 1 and out.layout == "C"):
+            return None
+        if out.dtype != x.dtype or (store is not None and not out.mutable):
+            return None
+        sig = types.UniTuple(x.dtype, 2)(x, out, types.intp, types.intp, x.dtype)
+        return sig, _exp_sum_codegen(store)
+
+    typer.__doc__ = doc
+    return intrinsic(typer)
+
+
+lanes_exp_sum = _exp_sum_intrinsic(
+    None,
+    """(sum of ``expterm(x - m)`` over x < m, count of x >= m) over
+    x[lo : lo + n], both in x's dtype (m is cast to it); out is not touched.
+    A nan element makes the sum nan.""",
+)
+lanes_exp_sum_shift = _exp_sum_intrinsic(
+    "shift", "``lanes_exp_sum`` that also stores x - m into out[lo : lo + n]."
+)
+lanes_exp_sum_exp = _exp_sum_intrinsic(
+    "exp", "``lanes_exp_sum`` that also stores exp(x - m) into out[lo : lo + n] (out may be x)."
+)

@@ -37,6 +37,9 @@ from .exp import (
     tanh64,
 )
 from .lanes import (
+    lanes_exp_sum,
+    lanes_exp_sum_exp,
+    lanes_exp_sum_shift,
     lanes_max,
     lanes_max_min,
     lanes_min_pos,
@@ -209,27 +212,30 @@ def _max_run(x, lo, hi):
     return m
 
 
-def _sum_excl_kernel(name, store):
-    """The exp-sum sweep of a row, compiled once per kind of store.
+def _sum_excl_lanes(name, sweep):
+    """The exp-sum sweep of a contiguous row, one of ``lanes_exp_sum``'s
+    three kinds (``sweep``) a CHUNK at a time: the chunk's sum in the
+    array's dtype, the chunks' sums in float64 (float32 rows of millions
+    keep their accuracy).  The order is the IR's: the same sums on every
+    target."""
 
-    ``f(x, out, m)`` returns the sum of exp(x - m) over x < m (float64) and
-    the count of elements >= m; nan elements make the sum nan.  It sums per
-    CHUNK in the array's dtype, then in float64, so float32 rows of millions
-    keep their accuracy.  The last partial vector is done as one full,
-    masked, overlapping vector (no scalar exp tail) whose stores are masked,
-    so ``out`` may be ``x`` itself (nothing is read after it is written).
-    While it sweeps, it stores into ``out`` (``store``): nothing, the shifted
-    ``x - m`` (log_softmax: the output is written while the exp keeps the
-    core busy, and a short sweep in cache subtracts the log), or
-    ``exp(x - m)`` (softmax and the cross-entropy gradient).  One definition
-    for the three, so a loss computed with its gradient has the bits of the
-    loss alone, and a log_softmax the sum of logsumexp.
+    def f(x, out, m):
+        total = 0.0
+        cnt = 0.0
+        n = x.shape[0]
+        for c in range(0, n, CHUNK):
+            s, k = sweep(x, out, c, min(CHUNK, n - c), m)
+            total += s
+            cnt += k
+        return total * sumscale_of(x), cnt
 
-    Every loop here (and in the other row kernels) runs over a slice from
-    index 0: with ``x[j]`` for j from a variable ``lo`` LLVM cannot prove the
-    index non-negative (numba wraps negative indices) and keeps the bounds
-    handling in the loop (the blocked and piecewise paths hit that).
-    """
+    f.__name__ = f.__qualname__ = name
+    return jit(f)
+
+
+def _sum_excl_loop(name, store):
+    """The exp-sum sweep of a strided row (a loop LLVM vectorizes in its
+    own order; ``_sum_excl_kernel``'s ``store``)."""
     shift = store == "shift"
     exp = store in ("exp", "exp in place")
     in_place = store == "exp in place"  # out is x: one pointer, so LLVM vectorizes
@@ -283,34 +289,60 @@ def _sum_excl_kernel(name, store):
     return jit_fast(f)
 
 
-#: the sweep that only sums; ``sum_excl_shift`` also stores x - m into out
-sum_excl = _sum_excl_kernel("sum_excl", None)
-sum_excl_shift = _sum_excl_kernel("sum_excl_shift", "shift")
-_sum_excl_exp = _sum_excl_kernel("_sum_excl_exp", "exp")
-_sum_excl_exp_in_place = _sum_excl_kernel("_sum_excl_exp_in_place", "exp in place")
+def _sum_excl_kernel(name, store, sweep):
+    """The exp-sum sweep of a row, compiled once per kind of store.
 
+    ``f(x, out, m)`` returns the sum of exp(x - m) over x < m (float64) and
+    the count of elements >= m; nan elements make the sum nan.  While it
+    sweeps, it stores into ``out`` (``store``): nothing, the shifted
+    ``x - m`` (log_softmax: the output is written while the exp keeps the
+    core busy, and a short sweep in cache subtracts the log), or
+    ``exp(x - m)`` (softmax and the cross-entropy gradient; out may be x).
+    One definition for the three, so a loss computed with its gradient has
+    the bits of the loss alone, and a log_softmax the sum of logsumexp.
 
-def sum_excl_exp(x, g, m):  # pragma: no cover - replaced by the overload in compiled code
-    """``sum_excl`` that also stores exp(x - m) into g (g may be x).
-
-    With g and x two names for one row, LLVM's overlap check would run the
-    scalar loop (and a sum in another order): the in-place
-    variant writes through x's own slices instead, with the same bits.
+    A contiguous row (every row the drivers pass) is swept in sixteen
+    lanes (``_sum_excl_lanes``): no scalar or vector remainder loop, so a
+    short row costs its groups of sixteen (rows of 100: 7), and its sum has
+    the same bits on every target.  A strided row runs ``_sum_excl_loop``.
     """
-    raise NotImplementedError("sum_excl_exp runs in compiled code only")
+    lanes = _sum_excl_lanes("_" + name + "_lanes", sweep)
+    loop = _sum_excl_loop("_" + name + "_loop", store)
+    if store == "exp":
+        loop_in_place = _sum_excl_loop("_" + name + "_loop_in_place", "exp in place")
+
+    def stub(x, out, m):  # pragma: no cover - replaced by the overload in compiled code
+        raise NotImplementedError(f"{name} runs in compiled code only")
+
+    stub.__name__ = stub.__qualname__ = name
+
+    @overload(stub)
+    def _ol(x, out, m):
+        contiguous = all(
+            isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" for a in (x, out)
+        )
+        if contiguous and out.dtype == x.dtype == m:
+            return lambda x, out, m: lanes(x, out, m)
+        if store == "exp" and x.mutable:
+            # out may be x: with two names for one row, LLVM's overlap check
+            # would run the scalar loop (a sum in another order); the in-place
+            # loop reads and writes through x's own slices, with the same bits
+            def impl(x, out, m):
+                if out.ctypes.data == x.ctypes.data and out.strides[0] == x.strides[0]:
+                    return loop_in_place(x, x, m)
+                return loop(x, out, m)
+
+            return impl
+        return lambda x, out, m: loop(x, out, m)
+
+    return stub
 
 
-@overload(sum_excl_exp)
-def _sum_excl_exp_ol(x, g, m):
-    if not x.mutable:  # a read-only x cannot be g
-        return lambda x, g, m: _sum_excl_exp(x, g, m)
-
-    def impl(x, g, m):
-        if g.ctypes.data == x.ctypes.data and g.strides[0] == x.strides[0]:
-            return _sum_excl_exp_in_place(x, x, m)
-        return _sum_excl_exp(x, g, m)
-
-    return impl
+#: the sweep that only sums; ``sum_excl_shift`` also stores x - m into out,
+#: ``sum_excl_exp`` exp(x - m) (out may be x)
+sum_excl = _sum_excl_kernel("sum_excl", None, lanes_exp_sum)
+sum_excl_shift = _sum_excl_kernel("sum_excl_shift", "shift", lanes_exp_sum_shift)
+sum_excl_exp = _sum_excl_kernel("sum_excl_exp", "exp", lanes_exp_sum_exp)
 
 
 @jit_inl
