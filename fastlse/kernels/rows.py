@@ -234,8 +234,8 @@ def _sum_excl_lanes(name, sweep):
 
 
 def _sum_excl_loop(name, store):
-    """The exp-sum sweep of a strided row (a loop LLVM vectorizes in its
-    own order; ``_sum_excl_kernel``'s ``store``)."""
+    """The exp-sum sweep of a float64 or strided row (a loop LLVM
+    vectorizes in its own order; ``_sum_excl_kernel``'s ``store``)."""
     shift = store == "shift"
     exp = store in ("exp", "exp in place")
     in_place = store == "exp in place"  # out is x: one pointer, so LLVM vectorizes
@@ -301,10 +301,13 @@ def _sum_excl_kernel(name, store, sweep):
     One definition for the three, so a loss computed with its gradient has
     the bits of the loss alone, and a log_softmax the sum of logsumexp.
 
-    A contiguous row (every row the drivers pass) is swept in sixteen
-    lanes (``_sum_excl_lanes``): no scalar or vector remainder loop, so a
-    short row costs its groups of sixteen (rows of 100: 7), and its sum has
-    the same bits on every target.  A strided row runs ``_sum_excl_loop``.
+    A contiguous float32 row (every row the drivers pass) is swept in
+    sixteen lanes (``_sum_excl_lanes``): no scalar or vector remainder
+    loop, so a short row costs its groups of sixteen (rows of 100: 7), and
+    its sum has the same bits on every target.  float64 rows and strided
+    rows run ``_sum_excl_loop``: sixteen float64 lanes measured faster
+    alone but 10-15% slower than LLVM's loop after the max sweep, in the
+    kernels (docs/performance-notes.md).
     """
     lanes = _sum_excl_lanes("_" + name + "_lanes", sweep)
     loop = _sum_excl_loop("_" + name + "_loop", store)
@@ -316,12 +319,12 @@ def _sum_excl_kernel(name, store, sweep):
 
     stub.__name__ = stub.__qualname__ = name
 
-    @overload(stub)
+    @overload(stub, inline="always")
     def _ol(x, out, m):
         contiguous = all(
             isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" for a in (x, out)
         )
-        if contiguous and out.dtype == x.dtype == m:
+        if contiguous and out.dtype == x.dtype == m == types.float32:
             return lambda x, out, m: lanes(x, out, m)
         if store == "exp" and x.mutable:
             # out may be x: with two names for one row, LLVM's overlap check
