@@ -28,7 +28,7 @@ from ._layout import COPY_BLOCK_BYTES
 from ._linear_xent import linear_cross_entropy
 from ._online import OnlineLogSumExp
 from .kernels.threads import KERNELS, num_threads
-from .kernels.xent import SMALL_C_BYTES
+from .kernels.xent import SMALL_C
 from .losses import cross_entropy, log_sigmoid, nll_loss
 from .special import log_softmax, logsumexp, softmax
 
@@ -122,7 +122,7 @@ def _xent_inputs(dt: np.dtype, ro: bool) -> list[tuple[np.ndarray, int]]:
     one sample, pieces, columns, classes moved last, columns_loss (enough
     slabs for the threads)."""
     slabs = 4 * _routes.threads()
-    small_c = SMALL_C_BYTES // dt.itemsize - 1  # the most classes of the small-C route
+    small_c = SMALL_C - 1  # the most classes of the small-C route
     return [
         (_x((64, small_c // 2), dt, ro), -1),
         (_x((64, 2 * small_c), dt, ro), -1),

@@ -10,8 +10,9 @@ the same bits.  The routes of the reductions (``choose``):
   and log_softmax of any view of one row (a 1-d vector, ``(1, N)``, all of
   a small array), with the bits of that row's ``narrow`` / ``rows`` route;
 * ``narrow`` / ``narrow_t``: rows of fewer than ``NARROW_BYTES`` (64
-  float32, 32 float64), by blocks of rows (``_t``: transposed in the block,
-  so the vector lanes run across rows);
+  float32, 32 float64; logsumexp's: also fewer than ``LSE_ROWS_MIN``, 32),
+  by blocks of rows (``_t``: transposed in the block, so the vector lanes
+  run across rows);
 * ``pieces``: few long rows, split into pieces that the threads share and
   whose pairs merge;
 * ``rows``: whole rows, one thread a row at a time;
@@ -27,9 +28,10 @@ import numba
 from ._config import PARALLEL_MIN_WORK
 from .kernels import columns as C
 from .kernels.rows import NARROW_BYTES, NB
-from .kernels.xent import SMALL_C_BYTES
+from .kernels.xent import SMALL_C
 
 __all__ = [
+    "LSE_ROWS_MIN",
     "NARROW_BYTES",
     "PIECE",
     "SMALL_VECTOR",
@@ -56,6 +58,12 @@ SMALL_VECTOR = 4096
 #: narrow float64 rows up to this many elements take the transposed kernel
 #: (float32: all narrow rows); wider ones gain nothing from the transposition
 T64_MAX = 12
+#: logsumexp's rows of this many elements or more take the row kernel even
+#: where they are narrow by ``NARROW_BYTES`` (float32 rows of 32-63): its
+#: exp-sum sweep in lanes beats the transposed blocks there (1.08-1.8x from
+#: 128 to 100000 rows); softmax and log_softmax, which also write their rows,
+#: keep the blocks up to ``NARROW_BYTES``
+LSE_ROWS_MIN = 32
 #: class-index cross-entropy along a middle axis (no gradient, no smoothing)
 #: takes logsumexp's column sweeps from this many classes on; with fewer, a
 #: slab is one block of rows and the general column kernel serves as well
@@ -109,9 +117,11 @@ def narrow_block_rows(m, work):
     return max(NARROW_BLOCK_MIN, -(-m // blocks))
 
 
-def narrow_rows(n, itemsize):
-    """Rows of n elements of itemsize bytes are narrow (block kernels)."""
-    return n * itemsize < NARROW_BYTES
+def narrow_rows(n, itemsize, writes=True):
+    """Rows of n elements of itemsize bytes are narrow (block kernels); for
+    an op that writes no array (``writes`` False: logsumexp) only under
+    ``LSE_ROWS_MIN`` elements."""
+    return n * itemsize < NARROW_BYTES and (writes or n < LSE_ROWS_MIN)
 
 
 def few_long_rows(m, n, writes=False):
@@ -146,7 +156,7 @@ def choose(routes, shape, dtype, *, writes=False, vector=False):
         return "folded" if C.folded(n, shape[2], dtype.itemsize) else "columns"
     if vector and shape[0] == 1 and short_vector(n) and "vector" in routes:
         return "vector"
-    if narrow_rows(n, dtype.itemsize):
+    if narrow_rows(n, dtype.itemsize, writes):
         t = "narrow_t" in routes and (dtype.itemsize == 4 or n <= T64_MAX)
         return "narrow_t" if t else "narrow"
     if few_long_rows(shape[0], n, writes):
@@ -192,16 +202,16 @@ def choose_xent(lay, *, soft, lm, grad, smoothing):
         return "columns_loss" if plain and xent_cols_width(lay) else "columns"
     if soft and not few_long_rows(nrows, lay.n, writes=True):
         return "soft_rows"
-    return index_rows_route(nrows, lay.n, lay.x.dtype.itemsize)
+    return index_rows_route(nrows, lay.n)
 
 
-def index_rows_route(m, n, itemsize):
-    """The route of m rows of n logits of itemsize bytes, class indices:
+def index_rows_route(m, n):
+    """The route of m rows of n logits, class indices:
     ``pieces``, ``index_small`` or ``index_rows`` (``choose_xent``'s, and
     the small calls' of ``_xent_ops.run_small``)."""
     if few_long_rows(m, n, writes=True):
         return "pieces"
-    return "index_small" if n * itemsize < SMALL_C_BYTES else "index_rows"
+    return "index_small" if n < SMALL_C else "index_rows"
 
 
 def xent_cols_width(lay):

@@ -224,7 +224,7 @@ def _small_plan(m, n, dtype, return_grad):
     key = (m, n, dtype, return_grad)
     if key in _SMALL_PLANS:
         return _SMALL_PLANS[key]
-    route = index_rows_route(m, n, dtype.itemsize)
+    route = index_rows_route(m, n)
     plan = None
     if route != "pieces":
         kern, _, fwd = XENT[route]

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 
 import fastlse
-from fastlse.kernels.xent import SMALL_C_BYTES
+from fastlse.kernels.xent import SMALL_C
 
 
 def small_c(n, dtype):
     """Rows of n classes of dtype take the small-C (transposed) kernels."""
-    return n * np.dtype(dtype).itemsize < SMALL_C_BYTES
+    return n < SMALL_C
 
 
 torch = pytest.importorskip("torch")
@@ -479,7 +479,7 @@ def test_middle_axis_column_blocks(rng, monkeypatch, dtype, block_bytes, shape):
 )
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_rows_forward_without_gradient(rng, dtype, shape, reduction):
-    """Rows without gradient or smoothing (rows of SMALL_C_BYTES or more: the
+    """Rows without gradient or smoothing (rows of SMALL_C classes or more: the
     plain kernel, small calls included, losses finished by blocks of rows;
     shorter: transposed blocks of 64-256 rows, four classes a pass)
     against torch, with weights, ignored rows and rows with a +inf, a nan,
@@ -706,5 +706,5 @@ def test_small_calls_give_the_general_paths_bits(rng, dtype):
                     got = fastlse.cross_entropy(x, t, **kw)
                     for g, w in zip(got if grad else (got,), want if grad else (want,)):
                         np.testing.assert_array_equal(g, w)
-    route = index_rows_route(*pieces, np.dtype(dtype).itemsize)  # (one thread: not pieces)
+    route = index_rows_route(*pieces)  # (one thread: not pieces)
     assert (_xent_ops._small_plan(*pieces, np.dtype(dtype), False) is None) == (route == "pieces")

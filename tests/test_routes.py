@@ -100,6 +100,7 @@ except ImportError:  # pragma: no cover - dask is a test dependency
 # ----------------------------------------------------------------------------
 THRESHOLDS = dict(
     NARROW_BYTES=256,  # rows of fewer bytes take the block ("narrow") kernels
+    LSE_ROWS_MIN=32,  # logsumexp: rows of this many elements take whole rows
     T64_MAX=12,  # float64 narrow rows up to this take the transposed kernels
     SMALL=4096,  # 1-D float32 / float64 vectors up to this: the small-vector path
     PIECE=1 << 15,  # rows of >= 2 * PIECE in fewer rows than 2 * threads: pieces
@@ -108,7 +109,7 @@ THRESHOLDS = dict(
     FOLD_BYTES=128,  # a middle axis with Q * itemsize below this is read folded
     FOLD_PIECE_BYTES=1 << 18,  # folded slabs of more are cut in pieces (smaller on > 1 thread)
     COPY_BYTES=2 * (1 << 22),  # copies over this go block by block (deferred)
-    SMALL_C_BYTES=512,  # cross_entropy rows of fewer bytes: small-C kernels
+    SMALL_C=64,  # cross_entropy rows of fewer classes: small-C kernels
     MOVE_BYTES=32,  # cross_entropy: d * itemsize up to this behind the class axis: moved
     PAIRS_COLS_MIN_C=64,  # cross_entropy cols_index_loss from this many classes
 )
@@ -175,12 +176,15 @@ FAMILIES = {
     "n100": Family((384, 100), EDGES, F3, ALL),
     # N = 64: float32's shortest whole rows (65536 elements)
     "n64": Family((1024, 64), EDGES, ("float32",), ROWS_ALL),
-    # N = 63: float32's longest narrow rows (transposed, in blocks of 128 rows)
+    # N = 63: float32's longest narrow rows of softmax / log_softmax
+    # (transposed, in blocks of 128 rows); logsumexp's are whole rows
     "n63": Family((1024, 63), EDGES, ("float32",), ROWS_ALL),
-    # N = 32: float64's shortest whole rows (40960 elements: parallel)
-    "n32": Family((1280, 32), EDGES, ("float64",), ROWS_ALL),
-    # N = 31: float64's longest narrow rows; 39680 elements
-    "n31": Family((1280, 31), EDGES, ("float64",), ROWS_ALL),
+    # N = 32: logsumexp's shortest whole rows, float64's for every op (40960
+    # elements: parallel)
+    "n32": Family((1280, 32), EDGES, F2, ROWS_ALL),
+    # N = 31: logsumexp's longest narrow rows, float64's for every op; 39680
+    # elements
+    "n31": Family((1280, 31), EDGES, F2, ROWS_ALL),
     # N = 13: float64 narrow rows (its shortest), float32 transposed; 39936 elements
     "n13": Family((3072, 13), EDGES, F3, ROWS_ALL),
     # N = 12 = T64_MAX: transposed narrow rows for both dtypes (36864 elements)
@@ -463,8 +467,8 @@ def _cols_kernel(n, q, cdt):
 
 
 def _narrow(cdt):
-    """Rows shorter than this are narrow (block kernels)."""
-    return THRESHOLDS["NARROW_BYTES"] // np.dtype(cdt).itemsize
+    """logsumexp's rows shorter than this are narrow (block kernels)."""
+    return min(THRESHOLDS["NARROW_BYTES"] // np.dtype(cdt).itemsize, THRESHOLDS["LSE_ROWS_MIN"])
 
 
 def _work(m, n, cdt):
@@ -1119,7 +1123,7 @@ class XFamily:
 
 
 X_ALL = ("rows", "vector", "cols", "moved", "F", "strided", "dask-rows", "dask-split")
-#: C across SMALL_C_BYTES: the layouts that reach the row kernels
+#: C across SMALL_C: the layouts that reach the row kernels
 X_ROWS = ("rows", "vector", "moved")
 X_KERNEL_OPTIONS = ("plain", "smooth", "lm", "soft")
 X_LONG_OPTIONS = ("plain", "smooth", "soft", "soft-all")
@@ -1130,14 +1134,11 @@ XENT_FAMILIES = {
     # elements: parallel; columns (64, 10, 64): the column kernels (C < 64);
     # moved: (1024, 10, 4) float32 16 / float64 32 bytes behind the class axis
     "c10": XFamily((4096, 10), 64, 4, F3, X_ALL),
-    # C * itemsize just under SMALL_C_BYTES: the widest small-C rows (float32
-    # 127, float64 63: blocks of 64 rows); the options with kernels of their
-    # own (plain, LM, smoothing, soft)
-    "c127": XFamily((1024, 127), 64, 4, ("float32",), X_ROWS, X_KERNEL_OPTIONS),
-    "c63": XFamily((1024, 63), 64, 4, ("float64",), X_ROWS, X_KERNEL_OPTIONS),
-    # C * itemsize = SMALL_C_BYTES: the narrowest wide rows (one row at a time)
-    "c128": XFamily((1024, 128), 64, 4, ("float32",), X_ROWS, X_KERNEL_OPTIONS),
-    "c64": XFamily((1024, 64), 64, 4, ("float64",), X_ROWS, X_KERNEL_OPTIONS),
+    # C just under SMALL_C: the widest small-C rows (blocks of 64 rows); the
+    # options with kernels of their own (plain, LM, smoothing, soft)
+    "c63": XFamily((1024, 63), 64, 4, F2, X_ROWS, X_KERNEL_OPTIONS),
+    # C = SMALL_C: the narrowest wide rows (one row at a time)
+    "c64": XFamily((1024, 64), 64, 4, F2, X_ROWS, X_KERNEL_OPTIONS),
     # C = 100 >= 64: columns (8, 100, 64) forward only with index targets and
     # no smoothing / LM option: cols_index_loss (8 slabs of 64 positions >= 4 *
     # 2 threads); else cols / cols_lm
@@ -1278,8 +1279,7 @@ def xent_label(family, layout, dtype):
     fam = XENT_FAMILIES[family]
     m, c = fam.shape
     dt = np.dtype(dtype)
-    cdt = np.float32 if dt == np.float16 else dt
-    kind = "small-C" if c * np.dtype(cdt).itemsize < t["SMALL_C_BYTES"] else "wide-rows"
+    kind = "small-C" if c < t["SMALL_C"] else "wide-rows"
     if c >= 2 * t["PIECE"] and m < 2 * NT:
         kind = "pieces"
     conv = "float16->float32-copy+" if dt == np.float16 else ""

@@ -20,7 +20,7 @@ never formed, so ``-inf`` logits there give a finite loss, as in torch;
 where torch multiplies ``0 * inf`` (smoothing, soft targets), so do we.
 
 Layouts: ``rows`` kernels take a C-contiguous ``(M, C)`` view (class axis
-last); for C * itemsize < ``SMALL_C_BYTES`` blocks of rows are transposed
+last); for C < ``SMALL_C`` blocks of rows are transposed
 into an L1 scratch so every sweep runs vectorized across rows.  ``cols`` kernels take
 ``(P, C, Q)`` (class axis in the middle, the rest of the sample index in Q)
 and work on blocks of Q columns, reading memory in order, so no transposed
@@ -90,12 +90,14 @@ from .rows import (
 _NINF = -np.inf
 _INF = np.inf
 _NAN = np.nan
-#: rows of fewer bytes than this (float32: up to 127 classes, float64: 63)
-#: use the small-C kernels, their blocks of ``t_rows`` rows transposed into
-#: an L1 scratch: shorter than two bodies of four 512-bit vectors, a whole
-#: row's sweeps spend more on their tails and reductions than on the exps
-#: (docs/performance-notes.md)
-SMALL_C_BYTES = 512
+#: rows of fewer classes than this (float32 and float64) use the small-C
+#: kernels, their blocks of ``t_rows`` rows transposed into an L1 scratch: a
+#: whole row's sweeps spend more on their ends (the max's and the sums'
+#: reductions, the masked last group) than on the exps.  From 64 classes
+#: the row kernels are faster: float32 rows of 64-127 classes, which took
+#: the small-C kernels until the exp-sum sweep went into lanes, run
+#: 1.03-1.67x faster on them (docs/performance-notes.md)
+SMALL_C = 64
 
 
 # ----------------------------------------------------------------------------
