@@ -113,6 +113,51 @@ THRESHOLDS = dict(
     MOVE_BYTES=32,  # cross_entropy: d * itemsize up to this behind the class axis: moved
     PAIRS_COLS_MIN_C=64,  # cross_entropy cols_index_loss from this many classes
 )
+
+
+def test_thresholds_are_the_packages():
+    """The thresholds that name and shape the cases are the package's: a
+    threshold moved without its cases would leave its boundary untested."""
+    from fastlse import _layout, _routes
+    from fastlse.kernels import columns, xent
+
+    package = dict(
+        NARROW_BYTES=_routes.NARROW_BYTES,
+        LSE_ROWS_MIN=_routes.LSE_ROWS_MIN,
+        T64_MAX=_routes.T64_MAX,
+        SMALL=_routes.SMALL_VECTOR,
+        PIECE=_routes.PIECE,
+        PARALLEL_MIN_WORK=_routes.PARALLEL_MIN_WORK,
+        ROW_COST=_routes.ROW_COST["rows"],
+        FOLD_BYTES=columns.FOLD_BYTES,
+        FOLD_PIECE_BYTES=columns.FOLD_PIECE_BYTES,
+        COPY_BYTES=2 * _layout.COPY_BLOCK_BYTES,
+        SMALL_C=xent.SMALL_C,
+        MOVE_BYTES=_routes.MOVE_CLASSES_MAX_BYTES,
+        PAIRS_COLS_MIN_C=_routes.PAIRS_COLS_MIN_C,
+    )
+    assert package == THRESHOLDS
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_routes_at_their_boundaries(dtype):
+    """Whole rows from ``LSE_ROWS_MIN`` elements for logsumexp, from
+    ``NARROW_BYTES`` for softmax (which writes its rows); cross-entropy's
+    small-C kernels under ``SMALL_C`` classes, for both dtypes."""
+    from fastlse import _ops, _routes
+
+    dt = np.dtype(dtype)
+    t = THRESHOLDS
+    lse_min = min(t["LSE_ROWS_MIN"], t["NARROW_BYTES"] // dt.itemsize)
+    sm_min = t["NARROW_BYTES"] // dt.itemsize
+    assert _routes.choose(_ops.LSE, (4096, lse_min - 1), dt).startswith("narrow")
+    assert _routes.choose(_ops.LSE, (4096, lse_min), dt) == "rows"
+    assert _routes.choose(_ops.SOFTMAX, (4096, sm_min - 1), dt, writes=True).startswith("narrow")
+    assert _routes.choose(_ops.SOFTMAX, (4096, sm_min), dt, writes=True) == "rows"
+    assert _routes.index_rows_route(4096, t["SMALL_C"] - 1) == "index_small"
+    assert _routes.index_rows_route(4096, t["SMALL_C"]) == "index_rows"
+
+
 #: numba's thread count, which the dispatcher compares the rows with (few long
 #: rows: fewer than twice this); ``fastlse.num_threads`` does not change it
 NT = numba.config.NUMBA_NUM_THREADS
