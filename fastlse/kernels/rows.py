@@ -235,7 +235,14 @@ def _sum_excl_lanes(name, sweep):
 
 def _sum_excl_loop(name, store):
     """The exp-sum sweep of a float64 or strided row (a loop LLVM
-    vectorizes in its own order; ``_sum_excl_kernel``'s ``store``)."""
+    vectorizes in its own order; ``_sum_excl_kernel``'s ``store``).  The
+    last partial unit of VW runs as one full, masked, overlapping unit (no
+    scalar exp tail) whose stores are masked, so out may be x.
+
+    Every loop here (and in the other row kernels) runs over a slice from
+    index 0: with ``x[j]`` for j from a variable ``lo`` LLVM cannot prove the
+    index non-negative (numba wraps negative indices) and keeps the bounds
+    handling in the loop (the blocked and piecewise paths hit that)."""
     shift = store == "shift"
     exp = store in ("exp", "exp in place")
     in_place = store == "exp in place"  # out is x: one pointer, so LLVM vectorizes
