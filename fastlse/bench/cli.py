@@ -17,8 +17,10 @@ first call of each is untimed (compilation), then the best of several calls,
 peers interleaved round-robin so a noisy machine hits them alike.  Ratios are
 peer time / fastlse time, so 12.3x means fastlse is 12.3 times faster.  The
 ``limit`` column times the op's memory-limit proxy in the same round-robin (a
-parallel one-read sum for logsumexp and cross_entropy, a copy into a new array
-for the ops that write one); ``fastlse/limit`` is how far fastlse is from it.  A
+parallel one-read sum for logsumexp and cross_entropy, a copy for the ops that
+write an array, into an array allocated and touched before the timing, so no
+page faults of fresh memory are timed); ``fastlse/limit`` is how far fastlse
+is from it.  A
 summary closes the table: the geometric mean of best peer / fastlse, and the
 range of fastlse / limit per op and dtype.
 """
