@@ -128,19 +128,23 @@ _min_finite = _min_above(float("-inf"))
 
 
 class _Groups:
-    """The row a[lo : lo + n] of an intrinsic's first three arguments, read
-    as groups of LANES elements."""
+    """A row read as groups of a vector type's lanes."""
 
-    def __init__(self, context, builder, sig, args):
+    def __init__(self, builder, base, n, vty):
+        """The n elements at the element pointer base, in groups of vty."""
+        self.builder, self.vty, self.base, self.n = builder, vty, base, n
+        self.width = ir.Constant(n.type, vty.count)
+        self.align = 4 if vty.element == ir.FloatType() else 8
+        self.count = builder.sdiv(n, self.width)  # whole groups
+
+    @classmethod
+    def of_row(cls, context, builder, sig, args):
+        """The row a[lo : lo + n] of an intrinsic's first three arguments
+        (a, lo, n), in groups of LANES."""
         aryty = sig.args[0]
         arr = context.make_array(aryty)(context, builder, args[0])
-        self.builder = builder
-        self.vty = ir.VectorType(context.get_data_type(aryty.dtype), LANES)
-        self.base = builder.gep(arr.data, [args[1]])
-        self.n = args[2]
-        self.width = ir.Constant(self.n.type, LANES)
-        self.align = aryty.dtype.bitwidth // 8
-        self.count = builder.sdiv(self.n, self.width)  # whole groups
+        vty = ir.VectorType(context.get_data_type(aryty.dtype), LANES)
+        return cls(builder, builder.gep(arr.data, [args[1]]), args[2], vty)
 
     def load(self, index):
         """Whole group ``index``."""
@@ -172,7 +176,7 @@ def _reduction(op, identity, acc_dtype, chains=1):
         fm = context.fastmath
         if op is _add and fm and "reassoc" in fm.flags:
             raise TypeError("fastlse: a lanes reduction in reassoc code loses its order")
-        g = _Groups(context, builder, sig, args)
+        g = _Groups.of_row(context, builder, sig, args)
         ety = g.vty.element
         aty = context.get_data_type(acc_dtype or sig.args[0].dtype)
         avty = ir.VectorType(aty, LANES)
@@ -231,7 +235,7 @@ def _max_min_codegen(context, builder, sig, args):
     """``lanes_max_min``: one sweep, two accumulators, each in the lanes and
     tree of a one-chain ``_reduction`` (so the max is ``lanes_max``'s); the
     masked last group fills its empty lanes with nan, which neither takes."""
-    g = _Groups(context, builder, sig, args)
+    g = _Groups.of_row(context, builder, sig, args)
     mx = cgutils.alloca_once_value(builder, ir.Constant(g.vty, [float("-inf")] * LANES))
     mn = cgutils.alloca_once_value(builder, ir.Constant(g.vty, [float("inf")] * LANES))
 
@@ -322,11 +326,10 @@ def _exp_sum_codegen(store):
         fm = context.fastmath
         if fm and "reassoc" in fm.flags:
             raise TypeError("fastlse: a lanes exp-sum in reassoc code loses its order")
-        xty, oty = sig.args[0], sig.args[1]
         x, out, lo, n, m = args
-        g = _Groups(context, builder, _XSig(xty), [x, lo, n])
+        g = _Groups.of_row(context, builder, sig, [x, lo, n])
         vty = g.vty
-        obase = builder.gep(context.make_array(oty)(context, builder, out).data, [lo])
+        obase = builder.gep(context.make_array(sig.args[1])(context, builder, out).data, [lo])
         zero = ir.Constant(vty, [0.0] * LANES)
         one = ir.Constant(vty, [1.0] * LANES)
         scale = ir.Constant(vty, [float(_SUMSCALE[vty.element])] * LANES)
@@ -361,13 +364,6 @@ def _exp_sum_codegen(store):
         return context.make_tuple(builder, sig.return_type, pair)
 
     return codegen
-
-
-class _XSig:
-    """The one argument ``_Groups`` reads of a signature: the row's type."""
-
-    def __init__(self, xty):
-        self.args = (xty,)
 
 
 #: 2**-K of expterm32 / expterm64: a stored numerator is its term times this
