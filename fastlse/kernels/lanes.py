@@ -29,6 +29,7 @@ from .exp import SUMSCALE32, SUMSCALE64, expterm_vector
 __all__ = [
     "LANES",
     "SUM_CHAINS",
+    "contiguous_row",
     "lanes_exp_sum",
     "lanes_exp_sum_exp",
     "lanes_exp_sum_shift",
@@ -59,29 +60,34 @@ def _lane_mask(builder, count):
     return builder.icmp_signed("<", lane, _splat(builder, count, ir.VectorType(ity, LANES)))
 
 
+#: the lane mask's type
+_MASK = ir.VectorType(ir.IntType(1), LANES)
+
+
+def _masked_intrinsic(builder, op, vty, fnty):
+    """``llvm.masked.<op>`` (load, store) of vty vectors, declared once in
+    the builder's module."""
+    suffix = "f32" if vty.element == ir.FloatType() else "f64"
+    name = f"llvm.masked.{op}.v{LANES}{suffix}.p0"
+    return builder.module.globals.get(name) or ir.Function(builder.module, fnty, name)
+
+
 def _masked_load(builder, ptr, vty, align, count, identity):
     """The first ``count`` (< LANES) elements at ptr, ``identity`` in the
     other lanes; nothing past them is read (``llvm.masked.load``)."""
+    fnty = ir.FunctionType(vty, [vty.as_pointer(), _I32, _MASK, vty])
+    fn = _masked_intrinsic(builder, "load", vty, fnty)
     mask = _lane_mask(builder, count)
-    suffix = "f32" if vty.element == ir.FloatType() else "f64"
-    name = f"llvm.masked.load.v{LANES}{suffix}.p0"
-    mty = ir.VectorType(ir.IntType(1), LANES)
-    fnty = ir.FunctionType(vty, [vty.as_pointer(), _I32, mty, vty])
-    fn = builder.module.globals.get(name) or ir.Function(builder.module, fnty, name)
     return builder.call(fn, [ptr, ir.Constant(_I32, align), mask, identity])
 
 
 def _masked_store(builder, value, ptr, align, count):
     """Store the first ``count`` (< LANES) lanes of value at ptr; nothing
     past them is written (``llvm.masked.store``)."""
-    mask = _lane_mask(builder, count)
     vty = value.type
-    suffix = "f32" if vty.element == ir.FloatType() else "f64"
-    name = f"llvm.masked.store.v{LANES}{suffix}.p0"
-    mty = ir.VectorType(ir.IntType(1), LANES)
-    fnty = ir.FunctionType(ir.VoidType(), [vty, vty.as_pointer(), _I32, mty])
-    fn = builder.module.globals.get(name) or ir.Function(builder.module, fnty, name)
-    builder.call(fn, [value, ptr, ir.Constant(_I32, align), mask])
+    fnty = ir.FunctionType(ir.VoidType(), [vty, vty.as_pointer(), _I32, _MASK])
+    fn = _masked_intrinsic(builder, "store", vty, fnty)
+    builder.call(fn, [value, ptr, ir.Constant(_I32, align), _lane_mask(builder, count)])
 
 
 def _lane_indices(first, count):
@@ -211,12 +217,16 @@ def _reduction(op, identity, acc_dtype, chains=1):
     return codegen
 
 
+def contiguous_row(a):
+    """Whether the numba type a is a 1-d C-contiguous array: a row the lanes
+    intrinsics take."""
+    return isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"
+
+
 def _row_args(a, lo, n):
     """Whether (a, lo, n) is a 1-d C-contiguous float array and two ints."""
     return (
-        isinstance(a, types.Array)
-        and a.ndim == 1
-        and a.layout == "C"
+        contiguous_row(a)
         and isinstance(a.dtype, types.Float)
         and isinstance(lo, types.Integer)
         and isinstance(n, types.Integer)
@@ -374,7 +384,7 @@ def _exp_sum_intrinsic(store, doc):
     def typer(typingctx, x, out, lo, n, m):
         if not (_row_args(x, lo, n) and isinstance(m, types.Float)):
             return None
-        if not (isinstance(out, types.Array) and out.ndim == 1 and out.layout == "C"):
+        if not contiguous_row(out):
             return None
         if out.dtype != x.dtype or (store is not None and not out.mutable):
             return None

@@ -37,6 +37,7 @@ from .exp import (
     tanh64,
 )
 from .lanes import (
+    contiguous_row,
     lanes_exp_sum,
     lanes_exp_sum_exp,
     lanes_exp_sum_shift,
@@ -197,7 +198,7 @@ def _row_max_ol(x, lo, hi):
     which on short rows took longer than the rest (docs/performance-notes.md);
     the lanes' masked last group has no such tail.  max is exact: the same
     result in any order.  A strided row: one loop."""
-    if isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C":
+    if contiguous_row(x):
         return lambda x, lo, hi: lanes_max(x, lo, hi - lo)
     return lambda x, lo, hi: _max_run(x, lo, hi)
 
@@ -328,10 +329,7 @@ def _sum_excl_kernel(name, store, sweep):
 
     @overload(stub, inline="always")
     def _ol(x, out, m):
-        contiguous = all(
-            isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" for a in (x, out)
-        )
-        if contiguous and out.dtype == x.dtype == m == types.float32:
+        if contiguous_row(x) and contiguous_row(out) and out.dtype == x.dtype == m == types.float32:
             return lambda x, out, m: lanes(x, out, m)
         if store == "exp" and x.mutable:
             # out may be x: with two names for one row, LLVM's overlap check
@@ -467,7 +465,7 @@ def _max_min(x, lo, hi):  # pragma: no cover - replaced by the overload in compi
 def _max_min_ol(x, lo, hi):
     """A contiguous row in sixteen lanes (``lanes_max_min``: the max is
     ``row_max``'s, and no scalar tail); a strided row: one loop."""
-    if isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C":
+    if contiguous_row(x):
         return lambda x, lo, hi: lanes_max_min(x, lo, hi - lo)
     return lambda x, lo, hi: _max_min_run(x, lo, hi)
 
