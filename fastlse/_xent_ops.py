@@ -191,11 +191,11 @@ def run_small(logits, target, axis, ii, reduction, return_grad):
         return None  # the general path raises the IndexError
     w, wl, wg = unit_weights(n, x.dtype)
     per_row = reduction == "none"
-    loss = np.empty(m if per_row else 0)
-    scale = ieee_div(1.0, den) if reduction == "mean" else 1.0
+    loss = np.empty(m) if per_row else _NO_LOSS
     if forward:
         total = run_rows(x, tv, w, ii, loss, per_row)
     else:
+        scale = ieee_div(1.0, den) if reduction == "mean" else 1.0
         gbuf = np.empty((m, n) if return_grad else (m, 0), dtype=x.dtype)
         args = (x, tv, w, wl, float(n), ii, 0.0, scale, loss, per_row, gbuf, wg, return_grad)
         total = run_rows(*args)
@@ -214,6 +214,9 @@ def run_small(logits, target, axis, ii, reduction, return_grad):
 #: ``run_small``'s plans by (rows, classes, dtype, return_grad), cleared when full
 _SMALL_PLANS: dict = {}
 _SMALL_PLANS_MAX = 256
+#: the per-row losses of a reduced call: none (the kernels write loss only
+#: per row; an empty array is never written, so one serves every call)
+_NO_LOSS = np.empty(0)
 
 
 def _small_plan(m, n, dtype, return_grad):
@@ -222,8 +225,9 @@ def _small_plan(m, n, dtype, return_grad):
     (``Kernel.bound``), decided once per shape; None where the rows take the
     general path (few long rows: pieces).  The route is ``choose_xent``'s."""
     key = (m, n, dtype, return_grad)
-    if key in _SMALL_PLANS:
-        return _SMALL_PLANS[key]
+    plan = _SMALL_PLANS.get(key, _SMALL_PLANS)  # (None is a plan: the general path)
+    if plan is not _SMALL_PLANS:
+        return plan
     route = index_rows_route(m, n)
     plan = None
     if route != "pieces":

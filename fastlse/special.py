@@ -259,6 +259,10 @@ def softmax(
     >>> softmax(np.array([1.0, 1.0, np.inf]), where=np.array([True, True, False]))
     array([0.5, 0.5, 0. ])
     """
+    if out is None and where is None:  # small calls: no frame before the plan
+        plan = _fast_plan(False, x, axis)
+        if plan is not None:
+            return plan(x, None)
     return _normalize(x, axis, out, where, False)
 
 
@@ -314,6 +318,10 @@ def log_softmax(
     >>> log_softmax(np.array([0.0, -40.0]))[0]  # scipy returns exactly 0.0
     np.float64(-4.2483542553e-18)
     """
+    if out is None and where is None:  # small calls: no frame before the plan
+        plan = _fast_plan(True, x, axis)
+        if plan is not None:
+            return plan(x, None)
     return _normalize(x, axis, out, where, True)
 
 
@@ -321,7 +329,7 @@ def _normalize(x, axis, out, where, log):
     """softmax (log: log_softmax) of every kind of input."""
     fn = "log_softmax" if log else "softmax"
     op = _ops.LOG_SOFTMAX if log else _ops.SOFTMAX
-    if where is None and (out is None or _fast_out(x, out)):
+    if where is None and out is not None and _fast_out(x, out):
         plan = _fast_plan(log, x, axis)
         if plan is not None:
             return plan(x, out)

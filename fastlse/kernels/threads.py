@@ -97,12 +97,16 @@ _lock = threading.Lock()
 #: every Kernel made, so ``fastlse.precompile`` can compile each one's serial
 #: and parallel twins alike (a call runs only one of them)
 KERNELS = []
-_state = {"forked_unsafe": False, "layer": None}
+#: ``count``: numba's C getter of the calling thread's count, kept once the
+#: pool is launched (asking ``numba.get_num_threads`` takes a lock and a few
+#: attribute lookups, a visible share of a small call)
+_state = {"forked_unsafe": False, "layer": None, "count": None}
 
 
 def _after_fork_in_child():
     if getattr(_pool, "_is_initialized", False) and _state["layer"] != "tbb":
         _state["forked_unsafe"] = True
+        _state["count"] = None
 
 
 if hasattr(os, "register_at_fork"):
@@ -110,13 +114,17 @@ if hasattr(os, "register_at_fork"):
 
 
 def _threads_usable():
+    count = _state["count"]
+    if count is not None:
+        return count() > 1
     if _state["forked_unsafe"]:
         return False
-    # numba.get_num_threads() first makes sure the pool is launched (a lock,
-    # ~0.5 us a call); once it is, its C getter answers alone
+    # numba.get_num_threads() first makes sure the pool is launched; once it
+    # is, its C getter answers alone
+    usable = numba.get_num_threads() > 1
     if getattr(_pool, "_is_initialized", False) and hasattr(_pool, "_get_num_threads"):
-        return _pool._get_num_threads() > 1
-    return numba.get_num_threads() > 1
+        _state["count"] = _pool._get_num_threads
+    return usable
 
 
 def _renamed(fn, suffix):
