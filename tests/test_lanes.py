@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from numba import njit
 
+from fastlse.kernels import rows
 from fastlse.kernels.compile import EXACT, FASTMATH
 from fastlse.kernels.exp import SUMSCALE32, SUMSCALE64
 from fastlse.kernels.lanes import (
@@ -261,3 +262,41 @@ def test_lanes_exp_sum_refused_in_reassoc_code():
 
     with pytest.raises(TypeError, match="reassoc"):
         reassoc(np.ones(4))
+
+
+_SWEEPS = {"sum": rows.sum_excl, "shift": rows.sum_excl_shift, "exp": rows.sum_excl_exp}
+_CHUNKED = {k: f.chunked for k, f in _SWEEPS.items()}
+_sum_inline = _SWEEPS["sum"]
+_shift_inline = _SWEEPS["shift"]
+_exp_inline = _SWEEPS["exp"]
+_sum_called = _CHUNKED["sum"]
+_shift_called = _CHUNKED["shift"]
+_exp_called = _CHUNKED["exp"]
+
+
+@njit(fastmath=EXACT)
+def _both_sweeps(x, o1, o2, m, kind):
+    """The rows' exp-sum sweep of kind over x, inlined (short rows) and called."""
+    if kind == 0:
+        return _sum_inline(x, o1, m), _sum_called(x, o2, m)
+    if kind == 1:
+        return _shift_inline(x, o1, m), _shift_called(x, o2, m)
+    return _exp_inline(x, o1, m), _exp_called(x, o2, m)
+
+
+@pytest.mark.parametrize("kind", [0, 1, 2])
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 100, 127, rows.INLINE_SWEEP])
+def test_inlined_sweep_is_the_called_one(kind, n):
+    """A float32 row of up to ``INLINE_SWEEP`` runs the exp-sum sweep inlined
+    in its caller; longer rows call it: the same sum, count and stores."""
+    rng = np.random.default_rng(n + 7 * kind)
+    x = (rng.standard_normal(n) * 30).astype(np.float32)
+    x[rng.random(n) < 0.2] = -np.inf
+    x[0] = 3.0
+    m = np.float32(x.max())
+    o1, o2 = np.full(n, 9.0, np.float32), np.full(n, 9.0, np.float32)
+    (s1, k1), (s2, k2) = _both_sweeps(x, o1, o2, m, kind)
+    assert (s1, k1) == (s2, k2) and k1 >= 1 and (s1 > 0 or n == 1)
+    np.testing.assert_array_equal(o1, o2)
+    if kind == 0:
+        assert (o1 == 9.0).all()  # the plain sum stores nothing

@@ -14,6 +14,7 @@ from .compile import jit, jit_alloc
 from .exp import exp64, expneg64, log1p64
 from .rows import (
     FUSED_BYTES,
+    INLINE_SWEEP,
     block_max_t,
     block_sum_t,
     cast_to,
@@ -77,16 +78,27 @@ def _lse_block(x, out, mo, to, r0, r1):
     row views are taken here, without reference counting (the kernel
     allocates, so it counts every view it takes)."""
     n = x.shape[1]
-    for i in range(r0, r1):
-        mo[i], to[i] = range_pair(x[i], 0, n)
+    # two copies of one loop (``rows.INLINE_SWEEP``): rows this short have
+    # their exp-sum inlined, its constants held across the rows; longer rows
+    # call it, in a loop that holds nothing for it
+    if n <= INLINE_SWEEP:
+        for i in range(r0, r1):
+            mo[i], to[i] = range_pair(x[i], 0, n)
+    else:
+        for i in range(r0, r1):
+            mo[i], to[i] = range_pair(x[i], 0, n)
     finish_block(mo[r0:r1], to[r0:r1], out, r0, r1)
 
 
 @kernel
 def pair_rows(x, mo, to):
     n = x.shape[1]
-    for i in prange(x.shape[0]):
-        mo[i], to[i] = range_pair(x[i], 0, n)
+    if n <= INLINE_SWEEP:  # two copies of one loop, as in ``_lse_block``
+        for i in prange(x.shape[0]):
+            mo[i], to[i] = range_pair(x[i], 0, n)
+    else:
+        for i in prange(x.shape[0]):
+            mo[i], to[i] = range_pair(x[i], 0, n)
 
 
 @kernel

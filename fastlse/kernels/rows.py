@@ -55,6 +55,15 @@ _INF = np.inf
 _NAN = np.nan
 #: elements summed in the array's own dtype before adding into float64
 CHUNK = 2048
+#: float32 rows up to this many elements run the lanes exp-sum sweep in
+#: their caller (their one chunk); longer rows call ``_sum_excl_lanes``.  The
+#: call passes two array structs and loads the exp's vector constants again
+#: each time: on rows of 100 about 40% of the sweep.  Inlined in a loop of
+#: rows, the constants are loaded once before it, but held in registers
+#: across the whole loop: a loop that also takes long rows is written twice
+#: under ``n <= INLINE_SWEEP`` (``drivers._lse_block``), so that the long
+#: rows' copy holds nothing for the short ones (docs/performance-notes.md)
+INLINE_SWEEP = 128
 #: the unit of the row sweeps: a row's first n - n % VW elements run in the
 #: vectorized loop (LLVM's own vector remainder loop takes what its unrolled
 #: body leaves), the last partial unit as one full, masked, overlapping unit.
@@ -330,7 +339,15 @@ def _sum_excl_kernel(name, store, sweep):
     @overload(stub, inline="always")
     def _ol(x, out, m):
         if contiguous_row(x) and contiguous_row(out) and out.dtype == x.dtype == m == types.float32:
-            return lambda x, out, m: lanes(x, out, m)
+
+            def lanes_impl(x, out, m):
+                n = x.shape[0]
+                if n <= INLINE_SWEEP:  # one chunk: lanes' sums, here
+                    s, k = sweep(x, out, 0, n, m)
+                    return np.float64(s) * sumscale_of(x), np.float64(k)
+                return lanes(x, out, m)
+
+            return lanes_impl
         if store == "exp" and x.mutable:
             # out may be x: with two names for one row, LLVM's overlap check
             # would run the scalar loop (a sum in another order); the in-place
@@ -343,6 +360,7 @@ def _sum_excl_kernel(name, store, sweep):
             return impl
         return lambda x, out, m: loop(x, out, m)
 
+    stub.chunked = lanes  # the called sweep of any length (tests compare the two)
     return stub
 
 

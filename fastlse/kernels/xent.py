@@ -64,6 +64,7 @@ from .drivers import kernel
 from .exp import expneg64, log1p32, log1p64, maxnum
 from .rows import (
     CHUNK,
+    INLINE_SWEEP,
     _by_dtype,
     block_max_t,
     block_sum_t,
@@ -337,14 +338,24 @@ def _plain_block(x, tgt, w, ignore, mo, to, xo, wo, r0, r1):
     """``index_rows_plain``' pairs, target logits and weights of rows r0..r1
     (row views uncounted, as in ``_index_rows_block``)."""
     n = x.shape[1]
-    for i in range(r0, r1):
-        y = tgt[i]
-        if y != ignore:
-            mo[i], to[i] = row_pair(x[i], 0, n)
-            xo[i] = x[i, y]
-            wo[i] = w[y]
-        else:  # a loss of 0
-            mo[i] = to[i] = xo[i] = wo[i] = 0.0
+    if n <= INLINE_SWEEP:  # two copies of one loop, as in ``drivers._lse_block``
+        for i in range(r0, r1):
+            _plain_row(x, tgt, w, ignore, mo, to, xo, wo, i)
+    else:
+        for i in range(r0, r1):
+            _plain_row(x, tgt, w, ignore, mo, to, xo, wo, i)
+
+
+@jit_inl
+def _plain_row(x, tgt, w, ignore, mo, to, xo, wo, i):
+    """``_plain_block``'s row i."""
+    y = tgt[i]
+    if y != ignore:
+        mo[i], to[i] = row_pair(x[i], 0, x.shape[1])
+        xo[i] = x[i, y]
+        wo[i] = w[y]
+    else:  # a loss of 0
+        mo[i] = to[i] = xo[i] = wo[i] = 0.0
 
 
 # ----------------------------------------------------------------------------
