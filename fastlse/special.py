@@ -146,15 +146,9 @@ def logsumexp(
         v = None if keepdims else _ops.lse_short_vector(a, axis)
         if v is not None:
             return v
-        fast = fast_view(a, axis)
-        if fast is not None:
-            view, kept = fast
-            res = _ops.lse(view, vector=a.ndim == 1)
-            if keepdims:
-                return res.reshape(_keepdims_of(a.shape, axis))
-            if res.shape == kept:
-                return res
-            return res[0] if kept == () else res.reshape(kept)
+        plan = _lse_plan(a, axis, keepdims)
+        if plan is not None:
+            return plan(a)
     if _interop.foreign(a, b, where):
         kw = dict(axis=axis, keepdims=keepdims, return_sign=return_sign)
         return _interop.call(logsumexp, "logsumexp", dict(a=a, b=b, where=where), **kw)
@@ -180,6 +174,51 @@ def logsumexp(
         out = out.astype(r.dtype, copy=False)
         sgn = lse_sign(out) if return_sign else None
     return (_scalar(out), _scalar(sgn)) if return_sign else _scalar(out)
+
+
+#: logsumexp's plans on the fast path by (shape, strides, dtype, axis,
+#: keepdims), as softmax's (``_FAST_PLANS``); None where the array is not on it
+_LSE_PLANS: dict = {}
+
+
+def _lse_plan(a, axis, keepdims):
+    """The plan of logsumexp of a along axis on the fast path (``fast_view``),
+    remembered by layout, or None."""
+    if type(a) is not np.ndarray or not (axis is None or type(axis) is int):
+        return None
+    dt = a.dtype
+    if dt is not _F64 and dt is not _F32:  # identity: the builtin descriptors
+        return None
+    key = (a.shape, a.strides, dt, axis, keepdims)
+    plan = _LSE_PLANS.get(key, _LSE_PLANS)  # (None is a plan: not on the fast path)
+    if plan is _LSE_PLANS:
+        plan = _make_lse_plan(a, axis, keepdims)
+        if len(_LSE_PLANS) >= _FAST_PLANS_MAX:
+            _LSE_PLANS.clear()
+        _LSE_PLANS[key] = plan
+    return plan
+
+
+def _make_lse_plan(a, axis, keepdims):
+    """``plan(a)``: logsumexp of an array laid out like a along axis, shaped
+    as the general path shapes it (a scalar where nothing is kept).  The
+    route and kernel are those ``_ops.lse`` chooses for a's view (same
+    bits).  None where a is not on the fast path."""
+    fast = fast_view(a, axis)
+    if fast is None:
+        return None
+    vshape, dt = fast[0].shape, a.dtype
+    run = _ops.bound(_ops.LSE, choose(_ops.LSE, vshape, dt, vector=a.ndim == 1), vshape, dt)
+    rshape = vshape[:1] if len(vshape) == 2 else vshape[::2]
+    shape = _keepdims_of(a.shape, axis) if keepdims else fast[1]
+    as_view, same, scalar = vshape != a.shape, shape == rshape, shape == ()
+
+    def plan(a):
+        res = np.empty(rshape, dt)
+        run(a.reshape(vshape) if as_view else a, res)
+        return res if same else (res[0] if scalar else res.reshape(shape))
+
+    return plan
 
 
 def _keepdims_of(shape, axis):
