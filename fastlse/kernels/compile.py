@@ -23,7 +23,8 @@
 decrements its parent's count with atomic instructions, several per row,
 which on short rows cost more than the row's arithmetic, and on many
 threads contend for the one cache line of the count.  Such a function must
-neither allocate (numba refuses to compile it: use ``jit_alloc``) nor return
+neither allocate (numba refuses to compile it: use ``jit_alloc``, or a
+fixed-size scratch on its stack, ``stack_array``) nor return
 an array (its caller would release a reference it was never given: numba
 refuses most such returns; a view returned by ``_fold_views`` crashed the
 folded route's tests before it became ``jit_alloc``).  ``jit_inl`` code
@@ -35,11 +36,13 @@ on disk unless ``FASTLSE_CACHE=0`` (``_config.CACHE``).  The parallel
 drivers are compiled by ``threads.kernel``.
 """
 
-from numba import njit
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from .._config import CACHE
 
-__all__ = ["EXACT", "FASTMATH", "jit", "jit_alloc", "jit_fast", "jit_inl"]
+__all__ = ["EXACT", "FASTMATH", "jit", "jit_alloc", "jit_fast", "jit_inl", "stack_array"]
 
 #: fast-math flags of the reductions: never nnan / ninf
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -50,3 +53,34 @@ jit = njit(fastmath=EXACT, error_model="numpy", cache=CACHE, nogil=True, _nrt=Fa
 jit_inl = njit(fastmath=EXACT, error_model="numpy", cache=CACHE, nogil=True, inline="always")
 jit_fast = njit(fastmath=FASTMATH, error_model="numpy", cache=CACHE, nogil=True, _nrt=False)
 jit_alloc = njit(fastmath=EXACT, error_model="numpy", cache=CACHE, nogil=True)
+
+
+@intrinsic
+def stack_array(typingctx, n, dtype):
+    """A 1-d array of n elements of dtype (a number type, ``np.float64``) on
+    the stack of the function that calls it: scratch of a fixed size for
+    ``jit`` code, which cannot allocate, and a kernel without numba's
+    allocations and reference counts (``threads.Kernel``'s ``alloc``).  n is
+    a constant (a global or a literal int); the array lives until that
+    function returns (a ``jit_inl`` caller: its own caller), so it must not
+    escape it.  Uninitialized."""
+    if not isinstance(n, types.IntegerLiteral) or not isinstance(dtype, types.NumberClass):
+        return None
+    ety, count = dtype.instance_type, n.literal_value
+    arrty = types.Array(ety, 1, "C")
+
+    def codegen(context, builder, sig, args):
+        lty = context.get_data_type(ety)
+        size = context.get_constant(types.intp, context.get_abi_sizeof(lty))
+        ary = context.make_array(arrty)(context, builder)
+        context.populate_array(
+            ary,
+            data=cgutils.alloca_once(builder, lty, size=count),
+            shape=[context.get_constant(types.intp, count)],
+            strides=[size],
+            itemsize=size,
+            meminfo=None,
+        )
+        return ary._getvalue()
+
+    return arrty(n, dtype), codegen

@@ -10,11 +10,12 @@ vectorized exp; reductions along a middle axis -> column blocks in memory order.
 import numpy as np
 from numba import prange
 
-from .compile import jit, jit_alloc
+from .compile import jit, jit_alloc, stack_array
 from .exp import exp64, expneg64, log1p64
 from .rows import (
     FUSED_BYTES,
     INLINE_SWEEP,
+    ROW_BLOCK,
     block_max_t,
     block_sum_t,
     cast_to,
@@ -57,37 +58,38 @@ _INF = np.inf
 
 
 # ---------------------------------------------------------------- rows -----
-@kernel(alloc=True)
+@kernel
 def lse_rows(x, out):
     """Each row's pair, then ``m + log1p(t)`` by blocks of rows as one
     vectorized loop (``finish_block``: the bits of ``finish``); a
     scalar log1p per row is a large share of a short row.  Blocks
-    of ``row_block`` rows; the pairs wait in two float64 arrays of one element per row."""
+    of ``row_block`` rows, whose pairs wait in ``_lse_block``'s scratch."""
     m_ = x.shape[0]
     rb = row_block(m_)
-    mo = np.empty(m_)
-    to = np.empty(m_)
     for b in prange((m_ + rb - 1) // rb):
         r0 = b * rb
-        _lse_block(x, out, mo, to, r0, min(m_, r0 + rb))
+        _lse_block(x, out, r0, min(m_, r0 + rb))
 
 
 @jit
-def _lse_block(x, out, mo, to, r0, r1):
-    """``lse_rows``' rows r0..r1.  A ``jit`` helper given whole arrays: the
-    row views are taken here, without reference counting (the kernel
-    allocates, so it counts every view it takes)."""
+def _lse_block(x, out, r0, r1):
+    """``lse_rows``' rows r0..r1 (at most ``ROW_BLOCK``).  A ``jit`` helper
+    given whole arrays: the row views are taken here, without reference
+    counting; the pairs wait on its stack (``stack_array``: the kernel
+    allocates nothing, so it counts nothing either)."""
     n = x.shape[1]
+    mo = stack_array(ROW_BLOCK, np.float64)
+    to = stack_array(ROW_BLOCK, np.float64)
     # two copies of one loop (``rows.INLINE_SWEEP``): rows this short have
     # their exp-sum inlined, its constants held across the rows; longer rows
     # call it, in a loop that holds nothing for it
     if n <= INLINE_SWEEP:
         for i in range(r0, r1):
-            mo[i], to[i] = range_pair(x[i], 0, n)
+            mo[i - r0], to[i - r0] = range_pair(x[i], 0, n)
     else:
         for i in range(r0, r1):
-            mo[i], to[i] = range_pair(x[i], 0, n)
-    finish_block(mo[r0:r1], to[r0:r1], out, r0, r1)
+            mo[i - r0], to[i - r0] = range_pair(x[i], 0, n)
+    finish_block(mo[: r1 - r0], to[: r1 - r0], out, r0, r1)
 
 
 @kernel
@@ -128,30 +130,30 @@ def log_softmax_vector(x, out):
 LSM_BLOCK_BYTES = 1024
 
 
-@kernel(alloc=True)
+@kernel
 def log_softmax_rows(x, out):
     m_, n = x.shape
     if n * x.itemsize <= LSM_BLOCK_BYTES:
         rb = row_block(m_)
-        mo = np.empty(m_)
-        to = np.empty(m_)
         for b in prange((m_ + rb - 1) // rb):
             r0 = b * rb
-            _log_softmax_block(x, out, mo, to, r0, min(m_, r0 + rb))
+            _log_softmax_block(x, out, r0, min(m_, r0 + rb))
     else:
         for i in prange(m_):
             _log_softmax_row(x, out, i)
 
 
 @jit
-def _log_softmax_block(x, out, mo, to, r0, r1):
-    """``log_softmax_rows``' short rows r0..r1 (row views uncounted, as in
-    ``_lse_block``)."""
+def _log_softmax_block(x, out, r0, r1):
+    """``log_softmax_rows``' short rows r0..r1 (at most ``ROW_BLOCK``; row
+    views uncounted and pairs on the stack, as in ``_lse_block``)."""
+    mo = stack_array(ROW_BLOCK, np.float64)
+    to = stack_array(ROW_BLOCK, np.float64)
     for i in range(r0, r1):
-        mo[i], to[i] = row_shift_pair(x[i], out[i])
-    _lg_block(to[r0:r1])
+        mo[i - r0], to[i - r0] = row_shift_pair(x[i], out[i])
+    _lg_block(to[: r1 - r0])
     for i in range(r0, r1):
-        row_sub(x[i], out[i], mo[i], to[i])
+        row_sub(x[i], out[i], mo[i - r0], to[i - r0])
 
 
 @jit

@@ -59,12 +59,13 @@ from numba import prange, types
 from numba.extending import overload
 
 from .columns import cols_ahead, slab_pairs
-from .compile import jit, jit_alloc, jit_fast, jit_inl
+from .compile import jit, jit_alloc, jit_fast, jit_inl, stack_array
 from .drivers import kernel
 from .exp import expneg64, log1p32, log1p64, maxnum
 from .rows import (
     CHUNK,
     INLINE_SWEEP,
+    ROW_BLOCK,
     _by_dtype,
     block_max_t,
     block_sum_t,
@@ -317,45 +318,46 @@ def index_rows_plain(x, tgt, w, ignore, loss, per_row):
     ``_index_row``, so the same bits), then the losses of a block of rows
     as one vectorized loop (``_pair_losses``: a scalar log1p per row is a
     visible share of a short row), summed in ``index_rows``' order; 0 where
-    ignored.  The pairs wait in arrays of one float64 per row."""
+    ignored.  A block's pairs wait on its stack (``_plain_block``)."""
     nr = x.shape[0]
     rb = row_block(nr)
-    mo = np.empty(nr)
-    to = np.empty(nr)
-    xo = np.empty(nr)
-    wo = np.empty(nr)
     lo = loss if per_row else np.empty(nr)
     for b in prange((nr + rb - 1) // rb):
         r0 = b * rb
-        r1 = min(nr, r0 + rb)
-        _plain_block(x, tgt, w, ignore, mo, to, xo, wo, r0, r1)
-        _pair_losses(mo[r0:r1], to[r0:r1], xo[r0:r1], wo[r0:r1], lo[r0:r1])
+        _plain_block(x, tgt, w, ignore, lo, r0, min(nr, r0 + rb))
     return _sum_rows(lo)
 
 
 @jit
-def _plain_block(x, tgt, w, ignore, mo, to, xo, wo, r0, r1):
-    """``index_rows_plain``' pairs, target logits and weights of rows r0..r1
-    (row views uncounted, as in ``_index_rows_block``)."""
-    n = x.shape[1]
+def _plain_block(x, tgt, w, ignore, lo, r0, r1):
+    """``index_rows_plain``' losses of rows r0..r1 (at most ``ROW_BLOCK``):
+    their pairs, target logits and weights into scratch on the stack
+    (``stack_array``; row views uncounted, as in ``_index_rows_block``),
+    then the losses into lo."""
+    n, k = x.shape[1], r1 - r0
+    mo = stack_array(ROW_BLOCK, np.float64)
+    to = stack_array(ROW_BLOCK, np.float64)
+    xo = stack_array(ROW_BLOCK, np.float64)
+    wo = stack_array(ROW_BLOCK, np.float64)
     if n <= INLINE_SWEEP:  # two copies of one loop, as in ``drivers._lse_block``
         for i in range(r0, r1):
-            _plain_row(x, tgt, w, ignore, mo, to, xo, wo, i)
+            _plain_row(x, tgt, w, ignore, mo, to, xo, wo, i, i - r0)
     else:
         for i in range(r0, r1):
-            _plain_row(x, tgt, w, ignore, mo, to, xo, wo, i)
+            _plain_row(x, tgt, w, ignore, mo, to, xo, wo, i, i - r0)
+    _pair_losses(mo[:k], to[:k], xo[:k], wo[:k], lo[r0:r1])
 
 
 @jit_inl
-def _plain_row(x, tgt, w, ignore, mo, to, xo, wo, i):
-    """``_plain_block``'s row i."""
+def _plain_row(x, tgt, w, ignore, mo, to, xo, wo, i, j):
+    """``_plain_block``'s row i, its pair and more at j."""
     y = tgt[i]
     if y != ignore:
-        mo[i], to[i] = row_pair(x[i], 0, x.shape[1])
-        xo[i] = x[i, y]
-        wo[i] = w[y]
+        mo[j], to[j] = row_pair(x[i], 0, x.shape[1])
+        xo[j] = x[i, y]
+        wo[j] = w[y]
     else:  # a loss of 0
-        mo[i] = to[i] = xo[i] = wo[i] = 0.0
+        mo[j] = to[j] = xo[j] = wo[j] = 0.0
 
 
 # ----------------------------------------------------------------------------
