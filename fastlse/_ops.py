@@ -17,6 +17,8 @@ import numpy as np
 
 from ._layout import FAST_DTYPES, Layout, as_rows, compute_dtype
 from ._routes import (
+    ROWS_MIN,
+    Routes,
     choose,
     fold_plan,
     narrow_block_rows,
@@ -170,15 +172,17 @@ def _pairs_folded(src, dest):
     P.merge_pieces(mp, tp, mo.reshape(-1), to.reshape(-1))
 
 
-PAIRS = {
-    "empty": _pairs_empty,
-    "narrow": _pairs_narrow,
-    "narrow_t": _pairs_of(P.pair_narrow_t, "narrow"),
-    "pieces": _pairs_pieces,
-    "rows": _pairs_of(P.pair_rows),
-    "columns": _pairs_columns,
-    "folded": _pairs_folded,
-}
+PAIRS = Routes(
+    {
+        "empty": _pairs_empty,
+        "narrow": _pairs_narrow,
+        "narrow_t": _pairs_of(P.pair_narrow_t, "narrow"),
+        "pieces": _pairs_pieces,
+        "rows": _pairs_of(P.pair_rows),
+        "columns": _pairs_columns,
+        "folded": _pairs_folded,
+    }
+)
 
 
 def pairs(src):
@@ -237,16 +241,19 @@ def _lse_from_pairs(src, dest):
     P.finish_rows(dest.size, mo.reshape(-1), to.reshape(-1), dest.reshape(-1))
 
 
-LSE = {
-    "empty": _lse_from_pairs,
-    "vector": _lse_vector,
-    "narrow": _narrow(P.lse_narrow),
-    "narrow_t": _rows(P.lse_narrow_t, "narrow"),
-    "pieces": _lse_from_pairs,
-    "rows": _rows(P.lse_rows),
-    "columns": _lse_from_pairs,
-    "folded": _lse_from_pairs,
-}
+LSE = Routes(
+    {
+        "empty": _lse_from_pairs,
+        "vector": _lse_vector,
+        "narrow": _narrow(P.lse_narrow),
+        "narrow_t": _rows(P.lse_narrow_t, "narrow"),
+        "pieces": _lse_from_pairs,
+        "rows": _rows(P.lse_rows),
+        "columns": _lse_from_pairs,
+        "folded": _lse_from_pairs,
+    },
+    rows_min=ROWS_MIN,
+)
 
 
 # ----------------------------------------------------------------------------
@@ -294,15 +301,15 @@ def _nothing(src, dest):
     pass
 
 
-def _vector(row, narrow):
+def _vector(row, narrow, rows_min=None):
     """Runner of the ``vector`` route of softmax or log_softmax, serial, with
     the bits of the route of the view's one row: a narrow row by ``narrow``,
     the narrow block kernel's sweeps on one row without its scratch, a wider
     one by ``row``, the ``rows`` kernel's function of a row (1-d in and
-    out, nothing else built)."""
+    out, nothing else built); ``rows_min``: the table's (``Routes``)."""
 
     def row_kernel(n, itemsize):
-        return narrow if narrow_rows(n, itemsize) else row
+        return narrow if narrow_rows(n, itemsize, rows_min) else row
 
     def runner(src, dest):
         v = _view(src)
@@ -313,25 +320,30 @@ def _vector(row, narrow):
     return runner
 
 
-SOFTMAX = {
-    "empty": _nothing,
-    "vector": _vector(P.softmax_vector, K.narrow_softmax_row),
-    "narrow": _narrow(P.softmax_narrow),
-    "pieces": _softmax_pieces,
-    "rows": _rows(P.softmax_rows),
-    "columns": _normalize_columns(False),
-    "folded": _normalize_folded(False),
-}
+SOFTMAX = Routes(
+    {
+        "empty": _nothing,
+        "vector": _vector(P.softmax_vector, K.narrow_softmax_row),
+        "narrow": _narrow(P.softmax_narrow),
+        "pieces": _softmax_pieces,
+        "rows": _rows(P.softmax_rows),
+        "columns": _normalize_columns(False),
+        "folded": _normalize_folded(False),
+    }
+)
 
-LOG_SOFTMAX = {
-    "empty": _nothing,
-    "vector": _vector(P.log_softmax_vector, K.narrow_log_softmax_row),
-    "narrow": _narrow(P.log_softmax_narrow),
-    "pieces": _log_softmax_pieces,
-    "rows": _rows(P.log_softmax_rows),
-    "columns": _normalize_columns(True),
-    "folded": _normalize_folded(True),
-}
+LOG_SOFTMAX = Routes(
+    {
+        "empty": _nothing,
+        "vector": _vector(P.log_softmax_vector, K.narrow_log_softmax_row, ROWS_MIN),
+        "narrow": _narrow(P.log_softmax_narrow),
+        "pieces": _log_softmax_pieces,
+        "rows": _rows(P.log_softmax_rows),
+        "columns": _normalize_columns(True),
+        "folded": _normalize_folded(True),
+    },
+    rows_min=ROWS_MIN,
+)
 
 
 def bound(op, route, shape, dtype):

@@ -10,7 +10,8 @@ the same bits.  The routes of the reductions (``choose``):
   and log_softmax of any view of one row (a 1-d vector, ``(1, N)``, all of
   a small array), with the bits of that row's ``narrow`` / ``rows`` route;
 * ``narrow`` / ``narrow_t``: rows of fewer than ``NARROW_BYTES`` (64
-  float32, 32 float64; logsumexp's: also fewer than ``LSE_ROWS_MIN``, 32),
+  float32, 32 float64; logsumexp's and log_softmax's: also fewer than
+  ``ROWS_MIN``, 32: a table's ``rows_min``),
   by blocks of rows (``_t``: transposed in the block, so the vector lanes
   run across rows);
 * ``pieces``: few long rows, split into pieces that the threads share and
@@ -31,10 +32,11 @@ from .kernels.rows import NARROW_BYTES, NB
 from .kernels.xent import SMALL_C
 
 __all__ = [
-    "LSE_ROWS_MIN",
     "NARROW_BYTES",
     "PIECE",
+    "ROWS_MIN",
     "SMALL_VECTOR",
+    "Routes",
     "choose",
     "choose_xent",
     "few_long_rows",
@@ -58,12 +60,25 @@ SMALL_VECTOR = 4096
 #: narrow float64 rows up to this many elements take the transposed kernel
 #: (float32: all narrow rows); wider ones gain nothing from the transposition
 T64_MAX = 12
-#: logsumexp's rows of this many elements or more take the row kernel even
-#: where they are narrow by ``NARROW_BYTES`` (float32 rows of 32-63): its
-#: exp-sum sweep in lanes beats the transposed blocks there (1.08-1.8x from
-#: 128 to 100000 rows); softmax and log_softmax, which also write their rows,
-#: keep the blocks up to ``NARROW_BYTES``
-LSE_ROWS_MIN = 32
+#: the rows of logsumexp and log_softmax of this many elements or more take
+#: the row kernel even where they are narrow by ``NARROW_BYTES`` (float32
+#: rows of 32-63): their exp-sum sweep in lanes beats the blocks there
+#: (logsumexp 1.08-1.8x from 128 to 100000 rows; log_softmax 0.9-1.3x on up
+#: to 4096 rows, 1.4-1.7x on 100000); softmax keeps the blocks up to
+#: ``NARROW_BYTES`` (0.5-0.96x on whole rows)
+ROWS_MIN = 32
+
+
+class Routes(dict):
+    """An op's table of routes for ``choose``: route name -> runner, and
+    ``rows_min``: ``ROWS_MIN`` where its narrow rows of that many elements
+    take whole rows, None where they keep the blocks."""
+
+    def __init__(self, runners, rows_min=None):
+        super().__init__(runners)
+        self.rows_min = rows_min
+
+
 #: class-index cross-entropy along a middle axis (no gradient, no smoothing)
 #: takes logsumexp's column sweeps from this many classes on; with fewer, a
 #: slab is one block of rows and the general column kernel serves as well
@@ -117,11 +132,11 @@ def narrow_block_rows(m, work):
     return max(NARROW_BLOCK_MIN, -(-m // blocks))
 
 
-def narrow_rows(n, itemsize, writes=True):
-    """Rows of n elements of itemsize bytes are narrow (block kernels); for
-    an op that writes no array (``writes`` False: logsumexp) only under
-    ``LSE_ROWS_MIN`` elements."""
-    return n * itemsize < NARROW_BYTES and (writes or n < LSE_ROWS_MIN)
+def narrow_rows(n, itemsize, rows_min=None):
+    """Rows of n elements of itemsize bytes are narrow (block kernels): under
+    ``NARROW_BYTES``, and under ``rows_min`` elements where the op has one
+    (``Routes.rows_min``)."""
+    return n * itemsize < NARROW_BYTES and (rows_min is None or n < rows_min)
 
 
 def few_long_rows(m, n, writes=False):
@@ -148,7 +163,9 @@ def short_vector(n):
 
 def choose(routes, shape, dtype, *, writes=False, vector=False):
     """The route of a view of ``shape`` ((M, N) rows or (P, N, Q) columns)
-    among an op's ``routes`` (the names its table declares)."""
+    among an op's ``routes`` (the names its table declares; a ``Routes``
+    also its ``rows_min``); ``writes``: the op writes an array (pieces only
+    with ``PARALLEL_MIN_WORK`` elements)."""
     n = shape[1]
     if n == 0:
         return "empty"
@@ -156,7 +173,7 @@ def choose(routes, shape, dtype, *, writes=False, vector=False):
         return "folded" if C.folded(n, shape[2], dtype.itemsize) else "columns"
     if vector and shape[0] == 1 and short_vector(n) and "vector" in routes:
         return "vector"
-    if narrow_rows(n, dtype.itemsize, writes):
+    if narrow_rows(n, dtype.itemsize, getattr(routes, "rows_min", None)):
         t = "narrow_t" in routes and (dtype.itemsize == 4 or n <= T64_MAX)
         return "narrow_t" if t else "narrow"
     if few_long_rows(shape[0], n, writes):
@@ -202,16 +219,21 @@ def choose_xent(lay, *, soft, lm, grad, smoothing):
         return "columns_loss" if plain and xent_cols_width(lay) else "columns"
     if soft and not few_long_rows(nrows, lay.n, writes=True):
         return "soft_rows"
-    return index_rows_route(nrows, lay.n)
+    loss32 = not (lm or grad or smoothing) and lay.x.dtype.itemsize == 4
+    return index_rows_route(nrows, lay.n, loss32)
 
 
-def index_rows_route(m, n):
+def index_rows_route(m, n, loss32=False):
     """The route of m rows of n logits, class indices:
     ``pieces``, ``index_small`` or ``index_rows`` (``choose_xent``'s, and
-    the small calls' of ``_xent_ops.run_small``)."""
+    the small calls' of ``_xent_ops.run_small``).  The small-C kernels take
+    rows of fewer than ``SMALL_C`` classes; a float32 loss alone
+    (``loss32``: no gradient, smoothing or LM options) only those of fewer
+    than ``ROWS_MIN``, its whole rows' lanes sweep being faster from there
+    (1.1-2x on 128 to 100000 rows of 32-60)."""
     if few_long_rows(m, n, writes=True):
         return "pieces"
-    return "index_small" if n < SMALL_C else "index_rows"
+    return "index_small" if n < (ROWS_MIN if loss32 else SMALL_C) else "index_rows"
 
 
 def xent_cols_width(lay):

@@ -228,7 +228,7 @@ def _small_plan(m, n, dtype, return_grad):
     plan = _SMALL_PLANS.get(key, _SMALL_PLANS)  # (None is a plan: the general path)
     if plan is not _SMALL_PLANS:
         return plan
-    route = index_rows_route(m, n)
+    route = index_rows_route(m, n, dtype.itemsize == 4 and not return_grad)
     plan = None
     if route != "pieces":
         kern, _, fwd = XENT[route]

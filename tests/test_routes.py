@@ -100,7 +100,7 @@ except ImportError:  # pragma: no cover - dask is a test dependency
 # ----------------------------------------------------------------------------
 THRESHOLDS = dict(
     NARROW_BYTES=256,  # rows of fewer bytes take the block ("narrow") kernels
-    LSE_ROWS_MIN=32,  # logsumexp: rows of this many elements take whole rows
+    ROWS_MIN=32,  # logsumexp, log_softmax: rows of this many elements take whole rows
     T64_MAX=12,  # float64 narrow rows up to this take the transposed kernels
     SMALL=4096,  # 1-D float32 / float64 vectors up to this: the small-vector path
     PIECE=1 << 15,  # rows of >= 2 * PIECE in fewer rows than 2 * threads: pieces
@@ -123,7 +123,7 @@ def test_thresholds_are_the_packages():
 
     package = dict(
         NARROW_BYTES=_routes.NARROW_BYTES,
-        LSE_ROWS_MIN=_routes.LSE_ROWS_MIN,
+        ROWS_MIN=_routes.ROWS_MIN,
         T64_MAX=_routes.T64_MAX,
         SMALL=_routes.SMALL_VECTOR,
         PIECE=_routes.PIECE,
@@ -141,21 +141,25 @@ def test_thresholds_are_the_packages():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_row_routes_at_their_boundaries(dtype):
-    """Whole rows from ``LSE_ROWS_MIN`` elements for logsumexp, from
-    ``NARROW_BYTES`` for softmax (which writes its rows); cross-entropy's
-    small-C kernels under ``SMALL_C`` classes, for both dtypes."""
+    """Whole rows from ``ROWS_MIN`` elements for logsumexp and log_softmax,
+    from ``NARROW_BYTES`` for softmax; cross-entropy's small-C kernels under
+    ``SMALL_C`` classes, for both dtypes."""
     from fastlse import _ops, _routes
 
     dt = np.dtype(dtype)
     t = THRESHOLDS
-    lse_min = min(t["LSE_ROWS_MIN"], t["NARROW_BYTES"] // dt.itemsize)
+    lse_min = min(t["ROWS_MIN"], t["NARROW_BYTES"] // dt.itemsize)
     sm_min = t["NARROW_BYTES"] // dt.itemsize
-    assert _routes.choose(_ops.LSE, (4096, lse_min - 1), dt).startswith("narrow")
-    assert _routes.choose(_ops.LSE, (4096, lse_min), dt) == "rows"
+    for op in (_ops.LSE, _ops.LOG_SOFTMAX):
+        assert _routes.choose(op, (4096, lse_min - 1), dt, writes=True).startswith("narrow")
+        assert _routes.choose(op, (4096, lse_min), dt, writes=True) == "rows"
     assert _routes.choose(_ops.SOFTMAX, (4096, sm_min - 1), dt, writes=True).startswith("narrow")
     assert _routes.choose(_ops.SOFTMAX, (4096, sm_min), dt, writes=True) == "rows"
     assert _routes.index_rows_route(4096, t["SMALL_C"] - 1) == "index_small"
     assert _routes.index_rows_route(4096, t["SMALL_C"]) == "index_rows"
+    # a float32 loss alone: whole rows from ROWS_MIN classes
+    assert _routes.index_rows_route(4096, t["ROWS_MIN"] - 1, True) == "index_small"
+    assert _routes.index_rows_route(4096, t["ROWS_MIN"], True) == "index_rows"
 
 
 #: numba's thread count, which the dispatcher compares the rows with (few long
@@ -512,8 +516,9 @@ def _cols_kernel(n, q, cdt):
 
 
 def _narrow(cdt):
-    """logsumexp's rows shorter than this are narrow (block kernels)."""
-    return min(THRESHOLDS["NARROW_BYTES"] // np.dtype(cdt).itemsize, THRESHOLDS["LSE_ROWS_MIN"])
+    """logsumexp's (and log_softmax's) rows shorter than this are narrow
+    (block kernels)."""
+    return min(THRESHOLDS["NARROW_BYTES"] // np.dtype(cdt).itemsize, THRESHOLDS["ROWS_MIN"])
 
 
 def _work(m, n, cdt):
@@ -1179,6 +1184,10 @@ XENT_FAMILIES = {
     # elements: parallel; columns (64, 10, 64): the column kernels (C < 64);
     # moved: (1024, 10, 4) float32 16 / float64 32 bytes behind the class axis
     "c10": XFamily((4096, 10), 64, 4, F3, X_ALL),
+    # C just under ROWS_MIN: a float32 loss alone still takes the small-C
+    # rows; from ROWS_MIN its whole rows (the other options: small-C up to 63)
+    "c31": XFamily((1024, 31), 64, 4, F2, X_ROWS, ("plain",)),
+    "c32": XFamily((1024, 32), 64, 4, F2, X_ROWS, ("plain",)),
     # C just under SMALL_C: the widest small-C rows (blocks of 64 rows); the
     # options with kernels of their own (plain, LM, smoothing, soft)
     "c63": XFamily((1024, 63), 64, 4, F2, X_ROWS, X_KERNEL_OPTIONS),
