@@ -8,7 +8,8 @@ from fastlse.kernels.xent import SMALL_C
 
 
 def small_c(n, dtype):
-    """Rows of n classes of dtype take the small-C (transposed) kernels."""
+    """Rows of n classes of dtype take the small-C (transposed) kernels with
+    the gradient (a float32 loss alone: whole rows from ROWS_MIN classes)."""
     return n < SMALL_C
 
 
