@@ -64,7 +64,7 @@ def _shape(src):
     return src.shape if type(src) is np.ndarray else src.view_shape
 
 
-def _reduced_shape(shape):
+def reduced_shape(shape):
     """(M,) of an (M, N) view, (P, Q) of a (P, N, Q) one."""
     return shape[:1] if len(shape) == 2 else shape[::2]
 
@@ -188,7 +188,7 @@ PAIRS = Routes(
 def pairs(src):
     """(m, t) float64 arrays of the view's reductions ((M,) or (P, Q))."""
     shape = _shape(src)
-    mo, to = np.empty(_reduced_shape(shape)), np.empty(_reduced_shape(shape))
+    mo, to = np.empty(reduced_shape(shape)), np.empty(reduced_shape(shape))
     PAIRS[choose(PAIRS, shape, src.dtype, writes=True)](src, (mo, to))
     return mo, to
 
@@ -205,7 +205,7 @@ def lse(src, vector):
     """logsumexp of a view or a ``Layout`` by the chooser's route: the
     reduced array ((M,) or (P, Q)) in the view's dtype.  (``run``'s work,
     without its frame: small calls come here, so ``_shape`` and
-    ``_reduced_shape`` are written out.)"""
+    ``reduced_shape`` are written out.)"""
     shape = src.shape if type(src) is np.ndarray else src.view_shape
     res = np.empty(shape[:1] if len(shape) == 2 else shape[::2], src.dtype)
     LSE[choose(LSE, shape, src.dtype, vector=vector)](src, res)
@@ -351,7 +351,7 @@ def bound(op, route, shape, dtype):
     what depends only on them decided once (the serial or parallel twin, the
     narrow block rows; a runner's ``bind``): ``runner(view, dest)``.  The
     "vector" route's is its row kernel, on the row itself (1-d in and out).
-    For the memoized small calls (``special._fast_plan``); same bits as
+    For the memoized small calls (``special._plan``); same bits as
     ``op[route]``."""
     runner = op[route]
     bind = getattr(runner, "bind", None)

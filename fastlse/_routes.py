@@ -42,6 +42,7 @@ __all__ = [
     "few_long_rows",
     "fold_plan",
     "index_rows_route",
+    "keep",
     "narrow_block_rows",
     "narrow_rows",
     "pieces_of",
@@ -77,6 +78,18 @@ class Routes(dict):
     def __init__(self, runners, rows_min=None):
         super().__init__(runners)
         self.rows_min = rows_min
+
+
+def keep(plans, key, plan, size):
+    """Remember a small call's plan under key in plans, a dict of at most
+    size entries (cleared when full); returns plan.  A plan holds what the
+    chooser and the runners decide for a layout or shape, made once so a
+    repeated call skips them; None is a plan too (that key's calls take the
+    general path)."""
+    if len(plans) >= size:
+        plans.clear()
+    plans[key] = plan
+    return plan
 
 
 #: class-index cross-entropy along a middle axis (no gradient, no smoothing)

@@ -25,6 +25,7 @@ from ._routes import (
     choose_xent,
     classes_moved,
     index_rows_route,
+    keep,
     narrow_rows,
     pieces_of,
     rows_work,
@@ -211,7 +212,7 @@ def run_small(logits, target, axis, ii, reduction, return_grad):
     return res, (gbuf if nd == 2 else gbuf[0])
 
 
-#: ``run_small``'s plans by (rows, classes, dtype, return_grad), cleared when full
+#: ``run_small``'s plans by (rows, classes, dtype, return_grad)
 _SMALL_PLANS: dict = {}
 _SMALL_PLANS_MAX = 256
 #: the per-row losses of a reduced call: none (the kernels write loss only
@@ -235,10 +236,7 @@ def _small_plan(m, n, dtype, return_grad):
         forward = fwd is not None and not return_grad
         work = _row_work(route, m, n, dtype.itemsize)
         plan = XK.check_targets.bound(m), (fwd if forward else kern).bound(work), forward
-    if len(_SMALL_PLANS) >= _SMALL_PLANS_MAX:
-        _SMALL_PLANS.clear()
-    _SMALL_PLANS[key] = plan
-    return plan
+    return keep(_SMALL_PLANS, key, plan, _SMALL_PLANS_MAX)
 
 
 def classes_moved_last(logits, target, axis, out):

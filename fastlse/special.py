@@ -19,7 +19,7 @@ from . import _args, _interop, _ops
 from ._complex import lse_complex, softmax_complex
 from ._layout import FAST_DTYPES, Layout, fast_view, keepdims_shape
 from ._pairs import lse_sign
-from ._routes import choose
+from ._routes import choose, keep
 from ._typing import ArrayLike, Axis, NDArray, Reduced
 
 __all__ = ["log_softmax", "logsumexp", "softmax"]
@@ -146,7 +146,7 @@ def logsumexp(
         v = None if keepdims else _ops.lse_short_vector(a, axis)
         if v is not None:
             return v
-        plan = _lse_plan(a, axis, keepdims)
+        plan = _plan(_LSE_PLANS, _make_lse_plan, keepdims, a, axis)
         if plan is not None:
             return plan(a)
     if _interop.foreign(a, b, where):
@@ -176,30 +176,7 @@ def logsumexp(
     return (_scalar(out), _scalar(sgn)) if return_sign else _scalar(out)
 
 
-#: logsumexp's plans on the fast path by (shape, strides, dtype, axis,
-#: keepdims), as softmax's (``_FAST_PLANS``); None where the array is not on it
-_LSE_PLANS: dict = {}
-
-
-def _lse_plan(a, axis, keepdims):
-    """The plan of logsumexp of a along axis on the fast path (``fast_view``),
-    remembered by layout, or None."""
-    if type(a) is not np.ndarray or not (axis is None or type(axis) is int):
-        return None
-    dt = a.dtype
-    if dt is not _F64 and dt is not _F32:  # identity: the builtin descriptors
-        return None
-    key = (a.shape, a.strides, dt, axis, keepdims)
-    plan = _LSE_PLANS.get(key, _LSE_PLANS)  # (None is a plan: not on the fast path)
-    if plan is _LSE_PLANS:
-        plan = _make_lse_plan(a, axis, keepdims)
-        if len(_LSE_PLANS) >= _FAST_PLANS_MAX:
-            _LSE_PLANS.clear()
-        _LSE_PLANS[key] = plan
-    return plan
-
-
-def _make_lse_plan(a, axis, keepdims):
+def _make_lse_plan(keepdims, a, axis):
     """``plan(a)``: logsumexp of an array laid out like a along axis, shaped
     as the general path shapes it (a scalar where nothing is kept).  The
     route and kernel are those ``_ops.lse`` chooses for a's view (same
@@ -209,7 +186,7 @@ def _make_lse_plan(a, axis, keepdims):
         return None
     vshape, dt = fast[0].shape, a.dtype
     run = _ops.bound(_ops.LSE, choose(_ops.LSE, vshape, dt, vector=a.ndim == 1), vshape, dt)
-    rshape = vshape[:1] if len(vshape) == 2 else vshape[::2]
+    rshape = _ops.reduced_shape(vshape)
     shape = _keepdims_of(a.shape, axis) if keepdims else fast[1]
     as_view, same, scalar = vshape != a.shape, shape == rshape, shape == ()
 
@@ -219,6 +196,11 @@ def _make_lse_plan(a, axis, keepdims):
         return res if same else (res[0] if scalar else res.reshape(shape))
 
     return plan
+
+
+#: logsumexp's plans (``_make_lse_plan``) by (keepdims, shape, strides,
+#: dtype, axis), as softmax's (``_FAST_PLANS``)
+_LSE_PLANS: dict = {}
 
 
 def _keepdims_of(shape, axis):
@@ -299,7 +281,7 @@ def softmax(
     array([0.5, 0.5, 0. ])
     """
     if out is None and where is None:  # small calls: no frame before the plan
-        plan = _fast_plan(False, x, axis)
+        plan = _plan(_FAST_PLANS, _make_plan, False, x, axis)
         if plan is not None:
             return plan(x, None)
     return _normalize(x, axis, out, where, False)
@@ -358,7 +340,7 @@ def log_softmax(
     np.float64(-4.2483542553e-18)
     """
     if out is None and where is None:  # small calls: no frame before the plan
-        plan = _fast_plan(True, x, axis)
+        plan = _plan(_FAST_PLANS, _make_plan, True, x, axis)
         if plan is not None:
             return plan(x, None)
     return _normalize(x, axis, out, where, True)
@@ -369,7 +351,7 @@ def _normalize(x, axis, out, where, log):
     fn = "log_softmax" if log else "softmax"
     op = _ops.LOG_SOFTMAX if log else _ops.SOFTMAX
     if where is None and out is not None and _fast_out(x, out):
-        plan = _fast_plan(log, x, axis)
+        plan = _plan(_FAST_PLANS, _make_plan, log, x, axis)
         if plan is not None:
             return plan(x, out)
     if _interop.foreign(x, out, where):
@@ -393,38 +375,29 @@ def _normalize(x, axis, out, where, log):
     return _scalar(res.astype(r.dtype, copy=False))
 
 
-#: the fast path's plans (``_make_plan``) by (log, shape, strides, dtype,
-#: axis) of a C-contiguous float32 / float64 ndarray: ``fast_view`` and
-#: ``choose`` depend on nothing else (the thread pool's size is fixed in a
-#: process), so a repeated call skips them and the runner's own decisions
-#: (~2 us of a small call); cleared when full
-_FAST_PLANS: dict = {}
+#: entries of ``_FAST_PLANS`` and ``_LSE_PLANS`` at most
 _FAST_PLANS_MAX = 256
 _F32, _F64 = FAST_DTYPES
 
 
-def _fast_plan(log, x, axis):
-    """The plan of softmax / log_softmax (``log``) of x along axis on the
-    fast path (``fast_view``), remembered by layout, or None."""
+def _plan(plans, make, tag, x, axis):
+    """The plan in ``plans`` of a float32 / float64 ndarray x along axis (an
+    int or None) on the fast path, by (tag, x's layout, axis), made by
+    ``make(tag, x, axis)`` the first time; None where x is not on it."""
     if type(x) is not np.ndarray or not (axis is None or type(axis) is int):
         return None
     dt = x.dtype
     if dt is not _F64 and dt is not _F32:  # identity: the builtin descriptors
         return None
-    key = (log, x.shape, x.strides, dt, axis)
-    plan = _FAST_PLANS.get(key)
-    if plan is None:
-        plan = _make_plan(_ops.LOG_SOFTMAX if log else _ops.SOFTMAX, x, axis)
-        if plan is None:
-            return None
-        if len(_FAST_PLANS) >= _FAST_PLANS_MAX:
-            _FAST_PLANS.clear()
-        _FAST_PLANS[key] = plan
+    key = (tag, x.shape, x.strides, dt, axis)
+    plan = plans.get(key, plans)
+    if plan is plans:
+        plan = keep(plans, key, make(tag, x, axis), _FAST_PLANS_MAX)
     return plan
 
 
-def _make_plan(op, x, axis):
-    """``plan(x, out)``: softmax or log_softmax (``op``) of an array laid out
+def _make_plan(log, x, axis):
+    """``plan(x, out)``: softmax or log_softmax (``log``) of an array laid out
     like x along axis, into ``out`` (None: a new array; else C-contiguous,
     of x's shape and dtype, apart from x: ``_fast_out``).  The route and
     its kernel are those the general path chooses for x's view (same bits);
@@ -434,6 +407,7 @@ def _make_plan(op, x, axis):
     if fast is None:
         return None
     shape, dt, vshape = x.shape, x.dtype, fast[0].shape
+    op = _ops.LOG_SOFTMAX if log else _ops.SOFTMAX
     route = choose(op, vshape, dt, writes=True, vector=True)
     run = _ops.bound(op, route, vshape, dt)
     if route == "vector":
@@ -453,6 +427,14 @@ def _make_plan(op, x, axis):
             return dest
 
     return plan
+
+
+#: the fast path's plans (``_make_plan``) by (log, shape, strides, dtype,
+#: axis) of a C-contiguous float32 / float64 ndarray: ``fast_view`` and
+#: ``choose`` depend on nothing else (the thread pool's size is fixed in a
+#: process), so a repeated call skips them and the runner's own decisions
+#: (~2 us of a small call)
+_FAST_PLANS: dict = {}
 
 
 def _fast_out(x, out):
