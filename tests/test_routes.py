@@ -225,14 +225,15 @@ FAMILIES = {
     "n100": Family((384, 100), EDGES, F3, ALL),
     # N = 64: float32's shortest whole rows (65536 elements)
     "n64": Family((1024, 64), EDGES, ("float32",), ROWS_ALL),
-    # N = 63: float32's longest narrow rows of softmax / log_softmax
-    # (transposed, in blocks of 128 rows); logsumexp's are whole rows
+    # N = 63: float32's longest narrow rows of softmax (in blocks of 128
+    # rows); logsumexp's and log_softmax's are whole rows
     "n63": Family((1024, 63), EDGES, ("float32",), ROWS_ALL),
-    # N = 32: logsumexp's shortest whole rows, float64's for every op (40960
-    # elements: parallel)
-    "n32": Family((1280, 32), EDGES, F2, ROWS_ALL),
-    # N = 31: logsumexp's longest narrow rows, float64's for every op; 39680
-    # elements
+    # N = 32: the shortest whole rows of logsumexp and log_softmax (ROWS_MIN;
+    # float16 computes in float32, so takes them too), float64's for every
+    # op (40960 elements: parallel)
+    "n32": Family((1280, 32), EDGES, F3, ROWS_ALL),
+    # N = 31: the longest narrow rows of logsumexp and log_softmax, float64's
+    # for every op; 39680 elements
     "n31": Family((1280, 31), EDGES, F2, ROWS_ALL),
     # N = 13: float64 narrow rows (its shortest), float32 transposed; 39936 elements
     "n13": Family((3072, 13), EDGES, F3, ROWS_ALL),
@@ -1187,7 +1188,7 @@ XENT_FAMILIES = {
     # C just under ROWS_MIN: a float32 loss alone still takes the small-C
     # rows; from ROWS_MIN its whole rows (the other options: small-C up to 63)
     "c31": XFamily((1024, 31), 64, 4, F2, X_ROWS, ("plain",)),
-    "c32": XFamily((1024, 32), 64, 4, F2, X_ROWS, ("plain",)),
+    "c32": XFamily((1024, 32), 64, 4, F3, X_ROWS, ("plain",)),
     # C just under SMALL_C: the widest small-C rows (blocks of 64 rows); the
     # options with kernels of their own (plain, LM, smoothing, soft)
     "c63": XFamily((1024, 63), 64, 4, F2, X_ROWS, X_KERNEL_OPTIONS),
