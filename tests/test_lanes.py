@@ -9,6 +9,7 @@ from fastlse.kernels.compile import EXACT, FASTMATH
 from fastlse.kernels.exp import SUMSCALE32, SUMSCALE64
 from fastlse.kernels.lanes import (
     LANES,
+    SHORT_GROUPS,
     SUM_CHAINS,
     lanes_exp_sum,
     lanes_exp_sum_exp,
@@ -16,6 +17,7 @@ from fastlse.kernels.lanes import (
     lanes_max,
     lanes_max_min,
     lanes_min_pos,
+    lanes_softmax_short,
     lanes_sum,
     lanes_sum64,
     lanes_sum64_chains,
@@ -300,3 +302,69 @@ def test_inlined_sweep_is_the_called_one(kind, n):
     np.testing.assert_array_equal(o1, o2)
     if kind == 0:
         assert (o1 == 9.0).all()  # the plain sum stores nothing
+
+
+@njit(fastmath=EXACT)
+def _softmax_by_sweeps(x, out):
+    """``row_softmax``'s sweeps for a row of any length: the max and min, the
+    numerators stored and summed, the division (in float64 where a quotient
+    may be subnormal)."""
+    n = x.shape[0]
+    m, xmin = rows.row_max_min(x, 0, n)
+    sx = rows.cast_to(out, rows.row_numer_store(x, out, 0, n, m))
+    normal = rows._quotients_normal(out, rows.smallest_numer(xmin, m), sx)
+    if not normal:
+        normal = rows._quotients_normal(out, rows._smallest_term(out, n), sx)
+    rows._divide_row(out, sx, np.float32(1.0) / sx, normal)
+
+
+@njit(fastmath=EXACT)
+def _softmax_row(x, out):
+    rows.row_softmax(x, out, 0, x.shape[0])
+
+
+def _short_rows(n, rng):
+    """Rows of n float32: plain, spread (quotients near the subnormal range),
+    masked by -1e9 (subnormal quotients: the float64 division), with -inf,
+    with a nan, all equal."""
+    plain = rng.standard_normal(n) * 3
+    spread = rng.uniform(-95.0, 0.0, n)
+    masked = np.where(rng.random(n) < 0.3, -1e9, plain)
+    ninf = np.where(rng.random(n) < 0.3, -np.inf, plain)
+    nan = plain.copy()
+    nan[n // 2] = np.nan
+    for r in (masked, ninf):
+        r[0] = 1.0
+    return [r.astype(np.float32) for r in (plain, spread, masked, ninf, nan, np.full(n, 2.5))]
+
+
+@pytest.mark.parametrize("n", [1, 5, 15, 16, 17, 63, 64, 65, 100, 127, LANES * SHORT_GROUPS])
+def test_short_softmax_is_the_sweeps(n):
+    """A contiguous float32 row of up to ``SHORT_GROUPS * LANES`` runs softmax
+    in ``lanes_softmax_short`` (the numerators held between one sweep of
+    loads and one of stores): the bits of the sweeps it replaces, in place
+    too; and softmax's values (scipy's closed form, in float64)."""
+    for k, x in enumerate(_short_rows(n, np.random.default_rng(n))):
+        got, want = np.full(n, 9.0, np.float32), np.full(n, 9.0, np.float32)
+        _softmax_row(x, got)
+        _softmax_by_sweeps(x, want)
+        np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32), err_msg=f"row {k}")
+        inplace = x.copy()
+        _softmax_row(inplace, inplace)
+        np.testing.assert_array_equal(inplace.view(np.int32), want.view(np.int32))
+        # within the rounding of x - max (eps * |x - max|) and a few ulps
+        d = x.astype(np.float64) - np.fmax.reduce(x)  # the max, nan ignored
+        ref = np.exp(d) / np.exp(d).sum()
+        with np.errstate(invalid="ignore"):
+            bound = ref * 2.0**-23 * (np.abs(d) + 4) + 1e-44
+            ok = (np.abs(got - ref) <= bound) | (np.isnan(ref) & np.isnan(got)) | (got == ref)
+        assert ok.all(), (k, got[~ok], ref[~ok])
+
+
+def test_short_softmax_refused_in_reassoc_code():
+    @njit(fastmath=FASTMATH)
+    def reassoc(a):
+        return lanes_softmax_short(a, a, 0, a.shape[0], np.float32(0.0))
+
+    with pytest.raises(TypeError, match="reassoc"):
+        reassoc(np.ones(4, np.float32))

@@ -106,8 +106,12 @@ def pair_rows(x, mo, to):
 @kernel
 def softmax_rows(x, out):
     n = x.shape[1]
-    for i in prange(x.shape[0]):
-        row_softmax(x[i], out[i], 0, n)
+    if n <= INLINE_SWEEP:  # two copies of one loop, as in ``_lse_block``
+        for i in prange(x.shape[0]):
+            row_softmax(x[i], out[i], 0, n)
+    else:
+        for i in prange(x.shape[0]):
+            row_softmax(x[i], out[i], 0, n)
 
 
 @jit

@@ -28,6 +28,7 @@ from .exp import SUMSCALE32, SUMSCALE64, expterm_vector
 
 __all__ = [
     "LANES",
+    "SHORT_GROUPS",
     "SUM_CHAINS",
     "contiguous_row",
     "lanes_exp_sum",
@@ -36,6 +37,7 @@ __all__ = [
     "lanes_max",
     "lanes_max_min",
     "lanes_min_pos",
+    "lanes_softmax_short",
     "lanes_sum",
     "lanes_sum64",
     "lanes_sum64_chains",
@@ -64,11 +66,11 @@ def _lane_mask(builder, count):
 _MASK = ir.VectorType(ir.IntType(1), LANES)
 
 
-def _masked_intrinsic(builder, op, vty, fnty):
-    """``llvm.masked.<op>`` (load, store) of vty vectors, declared once in
-    the builder's module."""
-    suffix = "f32" if vty.element == ir.FloatType() else "f64"
-    name = f"llvm.masked.{op}.v{LANES}{suffix}.p0"
+def _vector_intrinsic(builder, op, vty, fnty, pointer=True):
+    """The LLVM intrinsic ``op`` (``llvm.masked.load``, ...) of vty vectors
+    (and a pointer to them), declared once in the builder's module."""
+    suffix = ("f32" if vty.element == ir.FloatType() else "f64") + (".p0" if pointer else "")
+    name = f"{op}.v{LANES}{suffix}"
     return builder.module.globals.get(name) or ir.Function(builder.module, fnty, name)
 
 
@@ -76,7 +78,7 @@ def _masked_load(builder, ptr, vty, align, count, identity):
     """The first ``count`` (< LANES) elements at ptr, ``identity`` in the
     other lanes; nothing past them is read (``llvm.masked.load``)."""
     fnty = ir.FunctionType(vty, [vty.as_pointer(), _I32, _MASK, vty])
-    fn = _masked_intrinsic(builder, "load", vty, fnty)
+    fn = _vector_intrinsic(builder, "llvm.masked.load", vty, fnty)
     mask = _lane_mask(builder, count)
     return builder.call(fn, [ptr, ir.Constant(_I32, align), mask, identity])
 
@@ -86,7 +88,7 @@ def _masked_store(builder, value, ptr, align, count):
     past them is written (``llvm.masked.store``)."""
     vty = value.type
     fnty = ir.FunctionType(ir.VoidType(), [vty, vty.as_pointer(), _I32, _MASK])
-    fn = _masked_intrinsic(builder, "store", vty, fnty)
+    fn = _vector_intrinsic(builder, "llvm.masked.store", vty, fnty)
     builder.call(fn, [value, ptr, ir.Constant(_I32, align), _lane_mask(builder, count)])
 
 
@@ -407,3 +409,115 @@ lanes_exp_sum_shift = _exp_sum_intrinsic(
 lanes_exp_sum_exp = _exp_sum_intrinsic(
     "exp", "``lanes_exp_sum`` that also stores exp(x - m) into out[lo : lo + n] (out may be x)."
 )
+
+
+# ----------------------------------------------------------------------------
+# softmax of a short float32 row: numerators held on the stack, then divided
+# ----------------------------------------------------------------------------
+#: groups of LANES of the longest row ``lanes_softmax_short`` takes
+SHORT_GROUPS = 8
+#: float32 quotients below this (float64) are not normal (``rows._wide_below``)
+_NORMAL32 = 2.0**-126
+
+
+def _softmax_short_codegen(context, builder, sig, args):
+    """``lanes_softmax_short``: each group's numerators (``expterm_vector``;
+    the masked last group's empty lanes 0) go to a stack slot of their own,
+    into the sum in ``lanes_sum_chains``' order (four chains, the groups left
+    over and the last one to the first) and into the smallest positive
+    numerator (``lanes_min_pos``' op); then each slot is divided by
+    ``div_by`` into out, or, where a quotient may not be normal, copied
+    there.  A slot is loaded as it was stored, a whole vector: the load
+    takes the store's value from the store buffer, which a masked store to
+    out followed by loads of other widths (LLVM's division loop) cannot."""
+    fm = context.fastmath
+    if fm and "reassoc" in fm.flags:
+        raise TypeError("fastlse: a lanes softmax in reassoc code loses its order")
+    x, out, lo, n, m = args
+    g = _Groups.of_row(context, builder, sig, [x, lo, n])
+    vty = g.vty
+    itype = g.n.type
+    obase = builder.gep(context.make_array(sig.args[1])(context, builder, out).data, [lo])
+    zero = ir.Constant(vty, [0.0] * LANES)
+    slots = cgutils.alloca_once(builder, ir.ArrayType(vty, SHORT_GROUPS))
+    accs = [cgutils.alloca_once_value(builder, zero) for _ in range(SUM_CHAINS)]
+    low = cgutils.alloca_once_value(builder, ir.Constant(vty, [float("inf")] * LANES))
+    mv = _splat(builder, m, vty)
+    filled = builder.mul(g.count, g.width)
+    rest = builder.sub(g.n, filled)
+    has_rest = builder.icmp_signed(">", rest, ir.Constant(itype, 0))
+
+    def slot(index):
+        return builder.gep(slots, [ir.Constant(itype, 0), index])
+
+    def take(acc, v, index, mask=None):
+        e = expterm_vector(builder, builder.fsub(v, mv))
+        if mask is not None:
+            e = builder.select(mask, e, zero)
+        builder.store(e, slot(index))
+        builder.store(builder.fadd(builder.load(acc), e), acc)
+        builder.store(_min_pos(builder, builder.load(low), e), low)
+
+    k = ir.Constant(itype, SUM_CHAINS)
+    runs = builder.sdiv(g.count, k)
+    with cgutils.for_range(builder, runs) as loop:
+        first = builder.mul(loop.index, k)
+        for c, acc in enumerate(accs):
+            index = builder.add(first, ir.Constant(itype, c))
+            take(acc, g.load(index), index)
+    done = builder.mul(runs, k)
+    with cgutils.for_range(builder, builder.sub(g.count, done)) as loop:
+        index = builder.add(done, loop.index)
+        take(accs[0], g.load(index), index)
+    with builder.if_then(has_rest):
+        ptr = builder.bitcast(builder.gep(g.base, [filled]), vty.as_pointer())
+        v = _masked_load(builder, ptr, vty, g.align, rest, zero)
+        take(accs[0], v, g.count, _lane_mask(builder, rest))
+    vals = [builder.load(acc) for acc in accs]
+    while len(vals) > 1:
+        vals = [builder.fadd(vals[i], vals[i + 1]) for i in range(0, len(vals), 2)]
+    s = _tree(builder, vals[0], _add)
+    smallest = _tree(builder, builder.load(low), _min_pos)
+
+    # every quotient normal: smallest >= s * 2**-126 in float64 (rows._quotients_normal;
+    # False for a nan s); a zero numerator's quotient is exact
+    f64 = ir.DoubleType()
+    floor = builder.fmul(builder.fpext(s, f64), ir.Constant(f64, _NORMAL32))
+    normal = builder.fcmp_ordered(">=", builder.fpext(smallest, f64), floor)
+    rs = builder.fdiv(ir.Constant(s.type, 1.0), s)
+    sv = _splat(builder, s, vty)
+    rsv = _splat(builder, rs, vty)
+    fma = _vector_intrinsic(builder, "llvm.fma", vty, ir.FunctionType(vty, [vty] * 3), False)
+
+    def put(index, count=None):
+        e = builder.load(slot(index))
+        q = builder.fmul(e, rsv)
+        r = builder.call(fma, [builder.fneg(q), sv, e])
+        value = builder.select(normal, builder.call(fma, [r, rsv, q]), e)
+        ptr = builder.bitcast(builder.gep(obase, [builder.mul(index, g.width)]), vty.as_pointer())
+        if count is None:
+            builder.store(value, ptr, align=g.align)
+        else:
+            _masked_store(builder, value, ptr, g.align, count)
+
+    with cgutils.for_range(builder, g.count) as loop:
+        put(loop.index)
+    with builder.if_then(has_rest):
+        put(g.count, rest)
+    return context.make_tuple(builder, sig.return_type, (s, normal))
+
+
+@intrinsic
+def lanes_softmax_short(typingctx, x, out, lo, n, m):
+    """softmax's numerators of the float32 row x[lo : lo + n] (n at most
+    ``SHORT_GROUPS * LANES``; m its max), ``expterm(x - m)``, and their sum
+    s, in ``lanes_sum_chains``' order; out[lo : lo + n] = the numerators
+    divided by s (``div_by``) when every quotient is normal (the smallest
+    positive numerator >= s * 2**-126), else the numerators themselves.
+    Returns (s, normal).  out may be x."""
+    if not (_row_args(x, lo, n) and contiguous_row(out) and x.dtype == types.float32):
+        return None
+    if out.dtype != x.dtype or not out.mutable:
+        return None
+    sig = types.Tuple((x.dtype, types.boolean))(x, out, types.intp, types.intp, x.dtype)
+    return sig, _softmax_short_codegen

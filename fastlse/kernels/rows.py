@@ -37,6 +37,8 @@ from .exp import (
     tanh64,
 )
 from .lanes import (
+    LANES,
+    SHORT_GROUPS,
     contiguous_row,
     lanes_exp_sum,
     lanes_exp_sum_exp,
@@ -44,6 +46,7 @@ from .lanes import (
     lanes_max,
     lanes_max_min,
     lanes_min_pos,
+    lanes_softmax_short,
     lanes_sum,
     lanes_sum64,
     lanes_sum64_chains,
@@ -512,6 +515,8 @@ def smallest_numer(xmin, m):
 
 @jit_inl
 def row_softmax(x, out, lo, hi):
+    if short_softmax(x, out, lo, hi):
+        return
     m, xmin = row_max_min(x, lo, hi)
     if m == _NINF or m == _INF:
         # scipy: x - max is nan for every element (or exp(nan)) -> all nan
@@ -525,6 +530,37 @@ def row_softmax(x, out, lo, hi):
     if not normal:  # a logit far below the max (a mask of -1e9): zero terms
         normal = _quotients_normal(orow, _smallest_term(orow, hi - lo), sx)
     _divide_row(orow, sx, one_of(out) / sx, normal)
+
+
+def short_softmax(x, out, lo, hi):  # pragma: no cover - an overload in compiled code
+    """``row_softmax`` of x[lo:hi] into out where it is a short contiguous
+    float32 row with a finite max: whether it ran."""
+    raise NotImplementedError("short_softmax runs in compiled code only")
+
+
+@overload(short_softmax, inline="always")
+def _short_softmax_ol(x, out, lo, hi):
+    """Rows of at most ``SHORT_GROUPS * LANES`` by ``lanes_softmax_short``:
+    one sweep of loads after the max, one of stores, the numerators held
+    between them (``row_softmax``'s numerators, sum and quotients: its
+    bits); where a quotient may be subnormal or the sum is nan, the division
+    in float64 as there.  Any other row: False."""
+    if not (contiguous_row(x) and contiguous_row(out) and x.dtype == out.dtype == types.float32):
+        return lambda x, out, lo, hi: False
+
+    def impl(x, out, lo, hi):
+        n = hi - lo
+        if n > SHORT_GROUPS * LANES:
+            return False
+        m = row_max(x, lo, hi)
+        if m == _NINF or m == _INF:
+            return False
+        sx, normal = lanes_softmax_short(x, out, lo, n, m)
+        if not normal:
+            _divide_wide(out[lo:hi], np.float64(sx))
+        return True
+
+    return impl
 
 
 @jit
