@@ -9,6 +9,7 @@ from fastlse.kernels.compile import EXACT, FASTMATH
 from fastlse.kernels.exp import SUMSCALE32, SUMSCALE64
 from fastlse.kernels.lanes import (
     LANES,
+    PAIR_ROWS,
     SHORT_GROUPS,
     SUM_CHAINS,
     lanes_exp_sum,
@@ -320,7 +321,7 @@ def _softmax_by_sweeps(x, out):
 
 @njit(fastmath=EXACT)
 def _softmax_row(x, out):
-    rows.row_softmax(x, out, 0, x.shape[0])
+    rows.row_softmax_any(x, out, 0, x.shape[0])
 
 
 def _short_rows(n, rng):
@@ -368,3 +369,53 @@ def test_short_softmax_refused_in_reassoc_code():
 
     with pytest.raises(TypeError, match="reassoc"):
         reassoc(np.ones(4, np.float32))
+
+
+@njit(fastmath=EXACT)
+def _pairs_both_ways(x, out1, out2, shift):
+    """The pairs of x's rows by ``block_pairs`` / ``block_shift_pairs`` (rows
+    of ``PAIR_ROWS`` interleaved) and row by row (``row_pair`` /
+    ``row_shift_pair``)."""
+    m = x.shape[0]
+    mo1, to1, mo2, to2 = np.empty(m), np.empty(m), np.empty(m), np.empty(m)
+    if shift:
+        rows.block_shift_pairs(x, out1, 0, m, mo1, to1)
+        for i in range(m):
+            mo2[i], to2[i] = rows.row_shift_pair(x[i], out2[i])
+    else:
+        rows.block_pairs(x, 0, m, mo1, to1)
+        for i in range(m):
+            mo2[i], to2[i] = rows.row_pair(x[i], 0, x.shape[1])
+    return mo1, to1, mo2, to2
+
+
+@pytest.mark.parametrize("shift", [False, True])
+@pytest.mark.parametrize("n", [1, 5, 16, 17, 48, 100, rows.INLINE_SWEEP])
+def test_interleaved_pairs_are_the_rows(n, shift):
+    """Short float32 rows take their (m, t) pairs ``PAIR_ROWS`` at a time by
+    ``lanes_pairs`` (log_softmax: ``lanes_pairs_shift``, storing x - m):
+    the pairs and stores of the sweeps row by row, bit for bit, for every
+    count of rows left over and rows of special values; and the pairs are
+    the max and ``sum(exp(x - m)) - 1`` (numpy, float64)."""
+    rng = np.random.default_rng(n)
+    for m in range(1, 2 * PAIR_ROWS + 2):
+        x = (rng.standard_normal((m, n)) * 30).astype(np.float32)
+        specials = [-np.inf, np.inf, np.nan, 5.0]
+        for i in range(1, m, 2):  # every other row: a special value somewhere
+            x[i, rng.integers(n)] = specials[i // 2 % 4]
+        if m > 4:
+            x[4] = -np.inf
+        out1, out2 = np.full_like(x, 9.0), np.full_like(x, 9.0)
+        mo1, to1, mo2, to2 = _pairs_both_ways(x, out1, out2, shift)
+        for a, b in ((mo1, mo2), (to1, to2)):
+            np.testing.assert_array_equal(a.view(np.int64), b.view(np.int64))
+        finite = np.isfinite(mo2)
+        np.testing.assert_array_equal(out1[finite].view(np.int32), out2[finite].view(np.int32))
+        plain = finite & ~np.isnan(x).any(axis=1)
+        x64 = x[plain].astype(np.float64)
+        mx = x64.max(axis=1)
+        np.testing.assert_array_equal(mo1[plain], mx)
+        t = np.exp(x64 - mx[:, None]).sum(axis=1) - 1.0
+        np.testing.assert_allclose(to1[plain], t, rtol=1e-5, atol=1e-6)
+        if shift:
+            np.testing.assert_array_equal(out1[plain], x[plain] - mx[:, None].astype(np.float32))

@@ -15,8 +15,11 @@ from .exp import exp64, expneg64, log1p64
 from .rows import (
     FUSED_BYTES,
     INLINE_SWEEP,
+    PAIR_ROWS,
     ROW_BLOCK,
     block_max_t,
+    block_pairs,
+    block_shift_pairs,
     block_sum_t,
     cast_to,
     divide_piece,
@@ -39,6 +42,7 @@ from .rows import (
     row_pair_masked,
     row_shift_pair,
     row_softmax,
+    row_softmax_any,
     row_softmax_masked,
     row_softmax_masked_fast,
     row_sub,
@@ -84,8 +88,7 @@ def _lse_block(x, out, r0, r1):
     # their exp-sum inlined, its constants held across the rows; longer rows
     # call it, in a loop that holds nothing for it
     if n <= INLINE_SWEEP:
-        for i in range(r0, r1):
-            mo[i - r0], to[i - r0] = range_pair(x[i], 0, n)
+        block_pairs(x, r0, r1, mo, to)
     else:
         for i in range(r0, r1):
             mo[i - r0], to[i - r0] = range_pair(x[i], 0, n)
@@ -95,9 +98,12 @@ def _lse_block(x, out, r0, r1):
 @kernel
 def pair_rows(x, mo, to):
     n = x.shape[1]
-    if n <= INLINE_SWEEP:  # two copies of one loop, as in ``_lse_block``
-        for i in prange(x.shape[0]):
-            mo[i], to[i] = range_pair(x[i], 0, n)
+    m_ = x.shape[0]
+    if n <= INLINE_SWEEP:  # rows by PAIR_ROWS (``block_pairs``), as in ``_lse_block``
+        for b in prange((m_ + PAIR_ROWS - 1) // PAIR_ROWS):
+            r0 = b * PAIR_ROWS
+            r1 = min(m_, r0 + PAIR_ROWS)
+            block_pairs(x, r0, r1, mo[r0:r1], to[r0:r1])
     else:
         for i in prange(x.shape[0]):
             mo[i], to[i] = range_pair(x[i], 0, n)
@@ -108,7 +114,7 @@ def softmax_rows(x, out):
     n = x.shape[1]
     if n <= INLINE_SWEEP:  # two copies of one loop, as in ``_lse_block``
         for i in prange(x.shape[0]):
-            row_softmax(x[i], out[i], 0, n)
+            row_softmax_any(x[i], out[i], 0, n)
     else:
         for i in prange(x.shape[0]):
             row_softmax(x[i], out[i], 0, n)
@@ -117,7 +123,7 @@ def softmax_rows(x, out):
 @jit
 def softmax_vector(x, out):
     """softmax of one 1-d row x into out: ``softmax_rows``' row, serial."""
-    row_softmax(x, out, 0, x.shape[0])
+    row_softmax_any(x, out, 0, x.shape[0])
 
 
 @jit
@@ -153,8 +159,11 @@ def _log_softmax_block(x, out, r0, r1):
     views uncounted and pairs on the stack, as in ``_lse_block``)."""
     mo = stack_array(ROW_BLOCK, np.float64)
     to = stack_array(ROW_BLOCK, np.float64)
-    for i in range(r0, r1):
-        mo[i - r0], to[i - r0] = row_shift_pair(x[i], out[i])
+    if x.shape[1] <= INLINE_SWEEP:  # two copies, as in ``_lse_block``
+        block_shift_pairs(x, out, r0, r1, mo, to)
+    else:
+        for i in range(r0, r1):
+            mo[i - r0], to[i - r0] = row_shift_pair(x[i], out[i])
     _lg_block(to[: r1 - r0])
     for i in range(r0, r1):
         row_sub(x[i], out[i], mo[i - r0], to[i - r0])

@@ -28,6 +28,7 @@ from .exp import SUMSCALE32, SUMSCALE64, expterm_vector
 
 __all__ = [
     "LANES",
+    "PAIR_ROWS",
     "SHORT_GROUPS",
     "SUM_CHAINS",
     "contiguous_row",
@@ -37,6 +38,8 @@ __all__ = [
     "lanes_max",
     "lanes_max_min",
     "lanes_min_pos",
+    "lanes_pairs",
+    "lanes_pairs_shift",
     "lanes_softmax_short",
     "lanes_sum",
     "lanes_sum64",
@@ -325,6 +328,37 @@ def lanes_sum_chains(typingctx, a, lo, n):
 # ----------------------------------------------------------------------------
 # the exp-sum sweep of a row: sum of exp(x - m) over x < m, in sixteen lanes
 # ----------------------------------------------------------------------------
+def _refuse_reassoc(context, what):
+    """A lanes sum compiled with ``reassoc`` would lose its order: refused."""
+    fm = context.fastmath
+    if fm and "reassoc" in fm.flags:
+        raise TypeError(f"fastlse: a lanes {what} in reassoc code loses its order")
+
+
+def _exp_sum_step(builder, v, mv, acc, cnt):
+    """One group v of an exp-sum sweep with max mv: acc += the terms
+    ``expterm_vector(v - mv)`` below the max, cnt += 1 for the others.
+    Returns (v - mv, the terms)."""
+    zero = ir.Constant(v.type, [0.0] * LANES)
+    one = ir.Constant(v.type, [1.0] * LANES)
+    d = builder.fsub(v, mv)
+    e = expterm_vector(builder, d)
+    top = builder.fcmp_ordered(">=", d, zero)
+    builder.store(builder.fadd(builder.load(acc), builder.select(top, zero, e)), acc)
+    builder.store(builder.fadd(builder.load(cnt), builder.select(top, one, zero)), cnt)
+    return d, e
+
+
+def _store_group(builder, value, ptr, align, count=None):
+    """Store a group at the element pointer ptr: whole, or its first count
+    lanes (``_masked_store``)."""
+    ptr = builder.bitcast(ptr, value.type.as_pointer())
+    if count is None:
+        builder.store(value, ptr, align=align)
+    else:
+        _masked_store(builder, value, ptr, align, count)
+
+
 def _exp_sum_codegen(store):
     """The codegen of ``lanes_exp_sum`` (store None) and its storing twins
     (``"shift"``: out = x - m; ``"exp"``: out = exp(x - m)).  Each group's
@@ -335,34 +369,22 @@ def _exp_sum_codegen(store):
     store: nothing past the range is read or written, so out may be x."""
 
     def codegen(context, builder, sig, args):
-        fm = context.fastmath
-        if fm and "reassoc" in fm.flags:
-            raise TypeError("fastlse: a lanes exp-sum in reassoc code loses its order")
+        _refuse_reassoc(context, "exp-sum")
         x, out, lo, n, m = args
         g = _Groups.of_row(context, builder, sig, [x, lo, n])
         vty = g.vty
         obase = builder.gep(context.make_array(sig.args[1])(context, builder, out).data, [lo])
         zero = ir.Constant(vty, [0.0] * LANES)
-        one = ir.Constant(vty, [1.0] * LANES)
         scale = ir.Constant(vty, [float(_SUMSCALE[vty.element])] * LANES)
         mv = _splat(builder, m, vty)
         acc = cgutils.alloca_once_value(builder, zero)
         cnt = cgutils.alloca_once_value(builder, zero)
 
         def take(v, first, count=None):
-            d = builder.fsub(v, mv)
-            e = expterm_vector(builder, d)
-            top = builder.fcmp_ordered(">=", d, zero)
-            builder.store(builder.fadd(builder.load(acc), builder.select(top, zero, e)), acc)
-            builder.store(builder.fadd(builder.load(cnt), builder.select(top, one, zero)), cnt)
-            if store is None:
-                return
-            value = d if store == "shift" else builder.fmul(e, scale)
-            ptr = builder.bitcast(builder.gep(obase, [first]), vty.as_pointer())
-            if count is None:
-                builder.store(value, ptr, align=g.align)
-            else:
-                _masked_store(builder, value, ptr, g.align, count)
+            d, e = _exp_sum_step(builder, v, mv, acc, cnt)
+            if store is not None:
+                value = d if store == "shift" else builder.fmul(e, scale)
+                _store_group(builder, value, builder.gep(obase, [first]), g.align, count)
 
         with cgutils.for_range(builder, g.count) as loop:
             take(g.load(loop.index), builder.mul(loop.index, g.width))
@@ -421,40 +443,45 @@ _NORMAL32 = 2.0**-126
 
 
 def _softmax_short_codegen(context, builder, sig, args):
-    """``lanes_softmax_short``: each group's numerators (``expterm_vector``;
-    the masked last group's empty lanes 0) go to a stack slot of their own,
-    into the sum in ``lanes_sum_chains``' order (four chains, the groups left
-    over and the last one to the first) and into the smallest positive
-    numerator (``lanes_min_pos``' op); then each slot is divided by
-    ``div_by`` into out, or, where a quotient may not be normal, copied
-    there.  A slot is loaded as it was stored, a whole vector: the load
-    takes the store's value from the store buffer, which a masked store to
-    out followed by loads of other widths (LLVM's division loop) cannot."""
-    fm = context.fastmath
-    if fm and "reassoc" in fm.flags:
-        raise TypeError("fastlse: a lanes softmax in reassoc code loses its order")
+    """``lanes_softmax_short``: the numerators into stack slots
+    (``_numerators_to_slots``), then divided into out (``_divide_slots``).
+    A slot is loaded as it was stored, a whole vector: the load takes the
+    store's value from the store buffer, which a masked store to out
+    followed by loads of other widths (LLVM's division loop) cannot."""
+    _refuse_reassoc(context, "softmax")
     x, out, lo, n, m = args
     g = _Groups.of_row(context, builder, sig, [x, lo, n])
-    vty = g.vty
-    itype = g.n.type
     obase = builder.gep(context.make_array(sig.args[1])(context, builder, out).data, [lo])
-    zero = ir.Constant(vty, [0.0] * LANES)
-    slots = cgutils.alloca_once(builder, ir.ArrayType(vty, SHORT_GROUPS))
-    accs = [cgutils.alloca_once_value(builder, zero) for _ in range(SUM_CHAINS)]
-    low = cgutils.alloca_once_value(builder, ir.Constant(vty, [float("inf")] * LANES))
-    mv = _splat(builder, m, vty)
-    filled = builder.mul(g.count, g.width)
-    rest = builder.sub(g.n, filled)
-    has_rest = builder.icmp_signed(">", rest, ir.Constant(itype, 0))
+    slots = cgutils.alloca_once(builder, ir.ArrayType(g.vty, SHORT_GROUPS))
+    s, smallest = _numerators_to_slots(builder, g, _splat(builder, m, g.vty), slots)
+    # every quotient normal: smallest >= s * 2**-126 in float64 (as
+    # rows._quotients_normal; False for a nan s); a zero numerator's quotient is exact
+    f64 = ir.DoubleType()
+    floor = builder.fmul(builder.fpext(s, f64), ir.Constant(f64, _NORMAL32))
+    normal = builder.fcmp_ordered(">=", builder.fpext(smallest, f64), floor)
+    _divide_slots(builder, g, slots, obase, s, normal)
+    return context.make_tuple(builder, sig.return_type, (s, normal))
 
-    def slot(index):
-        return builder.gep(slots, [ir.Constant(itype, 0), index])
+
+def _slot(builder, slots, index):
+    return builder.gep(slots, [ir.Constant(index.type, 0), index])
+
+
+def _numerators_to_slots(builder, g, mv, slots):
+    """Each group's numerators ``expterm_vector(x - m)`` (the masked last
+    group's empty lanes 0) into its slot, their sum in ``lanes_sum_chains``'
+    order (four chains; the groups left over and the last one to the first)
+    and their smallest positive one (``lanes_min_pos``' op): (sum, smallest)."""
+    itype = g.n.type
+    zero = ir.Constant(g.vty, [0.0] * LANES)
+    accs = [cgutils.alloca_once_value(builder, zero) for _ in range(SUM_CHAINS)]
+    low = cgutils.alloca_once_value(builder, ir.Constant(g.vty, [float("inf")] * LANES))
 
     def take(acc, v, index, mask=None):
         e = expterm_vector(builder, builder.fsub(v, mv))
         if mask is not None:
             e = builder.select(mask, e, zero)
-        builder.store(e, slot(index))
+        builder.store(e, _slot(builder, slots, index))
         builder.store(builder.fadd(builder.load(acc), e), acc)
         builder.store(_min_pos(builder, builder.load(low), e), low)
 
@@ -469,42 +496,36 @@ def _softmax_short_codegen(context, builder, sig, args):
     with cgutils.for_range(builder, builder.sub(g.count, done)) as loop:
         index = builder.add(done, loop.index)
         take(accs[0], g.load(index), index)
-    with builder.if_then(has_rest):
-        ptr = builder.bitcast(builder.gep(g.base, [filled]), vty.as_pointer())
-        v = _masked_load(builder, ptr, vty, g.align, rest, zero)
-        take(accs[0], v, g.count, _lane_mask(builder, rest))
+    rest = builder.sub(g.n, builder.mul(g.count, g.width))
+    g.last(zero, lambda v: take(accs[0], v, g.count, _lane_mask(builder, rest)))
     vals = [builder.load(acc) for acc in accs]
     while len(vals) > 1:
         vals = [builder.fadd(vals[i], vals[i + 1]) for i in range(0, len(vals), 2)]
-    s = _tree(builder, vals[0], _add)
-    smallest = _tree(builder, builder.load(low), _min_pos)
+    return _tree(builder, vals[0], _add), _tree(builder, builder.load(low), _min_pos)
 
-    # every quotient normal: smallest >= s * 2**-126 in float64 (rows._quotients_normal;
-    # False for a nan s); a zero numerator's quotient is exact
-    f64 = ir.DoubleType()
-    floor = builder.fmul(builder.fpext(s, f64), ir.Constant(f64, _NORMAL32))
-    normal = builder.fcmp_ordered(">=", builder.fpext(smallest, f64), floor)
-    rs = builder.fdiv(ir.Constant(s.type, 1.0), s)
+
+def _divide_slots(builder, g, slots, obase, s, normal):
+    """out (the element pointer obase) = each slot divided by s (``div_by``:
+    ``rs = 1 / s``, ``q = e * rs``, ``q + fma(-q, s, e) * rs``) where normal,
+    else the slot itself; the last group by a masked store."""
+    vty = g.vty
     sv = _splat(builder, s, vty)
-    rsv = _splat(builder, rs, vty)
+    rsv = _splat(builder, builder.fdiv(ir.Constant(s.type, 1.0), s), vty)
     fma = _vector_intrinsic(builder, "llvm.fma", vty, ir.FunctionType(vty, [vty] * 3), False)
 
     def put(index, count=None):
-        e = builder.load(slot(index))
+        e = builder.load(_slot(builder, slots, index))
         q = builder.fmul(e, rsv)
         r = builder.call(fma, [builder.fneg(q), sv, e])
         value = builder.select(normal, builder.call(fma, [r, rsv, q]), e)
-        ptr = builder.bitcast(builder.gep(obase, [builder.mul(index, g.width)]), vty.as_pointer())
-        if count is None:
-            builder.store(value, ptr, align=g.align)
-        else:
-            _masked_store(builder, value, ptr, g.align, count)
+        ptr = builder.gep(obase, [builder.mul(index, g.width)])
+        _store_group(builder, value, ptr, g.align, count)
 
     with cgutils.for_range(builder, g.count) as loop:
         put(loop.index)
-    with builder.if_then(has_rest):
+    rest = builder.sub(g.n, builder.mul(g.count, g.width))
+    with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(rest.type, 0))):
         put(g.count, rest)
-    return context.make_tuple(builder, sig.return_type, (s, normal))
 
 
 @intrinsic
@@ -521,3 +542,101 @@ def lanes_softmax_short(typingctx, x, out, lo, n, m):
         return None
     sig = types.Tuple((x.dtype, types.boolean))(x, out, types.intp, types.intp, x.dtype)
     return sig, _softmax_short_codegen
+
+
+# ----------------------------------------------------------------------------
+# the max and exp-sum sweeps of PAIR_ROWS short rows, interleaved
+# ----------------------------------------------------------------------------
+#: rows of one ``lanes_pairs``: each row's waits (the tree of its max before
+#: its exps, the trees of its sums) overlap the other rows' work
+PAIR_ROWS = 4
+
+
+def _row_starts(context, builder, aryty, ary, i):
+    """Element pointers to rows i .. i + PAIR_ROWS - 1 of the 2-d array ary."""
+    arr = context.make_array(aryty)(context, builder, ary)
+    zero = ir.Constant(i.type, 0)
+    rows = [builder.add(i, ir.Constant(i.type, r)) for r in range(PAIR_ROWS)]
+    return [cgutils.get_item_pointer(context, builder, aryty, arr, [r, zero]) for r in rows], arr
+
+
+def _pairs_codegen(store):
+    """``lanes_pairs`` (store None) and ``lanes_pairs_shift`` (out = x - m):
+    rows i .. i + PAIR_ROWS - 1 of x, each by ``lanes_max``'s and
+    ``lanes_exp_sum``'s operations in their order (one chain; the masked
+    last group), the rows' operations interleaved group by group."""
+
+    def codegen(context, builder, sig, args):
+        _refuse_reassoc(context, "exp-sum")
+        x, out, i = args
+        starts, xa = _row_starts(context, builder, sig.args[0], x, i)
+        obases = _row_starts(context, builder, sig.args[1], out, i)[0]
+        vty = ir.VectorType(context.get_data_type(sig.args[0].dtype), LANES)
+        n = cgutils.unpack_tuple(builder, xa.shape, 2)[1]
+        gs = [_Groups(builder, base, n, vty) for base in starts]
+        g = gs[0]
+        filled = builder.mul(g.count, g.width)
+        rest = builder.sub(n, filled)
+        has_rest = builder.icmp_signed(">", rest, ir.Constant(n.type, 0))
+        ninf = ir.Constant(vty, [float("-inf")] * LANES)
+        zero = ir.Constant(vty, [0.0] * LANES)
+
+        def last(r):
+            ptr = builder.bitcast(builder.gep(gs[r].base, [filled]), vty.as_pointer())
+            return _masked_load(builder, ptr, vty, g.align, rest, ninf)
+
+        mx = [cgutils.alloca_once_value(builder, ninf) for _ in gs]
+        with cgutils.for_range(builder, g.count) as loop:
+            for r, acc in enumerate(mx):
+                builder.store(_max(builder, builder.load(acc), gs[r].load(loop.index)), acc)
+        with builder.if_then(has_rest):
+            for r, acc in enumerate(mx):
+                builder.store(_max(builder, builder.load(acc), last(r)), acc)
+        ms = [_tree(builder, builder.load(acc), _max) for acc in mx]
+        mvs = [_splat(builder, m, vty) for m in ms]
+        sums = [cgutils.alloca_once_value(builder, zero) for _ in gs]
+        cnts = [cgutils.alloca_once_value(builder, zero) for _ in gs]
+
+        def take(r, v, first, count=None):
+            d = _exp_sum_step(builder, v, mvs[r], sums[r], cnts[r])[0]
+            if store is not None:
+                _store_group(builder, d, builder.gep(obases[r], [first]), g.align, count)
+
+        with cgutils.for_range(builder, g.count) as loop:
+            for r, grp in enumerate(gs):
+                take(r, grp.load(loop.index), builder.mul(loop.index, g.width))
+        with builder.if_then(has_rest):
+            for r in range(PAIR_ROWS):
+                take(r, last(r), filled, rest)
+        values = ms + [_tree(builder, builder.load(a), _add) for a in sums + cnts]
+        return context.make_tuple(builder, sig.return_type, values)
+
+    return codegen
+
+
+def _pairs_intrinsic(store, doc):
+    def typer(typingctx, x, out, i):
+        arrays = (x, out)
+        if not all(isinstance(a, types.Array) and a.ndim == 2 and a.layout == "C" for a in arrays):
+            return None
+        if not (x.dtype == out.dtype and isinstance(x.dtype, types.Float)):
+            return None
+        if not isinstance(i, types.Integer) or (store is not None and not out.mutable):
+            return None
+        sig = types.UniTuple(x.dtype, 3 * PAIR_ROWS)(x, out, types.intp)
+        return sig, _pairs_codegen(store)
+
+    typer.__doc__ = doc
+    return intrinsic(typer)
+
+
+lanes_pairs = _pairs_intrinsic(
+    None,
+    """For rows i .. i + PAIR_ROWS - 1 of the C-contiguous x (a row each): the
+    maxima (``lanes_max``), then ``lanes_exp_sum``'s sums and counts given
+    those maxima, as one tuple (maxima, sums, counts), in x's dtype; out is
+    not touched.  A row whose max is infinite gets a sum of no meaning.""",
+)
+lanes_pairs_shift = _pairs_intrinsic(
+    "shift", "``lanes_pairs`` that also stores x - m into out's rows i .. i + PAIR_ROWS - 1."
+)

@@ -38,6 +38,7 @@ from .exp import (
 )
 from .lanes import (
     LANES,
+    PAIR_ROWS,
     SHORT_GROUPS,
     contiguous_row,
     lanes_exp_sum,
@@ -46,6 +47,8 @@ from .lanes import (
     lanes_max,
     lanes_max_min,
     lanes_min_pos,
+    lanes_pairs,
+    lanes_pairs_shift,
     lanes_softmax_short,
     lanes_sum,
     lanes_sum64,
@@ -400,6 +403,97 @@ def row_pair(x, lo, hi):
     return np.float64(m), s + (cnt - 1.0)
 
 
+def block_pairs(x, r0, r1, mo, to):  # pragma: no cover - an overload in compiled code
+    """mo[k], to[k] = ``row_pair`` of row r0 + k of x, for the rows r0..r1
+    (rows of up to ``INLINE_SWEEP``: the callers' short-row loops)."""
+    raise NotImplementedError("block_pairs runs in compiled code only")
+
+
+def block_shift_pairs(x, out, r0, r1, mo, to):  # pragma: no cover - an overload
+    """mo[k], to[k] = ``row_shift_pair`` of row r0 + k of x into out's row,
+    for the rows r0..r1 (rows of up to ``INLINE_SWEEP``)."""
+    raise NotImplementedError("block_shift_pairs runs in compiled code only")
+
+
+def _interleaved(x, out):
+    """Whether rows of x (and out) take ``lanes_pairs``: C-contiguous float32."""
+    arrays = (x, out)
+    return all(isinstance(a, types.Array) and a.layout == "C" for a in arrays) and (
+        x.dtype == out.dtype == types.float32
+    )
+
+
+@overload(block_pairs, inline="always")
+def _block_pairs_ol(x, r0, r1, mo, to):
+    """``PAIR_ROWS`` rows at a time by ``lanes_pairs`` (the sweeps of
+    ``row_pair``, interleaved: the same pairs), the rows left one by one."""
+    if not _interleaved(x, x):
+        return lambda x, r0, r1, mo, to: _pairs_one_by_one(x, r0, r1, mo, to)
+
+    def impl(x, r0, r1, mo, to):
+        i = r0
+        while i + PAIR_ROWS <= r1:
+            p = lanes_pairs(x, x, i)
+            for r in range(PAIR_ROWS):
+                s, cnt = p[PAIR_ROWS + r], p[2 * PAIR_ROWS + r]
+                mo[i - r0 + r], to[i - r0 + r] = _interleaved_pair(x, i + r, p[r], s, cnt)
+            i += PAIR_ROWS
+        _pairs_one_by_one(x, i, r1, mo[i - r0 :], to[i - r0 :])
+
+    return impl
+
+
+@overload(block_shift_pairs, inline="always")
+def _block_shift_pairs_ol(x, out, r0, r1, mo, to):
+    """``block_pairs`` with ``lanes_pairs_shift`` (``row_shift_pair``'s)."""
+    if not _interleaved(x, out):
+        return lambda x, out, r0, r1, mo, to: _shift_pairs_one_by_one(x, out, r0, r1, mo, to)
+
+    def impl(x, out, r0, r1, mo, to):
+        i = r0
+        while i + PAIR_ROWS <= r1:
+            p = lanes_pairs_shift(x, out, i)
+            for r in range(PAIR_ROWS):
+                k = i - r0 + r
+                m = p[r]
+                if m == _INF or m == _NINF:
+                    mo[k], to[k] = _shift_inf_pair(x[i + r], m)
+                else:
+                    mo[k], to[k] = _pair_of_sums(x, m, p[PAIR_ROWS + r], p[2 * PAIR_ROWS + r])
+            i += PAIR_ROWS
+        _shift_pairs_one_by_one(x, out, i, r1, mo[i - r0 :], to[i - r0 :])
+
+    return impl
+
+
+@jit_inl
+def _pairs_one_by_one(x, r0, r1, mo, to):
+    n = x.shape[1]
+    for i in range(r0, r1):
+        mo[i - r0], to[i - r0] = row_pair(x[i], 0, n)
+
+
+@jit_inl
+def _shift_pairs_one_by_one(x, out, r0, r1, mo, to):
+    for i in range(r0, r1):
+        mo[i - r0], to[i - r0] = row_shift_pair(x[i], out[i])
+
+
+@jit_inl
+def _interleaved_pair(x, i, m, s, cnt):
+    """``row_pair`` of row i of x from its max m and ``lanes_exp_sum``'s sum
+    and count (of no meaning where m is infinite)."""
+    if m == _NINF or m == _INF:
+        return inf_pair(x[i], 0, x.shape[1], m)
+    return _pair_of_sums(x, m, s, cnt)
+
+
+@jit_inl
+def _pair_of_sums(x, m, s, cnt):
+    """(m, t) of a row from its finite max and exp-sum sweep: ``row_pair``'s."""
+    return np.float64(m), np.float64(s) * sumscale_of(x) + (np.float64(cnt) - 1.0)
+
+
 #: a range longer than this is reduced block by block (each block in cache for
 #: its two sweeps), the blocks' pairs merged: one read of memory
 BLOCK = 16384
@@ -515,8 +609,6 @@ def smallest_numer(xmin, m):
 
 @jit_inl
 def row_softmax(x, out, lo, hi):
-    if short_softmax(x, out, lo, hi):
-        return
     m, xmin = row_max_min(x, lo, hi)
     if m == _NINF or m == _INF:
         # scipy: x - max is nan for every element (or exp(nan)) -> all nan
@@ -530,6 +622,15 @@ def row_softmax(x, out, lo, hi):
     if not normal:  # a logit far below the max (a mask of -1e9): zero terms
         normal = _quotients_normal(orow, _smallest_term(orow, hi - lo), sx)
     _divide_row(orow, sx, one_of(out) / sx, normal)
+
+
+@jit_inl
+def row_softmax_any(x, out, lo, hi):
+    """``row_softmax``, short rows by ``short_softmax`` (a loop of long rows
+    calls ``row_softmax`` itself, without the short rows' code and the
+    constants LLVM would hold for it across the loop)."""
+    if not short_softmax(x, out, lo, hi):
+        row_softmax(x, out, lo, hi)
 
 
 def short_softmax(x, out, lo, hi):  # pragma: no cover - an overload in compiled code
@@ -594,10 +695,17 @@ def row_shift_pair(x, out):
     n = x.shape[0]
     m = row_max(x, 0, n)
     if m == _INF or m == _NINF:
-        v = _NAN if (m == _NINF or has_nan(x, 0, n)) else _INF
-        return v, 0.0
+        return _shift_inf_pair(x, m)
     s, cnt = sum_excl_shift(x, out, m)
     return np.float64(m), s + (cnt - 1.0)
+
+
+@jit_inl
+def _shift_inf_pair(x, m):
+    """``row_shift_pair`` of a row x whose max m is infinite: nan where it is
+    -inf or x holds a nan, else inf (the constant ``row_sub`` subtracts)."""
+    v = _NAN if (m == _NINF or has_nan(x, 0, x.shape[0])) else _INF
+    return v, 0.0
 
 
 @jit_inl

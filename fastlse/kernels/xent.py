@@ -68,6 +68,7 @@ from .rows import (
     ROW_BLOCK,
     _by_dtype,
     block_max_t,
+    block_pairs,
     block_sum_t,
     cast_to,
     expn,
@@ -339,9 +340,10 @@ def _plain_block(x, tgt, w, ignore, lo, r0, r1):
     to = stack_array(ROW_BLOCK, np.float64)
     xo = stack_array(ROW_BLOCK, np.float64)
     wo = stack_array(ROW_BLOCK, np.float64)
-    if n <= INLINE_SWEEP:  # two copies of one loop, as in ``drivers._lse_block``
+    if n <= INLINE_SWEEP:  # short rows' pairs by ``block_pairs``, as in ``drivers._lse_block``
+        block_pairs(x, r0, r1, mo, to)
         for i in range(r0, r1):
-            _plain_row(x, tgt, w, ignore, mo, to, xo, wo, i, i - r0)
+            _plain_target(x, tgt, w, ignore, mo, to, xo, wo, i, i - r0)
     else:
         for i in range(r0, r1):
             _plain_row(x, tgt, w, ignore, mo, to, xo, wo, i, i - r0)
@@ -351,12 +353,20 @@ def _plain_block(x, tgt, w, ignore, lo, r0, r1):
 @jit_inl
 def _plain_row(x, tgt, w, ignore, mo, to, xo, wo, i, j):
     """``_plain_block``'s row i, its pair and more at j."""
+    if tgt[i] != ignore:
+        mo[j], to[j] = row_pair(x[i], 0, x.shape[1])
+    _plain_target(x, tgt, w, ignore, mo, to, xo, wo, i, j)
+
+
+@jit_inl
+def _plain_target(x, tgt, w, ignore, mo, to, xo, wo, i, j):
+    """Row i's target logit and weight at j, after its pair; a row whose
+    target is ignored: zeros (a loss of 0)."""
     y = tgt[i]
     if y != ignore:
-        mo[j], to[j] = row_pair(x[i], 0, x.shape[1])
         xo[j] = x[i, y]
         wo[j] = w[y]
-    else:  # a loss of 0
+    else:
         mo[j] = to[j] = xo[j] = wo[j] = 0.0
 
 
