@@ -312,6 +312,9 @@ def _softmax_by_sweeps(x, out):
     may be subnormal)."""
     n = x.shape[0]
     m, xmin = rows.row_max_min(x, 0, n)
+    if m == np.inf or m == -np.inf:  # scipy's all-nan row
+        out[:] = np.nan
+        return
     sx = rows.cast_to(out, rows.row_numer_store(x, out, 0, n, m))
     normal = rows._quotients_normal(out, rows.smallest_numer(xmin, m), sx)
     if not normal:
@@ -419,3 +422,33 @@ def test_interleaved_pairs_are_the_rows(n, shift):
         np.testing.assert_allclose(to1[plain], t, rtol=1e-5, atol=1e-6)
         if shift:
             np.testing.assert_array_equal(out1[plain], x[plain] - mx[:, None].astype(np.float32))
+
+
+@njit(fastmath=EXACT)
+def _block_softmax(x, out):
+    rows.block_softmax(x, out, 0, x.shape[0])
+
+
+@pytest.mark.parametrize("n", [1, 17, 48, 100, LANES * SHORT_GROUPS])
+def test_interleaved_softmax_is_the_sweeps(n):
+    """``softmax_rows``' short rows run ``PAIR_ROWS`` at a time
+    (``lanes_softmax_rows``): each row has the bits of the sweeps
+    (``_softmax_by_sweeps``), whatever rows share its block (plain, spread,
+    masked by -1e9, -inf, nan, constant; only -inf, +inf) and however many
+    rows are left over; in place too."""
+    rng = np.random.default_rng(n + 1)
+    special = [
+        *_short_rows(n, rng),
+        np.full(n, -np.inf, np.float32),
+        np.full(n, np.inf, np.float32),
+    ]
+    for m in range(1, 2 * PAIR_ROWS + 2):
+        x = np.stack([special[k] for k in rng.integers(0, len(special), m)])
+        want = np.full_like(x, 9.0)
+        for i in range(m):
+            _softmax_by_sweeps(x[i], want[i])
+        got = np.full_like(x, 9.0)
+        _block_softmax(x, got)
+        np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32), err_msg=f"{m} rows")
+        _block_softmax(x, x)
+        np.testing.assert_array_equal(x.view(np.int32), want.view(np.int32), err_msg="in place")

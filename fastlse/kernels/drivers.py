@@ -20,6 +20,7 @@ from .rows import (
     block_max_t,
     block_pairs,
     block_shift_pairs,
+    block_softmax,
     block_sum_t,
     cast_to,
     divide_piece,
@@ -112,9 +113,11 @@ def pair_rows(x, mo, to):
 @kernel
 def softmax_rows(x, out):
     n = x.shape[1]
-    if n <= INLINE_SWEEP:  # two copies of one loop, as in ``_lse_block``
-        for i in prange(x.shape[0]):
-            row_softmax_any(x[i], out[i], 0, n)
+    m_ = x.shape[0]
+    if n <= INLINE_SWEEP:  # rows by PAIR_ROWS (``block_softmax``), as in ``pair_rows``
+        for b in prange((m_ + PAIR_ROWS - 1) // PAIR_ROWS):
+            r0 = b * PAIR_ROWS
+            block_softmax(x, out, r0, min(m_, r0 + PAIR_ROWS))
     else:
         for i in prange(x.shape[0]):
             row_softmax(x[i], out[i], 0, n)

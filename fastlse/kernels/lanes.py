@@ -40,6 +40,7 @@ __all__ = [
     "lanes_min_pos",
     "lanes_pairs",
     "lanes_pairs_shift",
+    "lanes_softmax_rows",
     "lanes_softmax_short",
     "lanes_sum",
     "lanes_sum64",
@@ -452,80 +453,112 @@ def _softmax_short_codegen(context, builder, sig, args):
     x, out, lo, n, m = args
     g = _Groups.of_row(context, builder, sig, [x, lo, n])
     obase = builder.gep(context.make_array(sig.args[1])(context, builder, out).data, [lo])
-    slots = cgutils.alloca_once(builder, ir.ArrayType(g.vty, SHORT_GROUPS))
-    s, smallest = _numerators_to_slots(builder, g, _splat(builder, m, g.vty), slots)
-    # every quotient normal: smallest >= s * 2**-126 in float64 (as
-    # rows._quotients_normal; False for a nan s); a zero numerator's quotient is exact
-    f64 = ir.DoubleType()
-    floor = builder.fmul(builder.fpext(s, f64), ir.Constant(f64, _NORMAL32))
-    normal = builder.fcmp_ordered(">=", builder.fpext(smallest, f64), floor)
-    _divide_slots(builder, g, slots, obase, s, normal)
+    ((s, normal),) = _softmax_in_slots(builder, [g], [m], [obase])
     return context.make_tuple(builder, sig.return_type, (s, normal))
+
+
+def _softmax_in_slots(builder, gs, ms, obases):
+    """softmax's numerators, sums and quotients of the rows gs (groups of one
+    length) with maxima ms into the rows at obases, the rows' operations
+    interleaved: [(sum, normal)] a row, normal where every quotient is
+    normal: smallest >= sum * 2**-126 in float64 (``rows._quotients_normal``;
+    False for a nan sum; a zero numerator's quotient is exact)."""
+    slots = [cgutils.alloca_once(builder, ir.ArrayType(gs[0].vty, SHORT_GROUPS)) for _ in gs]
+    mvs = [_splat(builder, m, gs[0].vty) for m in ms]
+    sums = _numerators_to_slots(builder, gs, mvs, slots)
+    f64 = ir.DoubleType()
+    res = []
+    for s, smallest in sums:
+        floor = builder.fmul(builder.fpext(s, f64), ir.Constant(f64, _NORMAL32))
+        res.append((s, builder.fcmp_ordered(">=", builder.fpext(smallest, f64), floor)))
+    _divide_slots(builder, gs, slots, obases, res)
+    return res
 
 
 def _slot(builder, slots, index):
     return builder.gep(slots, [ir.Constant(index.type, 0), index])
 
 
-def _numerators_to_slots(builder, g, mv, slots):
-    """Each group's numerators ``expterm_vector(x - m)`` (the masked last
-    group's empty lanes 0) into its slot, their sum in ``lanes_sum_chains``'
-    order (four chains; the groups left over and the last one to the first)
-    and their smallest positive one (``lanes_min_pos``' op): (sum, smallest)."""
+def _numerators_to_slots(builder, gs, mvs, slots):
+    """Each row's groups' numerators ``expterm_vector(x - m)`` (the masked
+    last group's empty lanes 0) into its slots, their sum in
+    ``lanes_sum_chains``' order (four chains; the groups left over and the
+    last one to the first) and their smallest positive one (``lanes_min_pos``'
+    op), the rows interleaved group by group: [(sum, smallest)] a row."""
+    g = gs[0]
     itype = g.n.type
     zero = ir.Constant(g.vty, [0.0] * LANES)
-    accs = [cgutils.alloca_once_value(builder, zero) for _ in range(SUM_CHAINS)]
-    low = cgutils.alloca_once_value(builder, ir.Constant(g.vty, [float("inf")] * LANES))
+    accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(SUM_CHAINS)] for _ in gs]
+    inf = ir.Constant(g.vty, [float("inf")] * LANES)
+    lows = [cgutils.alloca_once_value(builder, inf) for _ in gs]
 
-    def take(acc, v, index, mask=None):
-        e = expterm_vector(builder, builder.fsub(v, mv))
+    def take(r, c, v, index, mask=None):
+        e = expterm_vector(builder, builder.fsub(v, mvs[r]))
         if mask is not None:
             e = builder.select(mask, e, zero)
-        builder.store(e, _slot(builder, slots, index))
-        builder.store(builder.fadd(builder.load(acc), e), acc)
-        builder.store(_min_pos(builder, builder.load(low), e), low)
+        builder.store(e, _slot(builder, slots[r], index))
+        builder.store(builder.fadd(builder.load(accs[r][c]), e), accs[r][c])
+        builder.store(_min_pos(builder, builder.load(lows[r]), e), lows[r])
 
     k = ir.Constant(itype, SUM_CHAINS)
     runs = builder.sdiv(g.count, k)
     with cgutils.for_range(builder, runs) as loop:
         first = builder.mul(loop.index, k)
-        for c, acc in enumerate(accs):
+        for c in range(SUM_CHAINS):
             index = builder.add(first, ir.Constant(itype, c))
-            take(acc, g.load(index), index)
+            for r, grp in enumerate(gs):
+                take(r, c, grp.load(index), index)
     done = builder.mul(runs, k)
     with cgutils.for_range(builder, builder.sub(g.count, done)) as loop:
         index = builder.add(done, loop.index)
-        take(accs[0], g.load(index), index)
-    rest = builder.sub(g.n, builder.mul(g.count, g.width))
-    g.last(zero, lambda v: take(accs[0], v, g.count, _lane_mask(builder, rest)))
-    vals = [builder.load(acc) for acc in accs]
-    while len(vals) > 1:
-        vals = [builder.fadd(vals[i], vals[i + 1]) for i in range(0, len(vals), 2)]
-    return _tree(builder, vals[0], _add), _tree(builder, builder.load(low), _min_pos)
+        for r, grp in enumerate(gs):
+            take(r, 0, grp.load(index), index)
+    filled = builder.mul(g.count, g.width)
+    rest = builder.sub(g.n, filled)
+    with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(itype, 0))):
+        mask = _lane_mask(builder, rest)
+        for r, grp in enumerate(gs):
+            ptr = builder.bitcast(builder.gep(grp.base, [filled]), g.vty.as_pointer())
+            take(r, 0, _masked_load(builder, ptr, g.vty, g.align, rest, zero), g.count, mask)
+    res = []
+    for r in range(len(gs)):
+        vals = [builder.load(acc) for acc in accs[r]]
+        while len(vals) > 1:
+            vals = [builder.fadd(vals[i], vals[i + 1]) for i in range(0, len(vals), 2)]
+        res.append((_tree(builder, vals[0], _add), _tree(builder, builder.load(lows[r]), _min_pos)))
+    return res
 
 
-def _divide_slots(builder, g, slots, obase, s, normal):
-    """out (the element pointer obase) = each slot divided by s (``div_by``:
-    ``rs = 1 / s``, ``q = e * rs``, ``q + fma(-q, s, e) * rs``) where normal,
-    else the slot itself; the last group by a masked store."""
+def _divide_slots(builder, gs, slots, obases, sums):
+    """Each row's out (the element pointer obases[r]) = its slots divided by
+    its sum s (``div_by``: ``rs = 1 / s``, ``q = e * rs``, ``q + fma(-q, s,
+    e) * rs``) where normal, else the slots themselves ((s, normal) in
+    sums); the last group by a masked store; the rows interleaved."""
+    g = gs[0]
     vty = g.vty
-    sv = _splat(builder, s, vty)
-    rsv = _splat(builder, builder.fdiv(ir.Constant(s.type, 1.0), s), vty)
     fma = _vector_intrinsic(builder, "llvm.fma", vty, ir.FunctionType(vty, [vty] * 3), False)
+    one = ir.Constant(sums[0][0].type, 1.0)
+    svs = [
+        (_splat(builder, s, vty), _splat(builder, builder.fdiv(one, s), vty), normal)
+        for s, normal in sums
+    ]
 
-    def put(index, count=None):
-        e = builder.load(_slot(builder, slots, index))
+    def put(r, index, count=None):
+        sv, rsv, normal = svs[r]
+        e = builder.load(_slot(builder, slots[r], index))
         q = builder.fmul(e, rsv)
-        r = builder.call(fma, [builder.fneg(q), sv, e])
-        value = builder.select(normal, builder.call(fma, [r, rsv, q]), e)
-        ptr = builder.gep(obase, [builder.mul(index, g.width)])
+        res = builder.call(fma, [builder.fneg(q), sv, e])
+        value = builder.select(normal, builder.call(fma, [res, rsv, q]), e)
+        ptr = builder.gep(obases[r], [builder.mul(index, g.width)])
         _store_group(builder, value, ptr, g.align, count)
 
     with cgutils.for_range(builder, g.count) as loop:
-        put(loop.index)
+        for r in range(len(gs)):
+            put(r, loop.index)
     rest = builder.sub(g.n, builder.mul(g.count, g.width))
     with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(rest.type, 0))):
-        put(g.count, rest)
+        for r in range(len(gs)):
+            put(r, g.count, rest)
 
 
 @intrinsic
@@ -560,6 +593,53 @@ def _row_starts(context, builder, aryty, ary, i):
     return [cgutils.get_item_pointer(context, builder, aryty, arr, [r, zero]) for r in rows], arr
 
 
+def _interleaved_maxima(builder, gs):
+    """The maxima of the rows gs (groups of one length), each by
+    ``lanes_max``'s operations in their order, the rows interleaved."""
+    g = gs[0]
+    ninf = ir.Constant(g.vty, [float("-inf")] * LANES)
+    mx = [cgutils.alloca_once_value(builder, ninf) for _ in gs]
+    with cgutils.for_range(builder, g.count) as loop:
+        for r, acc in enumerate(mx):
+            builder.store(_max(builder, builder.load(acc), gs[r].load(loop.index)), acc)
+    for r, acc in enumerate(mx):
+        gs[r].last(ninf, lambda v, acc=acc: builder.store(_max(builder, builder.load(acc), v), acc))
+    return [_tree(builder, builder.load(acc), _max) for acc in mx]
+
+
+def _softmax_rows_codegen(context, builder, sig, args):
+    """``lanes_softmax_rows``: the rows' maxima (``_interleaved_maxima``),
+    then ``_softmax_in_slots``, the rows interleaved."""
+    _refuse_reassoc(context, "softmax")
+    x, out, i = args
+    starts, xa = _row_starts(context, builder, sig.args[0], x, i)
+    obases = _row_starts(context, builder, sig.args[1], out, i)[0]
+    vty = ir.VectorType(context.get_data_type(sig.args[0].dtype), LANES)
+    n = cgutils.unpack_tuple(builder, xa.shape, 2)[1]
+    gs = [_Groups(builder, base, n, vty) for base in starts]
+    ms = _interleaved_maxima(builder, gs)
+    res = _softmax_in_slots(builder, gs, ms, obases)
+    flags = [builder.uitofp(ok, vty.element) for _, ok in res]
+    return context.make_tuple(builder, sig.return_type, ms + [s for s, _ in res] + flags)
+
+
+@intrinsic
+def lanes_softmax_rows(typingctx, x, out, i):
+    """softmax of rows i .. i + PAIR_ROWS - 1 of the C-contiguous float32 x
+    (rows of at most ``SHORT_GROUPS * LANES``) into out's rows: each row by
+    ``lanes_max`` and ``lanes_softmax_short``'s operations, the rows
+    interleaved.  Returns (maxima, sums, normal as 1.0 / 0.0), a row each;
+    a row whose max is infinite gets out of no meaning; a row not normal
+    gets its numerators."""
+    arrays = (x, out)
+    if not all(isinstance(a, types.Array) and a.ndim == 2 and a.layout == "C" for a in arrays):
+        return None
+    if not (x.dtype == out.dtype == types.float32 and out.mutable and isinstance(i, types.Integer)):
+        return None
+    sig = types.UniTuple(x.dtype, 3 * PAIR_ROWS)(x, out, types.intp)
+    return sig, _softmax_rows_codegen
+
+
 def _pairs_codegen(store):
     """``lanes_pairs`` (store None) and ``lanes_pairs_shift`` (out = x - m):
     rows i .. i + PAIR_ROWS - 1 of x, each by ``lanes_max``'s and
@@ -585,14 +665,7 @@ def _pairs_codegen(store):
             ptr = builder.bitcast(builder.gep(gs[r].base, [filled]), vty.as_pointer())
             return _masked_load(builder, ptr, vty, g.align, rest, ninf)
 
-        mx = [cgutils.alloca_once_value(builder, ninf) for _ in gs]
-        with cgutils.for_range(builder, g.count) as loop:
-            for r, acc in enumerate(mx):
-                builder.store(_max(builder, builder.load(acc), gs[r].load(loop.index)), acc)
-        with builder.if_then(has_rest):
-            for r, acc in enumerate(mx):
-                builder.store(_max(builder, builder.load(acc), last(r)), acc)
-        ms = [_tree(builder, builder.load(acc), _max) for acc in mx]
+        ms = _interleaved_maxima(builder, gs)
         mvs = [_splat(builder, m, vty) for m in ms]
         sums = [cgutils.alloca_once_value(builder, zero) for _ in gs]
         cnts = [cgutils.alloca_once_value(builder, zero) for _ in gs]

@@ -49,6 +49,7 @@ from .lanes import (
     lanes_min_pos,
     lanes_pairs,
     lanes_pairs_shift,
+    lanes_softmax_rows,
     lanes_softmax_short,
     lanes_sum,
     lanes_sum64,
@@ -631,6 +632,47 @@ def row_softmax_any(x, out, lo, hi):
     constants LLVM would hold for it across the loop)."""
     if not short_softmax(x, out, lo, hi):
         row_softmax(x, out, lo, hi)
+
+
+def block_softmax(x, out, r0, r1):  # pragma: no cover - an overload in compiled code
+    """``row_softmax_any`` of rows r0..r1 of x into out (rows of up to
+    ``INLINE_SWEEP``: ``softmax_rows``' short-row loop)."""
+    raise NotImplementedError("block_softmax runs in compiled code only")
+
+
+@overload(block_softmax, inline="always")
+def _block_softmax_ol(x, out, r0, r1):
+    """C-contiguous float32 rows ``PAIR_ROWS`` at a time by
+    ``lanes_softmax_rows`` (``short_softmax``'s operations a row, the rows
+    interleaved: the same bits); a row whose max is infinite gets nan, as
+    in ``row_softmax`` (out may be x: its row is not read again), one whose
+    quotients may be subnormal is divided in float64 as there; the rows
+    left, and other arrays, one by one."""
+
+    def one_by_one(x, out, r0, r1):
+        for i in range(r0, r1):
+            row_softmax_any(x[i], out[i], 0, x.shape[1])
+
+    if not (_interleaved(x, out) and x.ndim == 2):
+        return one_by_one
+
+    def impl(x, out, r0, r1):
+        n = x.shape[1]
+        i = r0
+        while i + PAIR_ROWS <= r1 and n <= SHORT_GROUPS * LANES:
+            p = lanes_softmax_rows(x, out, i)
+            for r in range(PAIR_ROWS):
+                m = p[r]
+                if m == _NINF or m == _INF:
+                    for j in range(n):
+                        out[i + r, j] = _NAN
+                elif p[2 * PAIR_ROWS + r] == 0.0:
+                    _divide_wide(out[i + r], np.float64(p[PAIR_ROWS + r]))
+            i += PAIR_ROWS
+        for k in range(i, r1):
+            row_softmax_any(x[k], out[k], 0, n)
+
+    return impl
 
 
 def short_softmax(x, out, lo, hi):  # pragma: no cover - an overload in compiled code
