@@ -31,6 +31,7 @@ __all__ = [
     "PAIR_ROWS",
     "SHORT_GROUPS",
     "SUM_CHAINS",
+    "c_matrices",
     "contiguous_row",
     "lanes_exp_sum",
     "lanes_exp_sum_exp",
@@ -167,12 +168,21 @@ class _Groups:
     def last(self, fill, take):
         """``take(v)`` of the partial last group, if any: its elements, with
         ``fill`` in the other lanes (``_masked_load``)."""
-        b = self.builder
-        filled = b.mul(self.count, self.width)
-        rest = b.sub(self.n, filled)
-        with b.if_then(b.icmp_signed(">", rest, ir.Constant(self.n.type, 0))):
-            ptr = b.bitcast(b.gep(self.base, [filled]), self.vty.as_pointer())
-            take(_masked_load(b, ptr, self.vty, self.align, rest, fill))
+        _last_groups([self], fill, lambda r, v: take(v))
+
+
+def _last_groups(gs, fill, take):
+    """``take(r, v)`` of the partial last group of each row gs[r] (rows of
+    one length), if any, under one branch: its elements, with ``fill`` in
+    the other lanes (``_masked_load``)."""
+    g = gs[0]
+    b = g.builder
+    filled = b.mul(g.count, g.width)
+    rest = b.sub(g.n, filled)
+    with b.if_then(b.icmp_signed(">", rest, ir.Constant(g.n.type, 0))):
+        for r, grp in enumerate(gs):
+            ptr = b.bitcast(b.gep(grp.base, [filled]), g.vty.as_pointer())
+            take(r, _masked_load(b, ptr, g.vty, g.align, rest, fill))
 
 
 def _reduction(op, identity, acc_dtype, chains=1):
@@ -391,10 +401,8 @@ def _exp_sum_codegen(store):
             take(g.load(loop.index), builder.mul(loop.index, g.width))
         filled = builder.mul(g.count, g.width)
         rest = builder.sub(g.n, filled)
-        with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(rest.type, 0))):
-            ptr = builder.bitcast(builder.gep(g.base, [filled]), vty.as_pointer())
-            ninf = ir.Constant(vty, [float("-inf")] * LANES)
-            take(_masked_load(builder, ptr, vty, g.align, rest, ninf), filled, rest)
+        ninf = ir.Constant(vty, [float("-inf")] * LANES)
+        g.last(ninf, lambda v: take(v, filled, rest))
         pair = (_tree(builder, builder.load(acc), _add), _tree(builder, builder.load(cnt), _add))
         return context.make_tuple(builder, sig.return_type, pair)
 
@@ -513,13 +521,8 @@ def _numerators_to_slots(builder, gs, mvs, slots):
         index = builder.add(done, loop.index)
         for r, grp in enumerate(gs):
             take(r, 0, grp.load(index), index)
-    filled = builder.mul(g.count, g.width)
-    rest = builder.sub(g.n, filled)
-    with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(itype, 0))):
-        mask = _lane_mask(builder, rest)
-        for r, grp in enumerate(gs):
-            ptr = builder.bitcast(builder.gep(grp.base, [filled]), g.vty.as_pointer())
-            take(r, 0, _masked_load(builder, ptr, g.vty, g.align, rest, zero), g.count, mask)
+    mask = _lane_mask(builder, builder.sub(g.n, builder.mul(g.count, g.width)))
+    _last_groups(gs, zero, lambda r, v: take(r, 0, v, g.count, mask))
     res = []
     for r in range(len(gs)):
         vals = [builder.load(acc) for acc in accs[r]]
@@ -585,12 +588,29 @@ def lanes_softmax_short(typingctx, x, out, lo, n, m):
 PAIR_ROWS = 4
 
 
-def _row_starts(context, builder, aryty, ary, i):
-    """Element pointers to rows i .. i + PAIR_ROWS - 1 of the 2-d array ary."""
-    arr = context.make_array(aryty)(context, builder, ary)
+def c_matrices(*arrays):
+    """Whether every numba type is a 2-d C-contiguous array: blocks of rows
+    the interleaved intrinsics (``lanes_pairs``, ``lanes_softmax_rows``)
+    take."""
+    return all(isinstance(a, types.Array) and a.ndim == 2 and a.layout == "C" for a in arrays)
+
+
+def _block_groups(context, builder, sig, args):
+    """The rows i .. i + PAIR_ROWS - 1 of an interleaved intrinsic's (x, out,
+    i): x's as ``_Groups``, out's as element pointers to their starts."""
+    x, out, i = args
     zero = ir.Constant(i.type, 0)
     rows = [builder.add(i, ir.Constant(i.type, r)) for r in range(PAIR_ROWS)]
-    return [cgutils.get_item_pointer(context, builder, aryty, arr, [r, zero]) for r in rows], arr
+
+    def starts(aryty, ary):
+        arr = context.make_array(aryty)(context, builder, ary)
+        ptrs = [cgutils.get_item_pointer(context, builder, aryty, arr, [r, zero]) for r in rows]
+        return ptrs, arr
+
+    xs, xa = starts(sig.args[0], x)
+    n = cgutils.unpack_tuple(builder, xa.shape, 2)[1]
+    vty = ir.VectorType(context.get_data_type(sig.args[0].dtype), LANES)
+    return [_Groups(builder, base, n, vty) for base in xs], starts(sig.args[1], out)[0]
 
 
 def _interleaved_maxima(builder, gs):
@@ -602,8 +622,7 @@ def _interleaved_maxima(builder, gs):
     with cgutils.for_range(builder, g.count) as loop:
         for r, acc in enumerate(mx):
             builder.store(_max(builder, builder.load(acc), gs[r].load(loop.index)), acc)
-    for r, acc in enumerate(mx):
-        gs[r].last(ninf, lambda v, acc=acc: builder.store(_max(builder, builder.load(acc), v), acc))
+    _last_groups(gs, ninf, lambda r, v: builder.store(_max(builder, builder.load(mx[r]), v), mx[r]))
     return [_tree(builder, builder.load(acc), _max) for acc in mx]
 
 
@@ -611,15 +630,10 @@ def _softmax_rows_codegen(context, builder, sig, args):
     """``lanes_softmax_rows``: the rows' maxima (``_interleaved_maxima``),
     then ``_softmax_in_slots``, the rows interleaved."""
     _refuse_reassoc(context, "softmax")
-    x, out, i = args
-    starts, xa = _row_starts(context, builder, sig.args[0], x, i)
-    obases = _row_starts(context, builder, sig.args[1], out, i)[0]
-    vty = ir.VectorType(context.get_data_type(sig.args[0].dtype), LANES)
-    n = cgutils.unpack_tuple(builder, xa.shape, 2)[1]
-    gs = [_Groups(builder, base, n, vty) for base in starts]
+    gs, obases = _block_groups(context, builder, sig, args)
     ms = _interleaved_maxima(builder, gs)
     res = _softmax_in_slots(builder, gs, ms, obases)
-    flags = [builder.uitofp(ok, vty.element) for _, ok in res]
+    flags = [builder.uitofp(ok, gs[0].vty.element) for _, ok in res]
     return context.make_tuple(builder, sig.return_type, ms + [s for s, _ in res] + flags)
 
 
@@ -631,8 +645,7 @@ def lanes_softmax_rows(typingctx, x, out, i):
     interleaved.  Returns (maxima, sums, normal as 1.0 / 0.0), a row each;
     a row whose max is infinite gets out of no meaning; a row not normal
     gets its numerators."""
-    arrays = (x, out)
-    if not all(isinstance(a, types.Array) and a.ndim == 2 and a.layout == "C" for a in arrays):
+    if not c_matrices(x, out):
         return None
     if not (x.dtype == out.dtype == types.float32 and out.mutable and isinstance(i, types.Integer)):
         return None
@@ -648,25 +661,14 @@ def _pairs_codegen(store):
 
     def codegen(context, builder, sig, args):
         _refuse_reassoc(context, "exp-sum")
-        x, out, i = args
-        starts, xa = _row_starts(context, builder, sig.args[0], x, i)
-        obases = _row_starts(context, builder, sig.args[1], out, i)[0]
-        vty = ir.VectorType(context.get_data_type(sig.args[0].dtype), LANES)
-        n = cgutils.unpack_tuple(builder, xa.shape, 2)[1]
-        gs = [_Groups(builder, base, n, vty) for base in starts]
+        gs, obases = _block_groups(context, builder, sig, args)
         g = gs[0]
         filled = builder.mul(g.count, g.width)
-        rest = builder.sub(n, filled)
-        has_rest = builder.icmp_signed(">", rest, ir.Constant(n.type, 0))
-        ninf = ir.Constant(vty, [float("-inf")] * LANES)
-        zero = ir.Constant(vty, [0.0] * LANES)
-
-        def last(r):
-            ptr = builder.bitcast(builder.gep(gs[r].base, [filled]), vty.as_pointer())
-            return _masked_load(builder, ptr, vty, g.align, rest, ninf)
-
+        rest = builder.sub(g.n, filled)
+        ninf = ir.Constant(g.vty, [float("-inf")] * LANES)
+        zero = ir.Constant(g.vty, [0.0] * LANES)
         ms = _interleaved_maxima(builder, gs)
-        mvs = [_splat(builder, m, vty) for m in ms]
+        mvs = [_splat(builder, m, g.vty) for m in ms]
         sums = [cgutils.alloca_once_value(builder, zero) for _ in gs]
         cnts = [cgutils.alloca_once_value(builder, zero) for _ in gs]
 
@@ -678,9 +680,7 @@ def _pairs_codegen(store):
         with cgutils.for_range(builder, g.count) as loop:
             for r, grp in enumerate(gs):
                 take(r, grp.load(loop.index), builder.mul(loop.index, g.width))
-        with builder.if_then(has_rest):
-            for r in range(PAIR_ROWS):
-                take(r, last(r), filled, rest)
+        _last_groups(gs, ninf, lambda r, v: take(r, v, filled, rest))
         values = ms + [_tree(builder, builder.load(a), _add) for a in sums + cnts]
         return context.make_tuple(builder, sig.return_type, values)
 
@@ -689,8 +689,7 @@ def _pairs_codegen(store):
 
 def _pairs_intrinsic(store, doc):
     def typer(typingctx, x, out, i):
-        arrays = (x, out)
-        if not all(isinstance(a, types.Array) and a.ndim == 2 and a.layout == "C" for a in arrays):
+        if not c_matrices(x, out):
             return None
         if not (x.dtype == out.dtype and isinstance(x.dtype, types.Float)):
             return None

@@ -40,6 +40,7 @@ from .lanes import (
     LANES,
     PAIR_ROWS,
     SHORT_GROUPS,
+    c_matrices,
     contiguous_row,
     lanes_exp_sum,
     lanes_exp_sum_exp,
@@ -417,11 +418,9 @@ def block_shift_pairs(x, out, r0, r1, mo, to):  # pragma: no cover - an overload
 
 
 def _interleaved(x, out):
-    """Whether rows of x (and out) take ``lanes_pairs``: C-contiguous float32."""
-    arrays = (x, out)
-    return all(isinstance(a, types.Array) and a.layout == "C" for a in arrays) and (
-        x.dtype == out.dtype == types.float32
-    )
+    """Whether rows of x (and out) take the interleaved intrinsics
+    (``lanes_pairs``, ``lanes_softmax_rows``): 2-d C-contiguous float32."""
+    return c_matrices(x, out) and x.dtype == out.dtype == types.float32
 
 
 @overload(block_pairs, inline="always")
@@ -653,7 +652,7 @@ def _block_softmax_ol(x, out, r0, r1):
         for i in range(r0, r1):
             row_softmax_any(x[i], out[i], 0, x.shape[1])
 
-    if not (_interleaved(x, out) and x.ndim == 2):
+    if not _interleaved(x, out):
         return one_by_one
 
     def impl(x, out, r0, r1):
